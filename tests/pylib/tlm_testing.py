@@ -1,0 +1,66 @@
+"""Shared helpers for tlm's Python parity tests (run by CTest with the venv's python).
+
+The tests compare tlm's C++ binaries against the reference libraries. Every comparison
+prints its figures (max abs / max rel difference) so that CTest logs carry the numbers.
+"""
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+
+import numpy as np
+
+BUILD_DIR = pathlib.Path(os.environ.get("TLM_BUILD_DIR", "build")).resolve()
+SOURCE_DIR = pathlib.Path(os.environ.get("TLM_SOURCE_DIR", ".")).resolve()
+DEFAULT_MODEL = os.environ.get("TLM_DEFAULT_MODEL", "")
+
+
+def binary(relpath: str) -> str:
+    """Path of a built executable, relative to the build directory."""
+    path = BUILD_DIR / relpath
+    if not path.exists():
+        raise FileNotFoundError(f"built binary not found: {path}")
+    return str(path)
+
+
+def run(cmd, **kwargs) -> subprocess.CompletedProcess:
+    """Runs a command, raising with its stderr when it fails."""
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
+            f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def tmpdir(prefix="tlm-test-") -> pathlib.Path:
+    return pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def diff_stats(ours, ref):
+    ours = np.asarray(ours, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    if ours.shape != ref.shape:
+        raise AssertionError(f"shape mismatch: ours {ours.shape} vs reference {ref.shape}")
+    abs_diff = np.abs(ours - ref)
+    rel_diff = abs_diff / np.maximum(np.abs(ref), 1e-30)
+    return float(abs_diff.max(initial=0.0)), float(rel_diff.max(initial=0.0))
+
+
+def assert_close(testcase, ours, ref, *, atol=0.0, rtol=0.0, what="values"):
+    """|ours - ref| <= atol + rtol * |ref| elementwise; prints the max differences."""
+    max_abs, max_rel = diff_stats(ours, ref)
+    print(f"[parity] {what}: max abs diff {max_abs:.3e}, max rel diff {max_rel:.3e} "
+          f"(tolerance atol={atol:g}, rtol={rtol:g})", flush=True)
+    ours = np.asarray(ours, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    bad = np.abs(ours - ref) > atol + rtol * np.abs(ref)
+    if bad.any():
+        idx = np.argwhere(bad)[0]
+        testcase.fail(f"{what}: {int(bad.sum())} of {bad.size} elements out of tolerance; "
+                      f"first at {tuple(idx)}: ours {ours[tuple(idx)]!r} vs ref {ref[tuple(idx)]!r}")
+
+
+def write_json(path, obj):
+    pathlib.Path(path).write_text(json.dumps(obj, ensure_ascii=False))
