@@ -1,0 +1,61 @@
+// The tokenizer interface the engine sees. Implementations: byte-level BPE (from a
+// tokenizer.json or a GGUF `gpt2` vocabulary) and SentencePiece (from tokenizer.model or
+// a GGUF `llama` vocabulary). Encodings equal HF tokenizers' on the same files.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tlm {
+
+class GgufFile;
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Text to ids. Special and added tokens written in the text (e.g. "<|im_start|>") are
+  // matched before BPE and become their own ids. `add_bos` adds the BOS token when the
+  // tokenizer's configuration says BOS is added (HF `add_special_tokens=True`).
+  virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
+  // Ids to text; special tokens are written out unless `skip_special`.
+  virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special) const = 0;
+  // The raw bytes one token stands for (for streaming decoding; see Utf8StreamDecoder).
+  virtual std::string token_bytes(int32_t id) const = 0;
+
+  virtual int32_t vocab_size() const = 0;
+  virtual std::optional<int32_t> token_id(std::string_view token) const = 0;
+  virtual bool is_special(int32_t id) const = 0;
+  virtual std::optional<int32_t> bos_id() const = 0;
+  virtual std::optional<int32_t> eos_id() const = 0;
+  virtual std::optional<int32_t> pad_id() const = 0;
+};
+
+// Loads the tokenizer of an HF model directory: tokenizer.json (byte-level BPE) when
+// present, else tokenizer.model (SentencePiece); tokenizer_config.json supplies add_bos,
+// special-token names and the chat template text.
+std::unique_ptr<Tokenizer> load_tokenizer_from_directory(const std::string& directory);
+// Loads the vocabulary embedded in a GGUF file (tokenizer.ggml.*).
+std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufFile& gguf);
+
+// Turns a stream of token ids into text that never ends inside a UTF-8 character: bytes of
+// an incomplete character are held back until the token that completes it arrives.
+class Utf8StreamDecoder {
+ public:
+  explicit Utf8StreamDecoder(const Tokenizer& tokenizer, bool skip_special = true);
+  // The text that became complete with this token (possibly empty).
+  std::string push(int32_t id);
+  // Whatever is held back at the end of the stream (invalid bytes become U+FFFD).
+  std::string flush();
+
+ private:
+  const Tokenizer& tokenizer_;
+  bool skip_special_;
+  std::string pending_;
+};
+
+}  // namespace tlm
