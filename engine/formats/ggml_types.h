@@ -37,6 +37,9 @@ enum class GgmlType : uint32_t {
 std::string ggml_type_name(GgmlType type);
 // True for the types dequantize_ggml() can turn into floats.
 bool ggml_type_supported(GgmlType type);
+// True for every type id ggml defines (block geometry known, e.g. IQ2_XXS = 16 which has no
+// enumerator here); such tensors parse but only the supported ones dequantise.
+bool ggml_type_known(GgmlType type);
 // Values per block (1 for plain float types). Throws for unknown types.
 int64_t ggml_block_size(GgmlType type);
 // Bytes per block. Throws for unknown types.
