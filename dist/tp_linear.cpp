@@ -1,0 +1,129 @@
+#include "dist/tp_linear.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "dist/mappings.h"
+#include "engine/common/error.h"
+
+namespace tlm {
+namespace {
+
+// scale * (x A^T) B^T in the adapter's dtype, returned in the base output's dtype.
+at::Tensor lora_branch(const at::Tensor& x, const LoraSlot& lora, c10::ScalarType out_dtype) {
+  at::Tensor h = at::linear(x.to(lora.A.scalar_type()), lora.A);  // [..., r]
+  return (at::linear(h, lora.B) * lora.scale).to(out_dtype);      // [..., out_local]
+}
+
+bool lora_active(const std::optional<LoraSlot>& lora) {
+  return lora && lora->enabled && !lora->merged;
+}
+
+void check_lora_shapes(const at::Tensor& A, const at::Tensor& B, int64_t in, int64_t out,
+                       const char* layer) {
+  TLM_CHECK(A.dim() == 2 && B.dim() == 2 && A.size(0) == B.size(1), layer,
+            ": LoRA A ", A.sizes(), " and B ", B.sizes(), " do not form a rank-r pair");
+  TLM_CHECK(A.size(1) == in && B.size(0) == out, layer, ": LoRA A ", A.sizes(), " / B ",
+            B.sizes(), " do not fit a [", out, ", ", in, "] weight");
+}
+
+// W += sign * scale * B A, in the base weight's dtype.
+void fold_delta(at::Tensor& weight, const LoraSlot& lora, double sign) {
+  at::NoGradGuard no_grad;
+  at::Tensor delta = at::matmul(lora.B.detach(), lora.A.detach()) * (sign * lora.scale);
+  weight.add_(delta.to(weight.scalar_type()));
+}
+
+}  // namespace
+
+ColumnParallelLinear::ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight,
+                                           std::optional<at::Tensor> bias,
+                                           int64_t out_features)
+    : tp_(std::move(tp)),
+      weight_(std::move(weight)),
+      bias_(std::move(bias)),
+      out_features_(out_features),
+      out_shard_(shard_range(out_features, tp_->rank(), tp_->size(), "output features")) {
+  TLM_CHECK(weight_.dim() == 2 && weight_.size(0) == out_shard_.size(),
+            "ColumnParallelLinear: local weight ", weight_.sizes(), " is not [",
+            out_shard_.size(), ", in]");
+}
+
+at::Tensor ColumnParallelLinear::forward(const at::Tensor& x) const {
+  at::Tensor x_in = copy_to_tp_region(x, tp_);
+  at::Tensor y = bias_ ? at::linear(x_in, weight_, *bias_) : at::linear(x_in, weight_);
+  if (lora_active(lora_)) y = y + lora_branch(x_in, *lora_, y.scalar_type());
+  return y;
+}
+
+void ColumnParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tensor& B_full,
+                                       double scale) {
+  check_lora_shapes(A_full, B_full, in_features(), out_features_, "ColumnParallelLinear");
+  LoraSlot slot;
+  slot.A = A_full.contiguous();
+  slot.B = B_full.narrow(0, out_shard_.begin, out_shard_.size()).contiguous();
+  slot.scale = scale;
+  slot.b_split_dim = 0;
+  lora_ = std::move(slot);
+}
+
+void ColumnParallelLinear::merge_lora() {
+  TLM_CHECK(lora_, "merge_lora: no adapter attached");
+  if (lora_->merged) return;
+  fold_delta(weight_, *lora_, +1.0);
+  lora_->merged = true;
+}
+
+void ColumnParallelLinear::unmerge_lora() {
+  TLM_CHECK(lora_, "unmerge_lora: no adapter attached");
+  if (!lora_->merged) return;
+  fold_delta(weight_, *lora_, -1.0);
+  lora_->merged = false;
+}
+
+RowParallelLinear::RowParallelLinear(CommunicatorPtr tp, at::Tensor weight,
+                                     std::optional<at::Tensor> bias, int64_t in_features)
+    : tp_(std::move(tp)),
+      weight_(std::move(weight)),
+      bias_(std::move(bias)),
+      in_features_(in_features),
+      in_shard_(shard_range(in_features, tp_->rank(), tp_->size(), "input features")) {
+  TLM_CHECK(weight_.dim() == 2 && weight_.size(1) == in_shard_.size(),
+            "RowParallelLinear: local weight ", weight_.sizes(), " is not [out, ",
+            in_shard_.size(), "]");
+}
+
+at::Tensor RowParallelLinear::forward(const at::Tensor& x_local) const {
+  at::Tensor partial = at::linear(x_local, weight_);  // [..., out], partial sum over TP
+  if (lora_active(lora_)) partial = partial + lora_branch(x_local, *lora_, partial.scalar_type());
+  at::Tensor y = reduce_from_tp_region(partial, tp_);
+  if (bias_) y = y + *bias_;
+  return y;
+}
+
+void RowParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tensor& B_full,
+                                    double scale) {
+  check_lora_shapes(A_full, B_full, in_features_, out_features(), "RowParallelLinear");
+  LoraSlot slot;
+  slot.A = A_full.narrow(1, in_shard_.begin, in_shard_.size()).contiguous();
+  slot.B = B_full.contiguous();
+  slot.scale = scale;
+  slot.a_split_dim = 1;
+  lora_ = std::move(slot);
+}
+
+void RowParallelLinear::merge_lora() {
+  TLM_CHECK(lora_, "merge_lora: no adapter attached");
+  if (lora_->merged) return;
+  fold_delta(weight_, *lora_, +1.0);
+  lora_->merged = true;
+}
+
+void RowParallelLinear::unmerge_lora() {
+  TLM_CHECK(lora_, "unmerge_lora: no adapter attached");
+  if (!lora_->merged) return;
+  fold_delta(weight_, *lora_, -1.0);
+  lora_->merged = false;
+}
+
+}  // namespace tlm

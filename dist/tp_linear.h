@@ -1,0 +1,91 @@
+// Tensor-parallel linear layers (Megatron style), the one choke point every projection of
+// the model goes through, LoRA included.
+//
+// ColumnParallelLinear: y = x W^T + b with W [out, in] split along out (dim 0): rank r holds
+//   W[r*out/tp : (r+1)*out/tp, :]; the input is replicated, the output stays split.
+//   LoRA: A [rank, in] replicated, B [out, rank] split like W (dim 0).
+// RowParallelLinear: y = x W^T + b with W [out, in] split along in (dim 1); the input arrives
+//   split, partial outputs (base + LoRA) are summed by the one all-reduce, then b is added.
+//   LoRA: A [rank, in] split like W (dim 1), B [out, rank] replicated.
+// The LoRA branch is scale * (x A^T) B^T computed in fp32 (PEFT casts the input to the
+// adapter's dtype), added to the base output. Replicated LoRA tensors receive only a partial
+// gradient on each rank: the learner sums them over the TP group after backward.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "dist/communicator.h"
+#include "dist/shard.h"
+
+namespace tlm {
+
+// LoRA tensors as one rank holds them (already sliced), and how to rebuild the full ones.
+struct LoraSlot {
+  at::Tensor A;             // local slice of A [rank, in]; requires_grad when training
+  at::Tensor B;             // local slice of B [out, rank]
+  double scale = 1.0;       // alpha / rank
+  bool enabled = true;      // false: the layer computes the base output only
+  bool merged = false;      // true: delta folded into the base weight, branch skipped
+  int a_split_dim = -1;     // dim of A split over TP, -1 when replicated
+  int b_split_dim = -1;     // dim of B split over TP, -1 when replicated
+};
+
+class ColumnParallelLinear {
+ public:
+  // `weight` [out/tp, in] and `bias` [out/tp] are this rank's slices.
+  ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight, std::optional<at::Tensor> bias,
+                       int64_t out_features);
+  at::Tensor forward(const at::Tensor& x) const;  // [..., in] -> [..., out/tp]
+
+  // Takes full-size A [r, in] and B [out, r] (same on every rank) and keeps this rank's part.
+  void attach_lora(const at::Tensor& A_full, const at::Tensor& B_full, double scale);
+  LoraSlot* lora() { return lora_ ? &*lora_ : nullptr; }
+  const LoraSlot* lora() const { return lora_ ? &*lora_ : nullptr; }
+  void merge_lora();
+  void unmerge_lora();
+
+  int64_t in_features() const { return weight_.size(1); }
+  int64_t out_features() const { return out_features_; }
+  ShardRange out_shard() const { return out_shard_; }
+  const at::Tensor& weight() const { return weight_; }
+
+ private:
+  CommunicatorPtr tp_;
+  at::Tensor weight_;
+  std::optional<at::Tensor> bias_;
+  int64_t out_features_;
+  ShardRange out_shard_;
+  std::optional<LoraSlot> lora_;
+};
+
+class RowParallelLinear {
+ public:
+  // `weight` [out, in/tp] is this rank's slice; `bias` [out] is replicated.
+  RowParallelLinear(CommunicatorPtr tp, at::Tensor weight, std::optional<at::Tensor> bias,
+                    int64_t in_features);
+  at::Tensor forward(const at::Tensor& x_local) const;  // [..., in/tp] -> [..., out]
+
+  void attach_lora(const at::Tensor& A_full, const at::Tensor& B_full, double scale);
+  LoraSlot* lora() { return lora_ ? &*lora_ : nullptr; }
+  const LoraSlot* lora() const { return lora_ ? &*lora_ : nullptr; }
+  void merge_lora();
+  void unmerge_lora();
+
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return weight_.size(0); }
+  ShardRange in_shard() const { return in_shard_; }
+  const at::Tensor& weight() const { return weight_; }
+
+ private:
+  CommunicatorPtr tp_;
+  at::Tensor weight_;
+  std::optional<at::Tensor> bias_;
+  int64_t in_features_;
+  ShardRange in_shard_;
+  std::optional<LoraSlot> lora_;
+};
+
+}  // namespace tlm

@@ -1,0 +1,47 @@
+// The vocabulary dimension split over TP ranks: rank r holds embedding / LM-head rows
+// [r*V/tp, (r+1)*V/tp). With tied embeddings the head uses the same shard.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "dist/communicator.h"
+#include "dist/shard.h"
+
+namespace tlm {
+
+class VocabParallelEmbedding {
+ public:
+  // `weight` [V/tp, H] is this rank's shard of the [V, H] table.
+  VocabParallelEmbedding(CommunicatorPtr tp, at::Tensor weight, int64_t vocab_size);
+  // ids [...] (any rank's full ids) -> [..., H]; ids outside this shard contribute zeros,
+  // the all-reduce fills them in from the rank that owns them.
+  at::Tensor forward(const at::Tensor& ids) const;
+
+  const at::Tensor& weight() const { return weight_; }
+  ShardRange vocab_shard() const { return shard_; }
+  int64_t vocab_size() const { return vocab_size_; }
+
+ private:
+  CommunicatorPtr tp_;
+  at::Tensor weight_;
+  int64_t vocab_size_;
+  ShardRange shard_;
+};
+
+// Full-vocabulary logits for a few positions (generation): h [N, H] -> [N, V], gathered.
+at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const at::Tensor& weight_shard,
+                                 const CommunicatorPtr& tp);
+
+// log softmax(hidden W^T)[target] for each row, with W's vocabulary rows split over TP,
+// never materialising logits for more than `chunk_rows` rows at once and never gathering
+// them: per chunk, all-reduces of the row max, of the sum of exponentials and of the target
+// logit. hidden [N, H] (replicated over TP), targets [N] int64 (-100 = ignore, gives 0).
+// Returns fp32 [N]. Differentiable w.r.t. `hidden` only (base weights are frozen); the
+// backward recomputes each chunk's logits and is local: the caller routes `hidden` through
+// copy_to_tp_region so the partial input gradients are summed.
+at::Tensor vocab_parallel_token_log_likelihood(const at::Tensor& hidden,
+                                               const at::Tensor& weight_shard,
+                                               const at::Tensor& targets,
+                                               const CommunicatorPtr& tp, int64_t chunk_rows);
+
+}  // namespace tlm

@@ -1,0 +1,43 @@
+#include "engine/model/attention.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "engine/model/rotary.h"
+
+namespace tlm {
+
+Attention::Attention(std::unique_ptr<ColumnParallelLinear> q,
+                     std::unique_ptr<ColumnParallelLinear> k,
+                     std::unique_ptr<ColumnParallelLinear> v, std::unique_ptr<RowParallelLinear> o,
+                     int64_t head_dim)
+    : q_(std::move(q)), k_(std::move(k)), v_(std::move(v)), o_(std::move(o)), head_dim_(head_dim) {}
+
+at::Tensor Attention::forward(const at::Tensor& x, const AttentionInputs& in) const {
+  const int64_t B = x.size(0), T = x.size(1), D = head_dim_;
+  // [B, T, heads/tp * D] -> [B, heads/tp, T, D]
+  at::Tensor q = q_->forward(x).view({B, T, -1, D}).transpose(1, 2);
+  at::Tensor k = k_->forward(x).view({B, T, -1, D}).transpose(1, 2);
+  at::Tensor v = v_->forward(x).view({B, T, -1, D}).transpose(1, 2);
+  q = apply_rotary(q, in.cos, in.sin);
+  k = apply_rotary(k, in.cos, in.sin);
+  if (in.cache) {
+    KvCache& c = *in.cache;
+    c.keys[in.layer].narrow(2, c.length, T).copy_(k);
+    c.values[in.layer].narrow(2, c.length, T).copy_(v);
+    k = c.keys[in.layer].narrow(2, 0, c.length + T);  // [B, kv/tp, S, D]
+    v = c.values[in.layer].narrow(2, 0, c.length + T);
+  }
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  at::Tensor out;
+  if (in.mask.defined()) {
+    out = at::scaled_dot_product_attention(q, k, v, in.mask, 0.0, false, scale, /*enable_gqa=*/true);
+  } else {
+    out = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true, scale, true);
+  }
+  out = out.transpose(1, 2).reshape({B, T, -1});  // [B, T, heads/tp * D]
+  return o_->forward(out);
+}
+
+}  // namespace tlm

@@ -1,0 +1,42 @@
+// Grouped-query self-attention through at::scaled_dot_product_attention. q/k/v are
+// column-parallel (heads split over TP ranks), o is row-parallel; the class never looks at
+// the communicator itself.
+#pragma once
+
+#include <memory>
+
+#include <ATen/core/Tensor.h>
+
+#include "dist/tp_linear.h"
+#include "engine/model/kv_cache.h"
+
+namespace tlm {
+
+struct AttentionInputs {
+  at::Tensor cos, sin;     // [B, T, D]
+  at::Tensor mask;         // [B, 1, T, S] bool (true = may attend), undefined = causal
+  KvCache* cache = nullptr;
+  int layer = 0;
+};
+
+class Attention {
+ public:
+  Attention(std::unique_ptr<ColumnParallelLinear> q, std::unique_ptr<ColumnParallelLinear> k,
+            std::unique_ptr<ColumnParallelLinear> v, std::unique_ptr<RowParallelLinear> o,
+            int64_t head_dim);
+  at::Tensor forward(const at::Tensor& x, const AttentionInputs& in) const;  // [B,T,H]->[B,T,H]
+
+  ColumnParallelLinear& q_proj() { return *q_; }
+  ColumnParallelLinear& k_proj() { return *k_; }
+  ColumnParallelLinear& v_proj() { return *v_; }
+  RowParallelLinear& o_proj() { return *o_; }
+  int64_t local_kv_heads() const { return k_->out_shard().size() / head_dim_; }
+  int64_t head_dim() const { return head_dim_; }
+
+ private:
+  std::unique_ptr<ColumnParallelLinear> q_, k_, v_;
+  std::unique_ptr<RowParallelLinear> o_;
+  int64_t head_dim_;
+};
+
+}  // namespace tlm

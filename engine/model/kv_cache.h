@@ -1,0 +1,21 @@
+// Keys and values of every layer for incremental decoding, preallocated to the longest
+// sequence the generation can reach. Rows of a batch may be left-padded: `key_mask` says
+// which cache slots hold real tokens and `next_position` is each row's next rotary position.
+#pragma once
+
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace tlm {
+
+struct KvCache {
+  std::vector<at::Tensor> keys;    // per layer [B, kv_heads/tp, capacity, head_dim]
+  std::vector<at::Tensor> values;  // per layer [B, kv_heads/tp, capacity, head_dim]
+  at::Tensor key_mask;             // [B, capacity] bool
+  at::Tensor next_position;        // [B] int64
+  int64_t length = 0;              // slots filled so far (same for every row)
+  int64_t capacity() const { return key_mask.size(1); }
+};
+
+}  // namespace tlm

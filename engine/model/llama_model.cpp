@@ -1,0 +1,227 @@
+#include "engine/model/llama_model.h"
+
+#include <ATen/ATen.h>
+
+#include "dist/shard.h"
+#include "engine/common/error.h"
+#include "engine/model/rms_norm.h"
+#include "engine/model/weight_source.h"
+
+namespace tlm {
+
+int64_t Projection::in_features() const {
+  return column ? column->in_features() : row->in_features();
+}
+int64_t Projection::out_features() const {
+  return column ? column->out_features() : row->out_features();
+}
+LoraSlot* Projection::lora() const { return column ? column->lora() : row->lora(); }
+void Projection::attach_lora(const at::Tensor& A, const at::Tensor& B, double scale) const {
+  if (column) column->attach_lora(A, B, scale);
+  else row->attach_lora(A, B, scale);
+}
+
+namespace {
+
+// Loads this rank's slices of a model's weights in the compute dtype.
+class ShardLoader {
+ public:
+  ShardLoader(const WeightSource& weights, const CommunicatorPtr& tp, at::ScalarType dtype)
+      : w_(weights), tp_(tp), dtype_(dtype) {}
+
+  at::Tensor whole(const std::string& name) const {
+    return w_.load(name, WeightSlice::whole()).to(dtype_);
+  }
+  std::optional<at::Tensor> optional_whole(const std::string& name) const {
+    if (!w_.has(name)) return std::nullopt;
+    return whole(name);
+  }
+  at::Tensor rows(const std::string& name, int64_t full, const std::string& what) const {
+    ShardRange r = shard_range(full, tp_->rank(), tp_->size(), what);
+    return w_.load(name, WeightSlice::along(0, r.begin, r.end)).to(dtype_);
+  }
+  at::Tensor cols(const std::string& name, int64_t full, const std::string& what) const {
+    ShardRange r = shard_range(full, tp_->rank(), tp_->size(), what);
+    return w_.load(name, WeightSlice::along(1, r.begin, r.end)).to(dtype_);
+  }
+
+  std::unique_ptr<ColumnParallelLinear> column(const std::string& prefix, int64_t out,
+                                               bool bias, const std::string& what) const {
+    std::optional<at::Tensor> b;
+    if (bias) b = rows(prefix + ".bias", out, what);
+    return std::make_unique<ColumnParallelLinear>(tp_, rows(prefix + ".weight", out, what), b, out);
+  }
+  std::unique_ptr<RowParallelLinear> row(const std::string& prefix, int64_t in, bool bias,
+                                         const std::string& what) const {
+    std::optional<at::Tensor> b;
+    if (bias) b = whole(prefix + ".bias");
+    return std::make_unique<RowParallelLinear>(tp_, cols(prefix + ".weight", in, what), b, in);
+  }
+
+ private:
+  const WeightSource& w_;
+  const CommunicatorPtr& tp_;
+  at::ScalarType dtype_;
+};
+
+void check_shape(const WeightSource& w, const std::string& name, std::vector<int64_t> expected) {
+  const std::vector<int64_t> got = w.shape(name);
+  TLM_CHECK(got == expected, w.path(), ": tensor '", name, "' has shape ",
+            at::IntArrayRef(got), ", the config says ", at::IntArrayRef(expected));
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
+                       CommunicatorPtr tp, at::ScalarType dtype)
+    : config_(config),
+      tp_(std::move(tp)),
+      dtype_(dtype),
+      rotary_(config, weights.rope_frequency_factors()) {
+  TLM_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf,
+            "model dtype must be fp32, bf16 or fp16");
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, D = c.head_dim;
+  TLM_CHECK(c.num_heads % tp_->size() == 0 && c.num_kv_heads % tp_->size() == 0,
+            "num_attention_heads = ", c.num_heads, " and num_key_value_heads = ",
+            c.num_kv_heads, " must both be divisible by the tensor-parallel size ", tp_->size());
+  ShardLoader load(weights, tp_, dtype_);
+
+  check_shape(weights, "model.embed_tokens.weight", {c.vocab_size, H});
+  embed_ = std::make_unique<VocabParallelEmbedding>(
+      tp_, load.rows("model.embed_tokens.weight", c.vocab_size, "vocab_size"), c.vocab_size);
+  if (c.tie_word_embeddings || !weights.has("lm_head.weight")) {
+    lm_head_shard_ = embed_->weight();
+  } else {
+    check_shape(weights, "lm_head.weight", {c.vocab_size, H});
+    lm_head_shard_ = load.rows("lm_head.weight", c.vocab_size, "vocab_size");
+  }
+  final_norm_ = load.whole("model.norm.weight");
+
+  layers_.reserve(c.num_layers);
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    check_shape(weights, p + "self_attn.q_proj.weight", {c.num_heads * D, H});
+    check_shape(weights, p + "self_attn.k_proj.weight", {c.num_kv_heads * D, H});
+    check_shape(weights, p + "self_attn.v_proj.weight", {c.num_kv_heads * D, H});
+    check_shape(weights, p + "self_attn.o_proj.weight", {H, c.num_heads * D});
+    check_shape(weights, p + "mlp.gate_proj.weight", {c.intermediate_size, H});
+    check_shape(weights, p + "mlp.up_proj.weight", {c.intermediate_size, H});
+    check_shape(weights, p + "mlp.down_proj.weight", {H, c.intermediate_size});
+    Layer layer;
+    layer.input_norm = load.whole(p + "input_layernorm.weight");
+    layer.post_norm = load.whole(p + "post_attention_layernorm.weight");
+    layer.attention = std::make_unique<Attention>(
+        load.column(p + "self_attn.q_proj", c.num_heads * D, c.qkv_bias, "q_proj rows (heads x head_dim)"),
+        load.column(p + "self_attn.k_proj", c.num_kv_heads * D, c.qkv_bias, "k_proj rows (kv heads x head_dim)"),
+        load.column(p + "self_attn.v_proj", c.num_kv_heads * D, c.qkv_bias, "v_proj rows (kv heads x head_dim)"),
+        load.row(p + "self_attn.o_proj", c.num_heads * D, c.o_bias, "o_proj columns"), D);
+    layer.mlp = std::make_unique<Mlp>(
+        load.column(p + "mlp.gate_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"),
+        load.column(p + "mlp.up_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"),
+        load.row(p + "mlp.down_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"));
+    layers_.push_back(std::move(layer));
+  }
+}
+
+at::Tensor LlamaModel::forward_hidden(const at::Tensor& ids, const at::Tensor& attention_mask,
+                                      KvCache* cache) const {
+  TLM_CHECK(ids.dim() == 2 && attention_mask.sizes() == ids.sizes(), "forward: ids ",
+            ids.sizes(), " and attention_mask ", attention_mask.sizes(), " must both be [B, T]");
+  const int64_t B = ids.size(0), T = ids.size(1);
+  at::Tensor mask = attention_mask.to(at::kBool);
+  at::Tensor counts = mask.to(at::kLong).cumsum(1);  // [B, T]
+  at::Tensor positions = (counts - 1).clamp_min(0);
+  const int64_t past = cache ? cache->length : 0;
+  if (cache) {
+    TLM_CHECK(past + T <= cache->capacity(), "KV cache full: ", past, " + ", T, " > ",
+              cache->capacity());
+    positions = positions + cache->next_position.unsqueeze(1);
+    cache->key_mask.narrow(1, past, T).copy_(mask);
+  }
+
+  AttentionInputs in;
+  std::tie(in.cos, in.sin) = rotary_.cos_sin(positions, dtype_);
+  in.cache = cache;
+  const bool plain_causal = !cache && mask.all().item<bool>() && !config_.sliding_window;
+  if (!plain_causal) {
+    const int64_t S = past + T;
+    at::Tensor keys = cache ? cache->key_mask.narrow(1, 0, S) : mask;  // [B, S]
+    at::Tensor q_index = at::arange(past, past + T, at::kLong).unsqueeze(1);  // [T, 1]
+    at::Tensor k_index = at::arange(0, S, at::kLong).unsqueeze(0);            // [1, S]
+    at::Tensor allowed = (k_index <= q_index);
+    if (config_.sliding_window) allowed = allowed.logical_and(q_index - k_index < *config_.sliding_window);
+    // [B, 1, T, S]; a padding query may always see itself so no row is fully masked (NaN).
+    in.mask = keys.view({B, 1, 1, S}).logical_and(allowed.view({1, 1, T, S}))
+                  .logical_or((k_index == q_index).view({1, 1, T, S}));
+  }
+
+  at::Tensor x = embed_->forward(ids);  // [B, T, H]
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& layer = layers_[i];
+    in.layer = static_cast<int>(i);
+    x = x + layer.attention->forward(rms_norm(x, layer.input_norm, config_.rms_norm_eps), in);
+    x = x + layer.mlp->forward(rms_norm(x, layer.post_norm, config_.rms_norm_eps));
+  }
+  if (cache) {
+    cache->length += T;
+    cache->next_position += mask.to(at::kLong).sum(1);
+  }
+  return rms_norm(x, final_norm_, config_.rms_norm_eps);
+}
+
+at::Tensor LlamaModel::logits(const at::Tensor& ids, const at::Tensor& attention_mask) const {
+  at::Tensor h = forward_hidden(ids, attention_mask);
+  const int64_t B = h.size(0), T = h.size(1);
+  return logits_of(h.reshape({B * T, -1})).view({B, T, -1});
+}
+
+at::Tensor LlamaModel::logits_of(const at::Tensor& hidden) const {
+  return vocab_parallel_logits(hidden, lm_head_shard_, tp_).to(at::kFloat);
+}
+
+at::Tensor LlamaModel::token_log_likelihoods(const at::Tensor& ids,
+                                             const at::Tensor& attention_mask,
+                                             int64_t chunk_rows) const {
+  const int64_t B = ids.size(0), T = ids.size(1);
+  TLM_CHECK(T >= 2, "token_log_likelihoods needs at least 2 tokens per row, got ", T);
+  at::Tensor h = forward_hidden(ids, attention_mask);  // [B, T, H]
+  at::Tensor mask = attention_mask.to(at::kBool);
+  at::Tensor valid = mask.narrow(1, 0, T - 1).logical_and(mask.narrow(1, 1, T - 1));
+  at::Tensor targets = ids.narrow(1, 1, T - 1).masked_fill(valid.logical_not(), -100);
+  at::Tensor hidden = h.narrow(1, 0, T - 1).reshape({B * (T - 1), -1});
+  at::Tensor logp = vocab_parallel_token_log_likelihood(hidden, lm_head_shard_,
+                                                        targets.reshape({-1}), tp_, chunk_rows);
+  return logp.view({B, T - 1});
+}
+
+KvCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {
+  KvCache c;
+  const int64_t kv_local = config_.num_kv_heads / tp_->size();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    c.keys.push_back(at::zeros({batch, kv_local, capacity, config_.head_dim}, at::TensorOptions().dtype(dtype_)));
+    c.values.push_back(at::zeros({batch, kv_local, capacity, config_.head_dim}, at::TensorOptions().dtype(dtype_)));
+  }
+  c.key_mask = at::zeros({batch, capacity}, at::kBool);
+  c.next_position = at::zeros({batch}, at::kLong);
+  return c;
+}
+
+std::vector<Projection> LlamaModel::projections() {
+  std::vector<Projection> out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    Attention& a = *layers_[i].attention;
+    Mlp& m = *layers_[i].mlp;
+    out.push_back({p + "self_attn.q_proj", &a.q_proj(), nullptr});
+    out.push_back({p + "self_attn.k_proj", &a.k_proj(), nullptr});
+    out.push_back({p + "self_attn.v_proj", &a.v_proj(), nullptr});
+    out.push_back({p + "self_attn.o_proj", nullptr, &a.o_proj()});
+    out.push_back({p + "mlp.gate_proj", &m.gate_proj(), nullptr});
+    out.push_back({p + "mlp.up_proj", &m.up_proj(), nullptr});
+    out.push_back({p + "mlp.down_proj", nullptr, &m.down_proj()});
+  }
+  return out;
+}
+
+}  // namespace tlm

@@ -1,0 +1,84 @@
+// The Llama-family decoder (Llama 2/3, Mistral, Qwen2, SmolLM2), written once. It is built
+// from dist/'s parallel layers and never asks whether it is distributed: with a size-1
+// communicator every layer is the plain one.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "dist/communicator.h"
+#include "dist/tp_linear.h"
+#include "dist/vocab_parallel.h"
+#include "engine/model/attention.h"
+#include "engine/model/kv_cache.h"
+#include "engine/model/mlp.h"
+#include "engine/model/model_config.h"
+#include "engine/model/rotary.h"
+
+namespace tlm {
+
+class WeightSource;
+
+// One projection of the model by its HF module name ("model.layers.3.self_attn.q_proj"):
+// exactly one of the two pointers is set. LoRA attaches here.
+struct Projection {
+  std::string name;
+  ColumnParallelLinear* column = nullptr;
+  RowParallelLinear* row = nullptr;
+  int64_t in_features() const;   // full (unsharded)
+  int64_t out_features() const;  // full (unsharded)
+  LoraSlot* lora() const;
+  void attach_lora(const at::Tensor& A_full, const at::Tensor& B_full, double scale) const;
+};
+
+class LlamaModel {
+ public:
+  // Loads this rank's slices of every weight from `weights` in `dtype` (fp32 or bf16).
+  LlamaModel(const ModelConfig& config, const WeightSource& weights, CommunicatorPtr tp,
+             at::ScalarType dtype);
+
+  // ids [B, T] int64, attention_mask [B, T] (1 = token, 0 = padding, left or right) ->
+  // final-normed hidden states [B, T, H]. Rotary positions count only real tokens, so a
+  // padded row computes what it would alone. With a cache the T tokens are appended to it.
+  at::Tensor forward_hidden(const at::Tensor& ids, const at::Tensor& attention_mask,
+                            KvCache* cache = nullptr) const;
+  // Full-vocabulary fp32 logits [B, T, V] (tests and small inputs; scoring does not use it).
+  at::Tensor logits(const at::Tensor& ids, const at::Tensor& attention_mask) const;
+  // Full-vocabulary fp32 logits of hidden states [N, H] -> [N, V] (next-token choice).
+  at::Tensor logits_of(const at::Tensor& hidden) const;
+  // log p(ids[b, t+1] | ids[b, <=t]) as fp32 [B, T-1]; 0 where either token is padding.
+  // Goes through vocab_parallel_token_log_likelihood: logits exist `chunk_rows` rows at a time.
+  at::Tensor token_log_likelihoods(const at::Tensor& ids, const at::Tensor& attention_mask,
+                                   int64_t chunk_rows = 256) const;
+
+  KvCache make_cache(int64_t batch, int64_t capacity) const;
+
+  // Every projection in layer order: q, k, v, o, gate, up, down.
+  std::vector<Projection> projections();
+  const ModelConfig& config() const { return config_; }
+  const CommunicatorPtr& tp() const { return tp_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+ private:
+  struct Layer {
+    at::Tensor input_norm;  // [H]
+    at::Tensor post_norm;   // [H]
+    std::unique_ptr<Attention> attention;
+    std::unique_ptr<Mlp> mlp;
+  };
+
+  ModelConfig config_;
+  CommunicatorPtr tp_;
+  at::ScalarType dtype_;
+  std::unique_ptr<VocabParallelEmbedding> embed_;
+  at::Tensor lm_head_shard_;  // [V/tp, H]; the embedding shard itself when tied
+  at::Tensor final_norm_;
+  std::vector<Layer> layers_;
+  RotaryEmbedding rotary_;
+};
+
+}  // namespace tlm

@@ -1,0 +1,28 @@
+// The SwiGLU feed-forward block: gate and up are column-parallel, down is row-parallel.
+#pragma once
+
+#include <memory>
+
+#include <ATen/core/Tensor.h>
+
+#include "dist/tp_linear.h"
+
+namespace tlm {
+
+class Mlp {
+ public:
+  Mlp(std::unique_ptr<ColumnParallelLinear> gate, std::unique_ptr<ColumnParallelLinear> up,
+      std::unique_ptr<RowParallelLinear> down);
+  // down(silu(gate(x)) * up(x)); the intermediate stays split over TP.
+  at::Tensor forward(const at::Tensor& x) const;
+
+  ColumnParallelLinear& gate_proj() { return *gate_; }
+  ColumnParallelLinear& up_proj() { return *up_; }
+  RowParallelLinear& down_proj() { return *down_; }
+
+ private:
+  std::unique_ptr<ColumnParallelLinear> gate_, up_;
+  std::unique_ptr<RowParallelLinear> down_;
+};
+
+}  // namespace tlm

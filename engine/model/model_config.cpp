@@ -1,0 +1,186 @@
+#include "engine/model/model_config.h"
+
+#include <fstream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/common/error.h"
+#include "engine/formats/gguf_file.h"
+
+namespace tlm {
+namespace {
+
+using nlohmann::json;
+
+const std::set<std::string> kSupportedHfTypes = {"llama", "mistral", "qwen2"};
+const std::set<std::string> kSupportedGgufArchs = {"llama", "mistral", "qwen2"};
+
+template <typename T>
+T required(const json& j, const char* key, const std::string& path) {
+  TLM_CHECK(j.contains(key) && !j.at(key).is_null(), path, ": field '", key, "' is missing");
+  try {
+    return j.at(key).get<T>();
+  } catch (const json::exception&) {
+    TLM_FAIL(path, ": field '", key, "' has the wrong type (", j.at(key).type_name(), ")");
+  }
+}
+
+template <typename T>
+T optional_field(const json& j, const char* key, T fallback, const std::string& path) {
+  if (!j.contains(key) || j.at(key).is_null()) return fallback;
+  return required<T>(j, key, path);
+}
+
+// eos_token_id may be an int or a list (Llama 3.1); the first one is the primary EOS.
+std::optional<int64_t> token_id_field(const json& j, const char* key, const std::string& path) {
+  if (!j.contains(key) || j.at(key).is_null()) return std::nullopt;
+  const json& v = j.at(key);
+  if (v.is_array()) {
+    TLM_CHECK(!v.empty() && v.at(0).is_number_integer(), path, ": field '", key,
+              "' must be an integer or a non-empty list of integers");
+    return v.at(0).get<int64_t>();
+  }
+  TLM_CHECK(v.is_number_integer(), path, ": field '", key, "' must be an integer");
+  return v.get<int64_t>();
+}
+
+RopeScaling parse_rope(const json& params, const std::string& path, const char* field) {
+  RopeScaling r;
+  std::string type = "default";
+  if (params.contains("rope_type")) type = required<std::string>(params, "rope_type", path);
+  else if (params.contains("type")) type = required<std::string>(params, "type", path);
+  TLM_CHECK(type == "default" || type == "linear" || type == "llama3", path, ": field '",
+            field, "' has rope type '", type,
+            "', which tlm does not support (default, linear, llama3)");
+  r.type = type;
+  if (type == "linear" || type == "llama3") r.factor = required<double>(params, "factor", path);
+  if (type == "llama3") {
+    r.low_freq_factor = required<double>(params, "low_freq_factor", path);
+    r.high_freq_factor = required<double>(params, "high_freq_factor", path);
+    r.original_max_position_embeddings =
+        required<int64_t>(params, "original_max_position_embeddings", path);
+  }
+  return r;
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_hf_json(const std::string& path) {
+  std::ifstream in(path);
+  TLM_CHECK(in.good(), path, ": cannot open the model config");
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::parse_error& e) {
+    TLM_FAIL(path, ": not valid JSON (", e.what(), ")");
+  }
+  TLM_CHECK(j.is_object(), path, ": the config must be a JSON object");
+  ModelConfig c;
+  c.model_type = required<std::string>(j, "model_type", path);
+  TLM_CHECK(kSupportedHfTypes.count(c.model_type), path, ": model_type '", c.model_type,
+            "' is not a Llama-family model tlm supports (llama, mistral, qwen2)");
+  c.vocab_size = required<int64_t>(j, "vocab_size", path);
+  c.hidden_size = required<int64_t>(j, "hidden_size", path);
+  c.intermediate_size = required<int64_t>(j, "intermediate_size", path);
+  c.num_layers = required<int64_t>(j, "num_hidden_layers", path);
+  c.num_heads = required<int64_t>(j, "num_attention_heads", path);
+  c.num_kv_heads = optional_field<int64_t>(j, "num_key_value_heads", c.num_heads, path);
+  c.head_dim = optional_field<int64_t>(j, "head_dim", 0, path);
+  if (c.head_dim == 0 && c.num_heads > 0) c.head_dim = c.hidden_size / c.num_heads;
+  c.max_position_embeddings =
+      optional_field<int64_t>(j, "max_position_embeddings", c.max_position_embeddings, path);
+  c.rms_norm_eps = optional_field<double>(j, "rms_norm_eps", c.rms_norm_eps, path);
+  c.tie_word_embeddings = optional_field<bool>(j, "tie_word_embeddings", false, path);
+  const std::string act = optional_field<std::string>(j, "hidden_act", "silu", path);
+  TLM_CHECK(act == "silu", path, ": field 'hidden_act' is '", act, "'; tlm implements silu");
+
+  // transformers 5 writes rope_parameters {rope_type, rope_theta, ...}; older files have
+  // rope_theta plus an optional rope_scaling object.
+  if (j.contains("rope_parameters") && j.at("rope_parameters").is_object()) {
+    const json& p = j.at("rope_parameters");
+    c.rope_theta = optional_field<double>(p, "rope_theta", c.rope_theta, path);
+    c.rope_scaling = parse_rope(p, path, "rope_parameters");
+  } else {
+    c.rope_theta = optional_field<double>(j, "rope_theta", c.rope_theta, path);
+    if (j.contains("rope_scaling") && j.at("rope_scaling").is_object())
+      c.rope_scaling = parse_rope(j.at("rope_scaling"), path, "rope_scaling");
+  }
+
+  if (c.model_type == "qwen2") {
+    c.qkv_bias = true;
+  } else {
+    const bool attention_bias = optional_field<bool>(j, "attention_bias", false, path);
+    c.qkv_bias = attention_bias;
+    c.o_bias = attention_bias;
+    c.mlp_bias = optional_field<bool>(j, "mlp_bias", false, path);
+  }
+  // Sliding windows only bite on sequences longer than the window; they are honoured so
+  // that long Mistral prompts match transformers.
+  const bool use_sliding = c.model_type == "mistral" ||
+                           optional_field<bool>(j, "use_sliding_window", false, path);
+  if (use_sliding && j.contains("sliding_window") && j.at("sliding_window").is_number_integer())
+    c.sliding_window = j.at("sliding_window").get<int64_t>();
+  c.bos_token_id = token_id_field(j, "bos_token_id", path);
+  c.eos_token_id = token_id_field(j, "eos_token_id", path);
+  c.validate(path);
+  return c;
+}
+
+ModelConfig ModelConfig::from_gguf(const GgufFile& gguf) {
+  const std::string arch = gguf.get_string("general.architecture");
+  TLM_CHECK(kSupportedGgufArchs.count(arch), gguf.path(), ": general.architecture '", arch,
+            "' is not a Llama-family model tlm supports (llama, mistral, qwen2)");
+  const std::string p = arch + ".";
+  ModelConfig c;
+  c.model_type = arch;
+  c.hidden_size = gguf.get_int(p + "embedding_length");
+  c.intermediate_size = gguf.get_int(p + "feed_forward_length");
+  c.num_layers = gguf.get_int(p + "block_count");
+  c.num_heads = gguf.get_int(p + "attention.head_count");
+  c.num_kv_heads = gguf.get_int_or(p + "attention.head_count_kv", c.num_heads);
+  c.head_dim = gguf.get_int_or(p + "attention.key_length", c.hidden_size / c.num_heads);
+  c.max_position_embeddings = gguf.get_int_or(p + "context_length", c.max_position_embeddings);
+  c.rms_norm_eps = gguf.get_float(p + "attention.layer_norm_rms_epsilon");
+  c.rope_theta = gguf.get_float_or(p + "rope.freq_base", c.rope_theta);
+  if (gguf.has(p + "vocab_size")) {
+    c.vocab_size = gguf.get_int(p + "vocab_size");
+  } else {
+    c.vocab_size = static_cast<int64_t>(gguf.get_string_array("tokenizer.ggml.tokens").size());
+  }
+  const std::string scaling = gguf.get_string_or(p + "rope.scaling.type", "none");
+  if (scaling == "linear") {
+    c.rope_scaling.type = "linear";
+    c.rope_scaling.factor = gguf.get_float(p + "rope.scaling.factor");
+  } else {
+    TLM_CHECK(scaling == "none", gguf.path(), ": ", p, "rope.scaling.type '", scaling,
+              "' is not supported (none, linear; llama3 comes as rope_freqs.weight)");
+  }
+  c.qkv_bias = gguf.find("blk.0.attn_q.bias") != nullptr;
+  c.o_bias = gguf.find("blk.0.attn_output.bias") != nullptr;
+  c.tie_word_embeddings = gguf.find("output.weight") == nullptr;
+  if (gguf.has("tokenizer.ggml.bos_token_id")) c.bos_token_id = gguf.get_int("tokenizer.ggml.bos_token_id");
+  if (gguf.has("tokenizer.ggml.eos_token_id")) c.eos_token_id = gguf.get_int("tokenizer.ggml.eos_token_id");
+  c.validate(gguf.path());
+  return c;
+}
+
+void ModelConfig::validate(const std::string& source) const {
+  TLM_CHECK(vocab_size > 0 && hidden_size > 0 && intermediate_size > 0 && num_layers > 0 &&
+                num_heads > 0 && num_kv_heads > 0 && head_dim > 0,
+            source, ": vocab_size, hidden_size, intermediate_size, num_hidden_layers, "
+            "num_attention_heads, num_key_value_heads and head_dim must all be positive");
+  TLM_CHECK(num_heads % num_kv_heads == 0, source, ": num_attention_heads = ", num_heads,
+            " is not a multiple of num_key_value_heads = ", num_kv_heads);
+  TLM_CHECK(head_dim % 2 == 0, source, ": head_dim = ", head_dim, " must be even for rotary");
+}
+
+std::string ModelConfig::summary() const {
+  return str_cat(model_type, " L", num_layers, " H", hidden_size, " F", intermediate_size,
+                 " heads ", num_heads, "/", num_kv_heads, " d", head_dim, " V", vocab_size,
+                 " theta ", rope_theta, " rope ", rope_scaling.type, " x", rope_scaling.factor,
+                 qkv_bias ? " qkv_bias" : "", o_bias ? " o_bias" : "", mlp_bias ? " mlp_bias" : "",
+                 tie_word_embeddings ? " tied" : "");
+}
+
+}  // namespace tlm

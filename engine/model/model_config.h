@@ -1,0 +1,53 @@
+// The shape of a Llama-family decoder, read from an HF config.json or from GGUF metadata.
+// Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5 and SmolLM2 all fit it; the differences are flags.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace tlm {
+
+class GgufFile;
+
+struct RopeScaling {
+  std::string type = "default";  // "default", "linear", "llama3"
+  double factor = 1.0;
+  double low_freq_factor = 1.0;   // llama3
+  double high_freq_factor = 4.0;  // llama3
+  int64_t original_max_position_embeddings = 8192;  // llama3
+};
+
+struct ModelConfig {
+  std::string model_type = "llama";  // "llama", "mistral", "qwen2"
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;
+  int64_t num_layers = 0;
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t max_position_embeddings = 2048;
+  double rms_norm_eps = 1e-6;
+  double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
+  bool qkv_bias = false;   // Qwen2, or Llama's attention_bias
+  bool o_bias = false;     // Llama's attention_bias
+  bool mlp_bias = false;   // Llama's mlp_bias
+  bool tie_word_embeddings = false;
+  std::optional<int64_t> sliding_window;  // Mistral (when set and enabled)
+  std::optional<int64_t> bos_token_id;
+  std::optional<int64_t> eos_token_id;
+
+  // Throws naming the file and field: missing or mistyped fields, unsupported
+  // architectures ("model_type 'gpt_neox' is not a Llama-family model"), unknown rope types.
+  static ModelConfig from_hf_json(const std::string& config_json_path);
+  static ModelConfig from_gguf(const GgufFile& gguf);
+
+  // Checks the numbers agree with each other (heads divide hidden size, ...).
+  void validate(const std::string& source) const;
+  // A stable hash of the fields that define the architecture (for checkpoint identity).
+  std::string summary() const;
+};
+
+}  // namespace tlm

@@ -1,0 +1,29 @@
+// Rotary position embeddings in HF's rotate-half layout, with the rope_scaling variants
+// tlm supports (default, linear, llama3) and llama.cpp's per-frequency factors from GGUF.
+#pragma once
+
+#include <optional>
+#include <utility>
+
+#include <ATen/core/Tensor.h>
+
+#include "engine/model/model_config.h"
+
+namespace tlm {
+
+class RotaryEmbedding {
+ public:
+  RotaryEmbedding(const ModelConfig& config, std::optional<at::Tensor> frequency_factors);
+  // positions [B, T] int64 -> (cos, sin), each [B, T, head_dim] in `dtype`.
+  std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions,
+                                            at::ScalarType dtype) const;
+  const at::Tensor& inv_freq() const { return inv_freq_; }
+
+ private:
+  at::Tensor inv_freq_;  // [head_dim / 2] fp32
+};
+
+// x [B, heads, T, D] with cos/sin [B, T, D]: x * cos + rotate_half(x) * sin.
+at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+
+}  // namespace tlm

@@ -1,0 +1,9 @@
+// The subcommands of `tlm`. Each parses its own argv (cxxopts) and returns the exit code.
+#pragma once
+
+namespace tlm {
+
+int run_generate(int argc, char** argv);
+int run_score(int argc, char** argv);
+
+}  // namespace tlm

@@ -1,0 +1,94 @@
+// tlm generate: answers prompts with the model (greedy by default) and reports each
+// prompt's input perplexity under the model.
+#include <cmath>
+#include <fstream>
+#include <iostream>
+
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "engine/common/error.h"
+#include "engine/generate/generator.h"
+#include "engine/generate/scoring.h"
+#include "launch/commands.h"
+#include "launch/model_options.h"
+#include "launch/read_prompts.h"
+
+namespace tlm {
+
+int run_generate(int argc, char** argv) {
+  cxxopts::Options options("tlm generate",
+                           "Answer prompts with the model and print each prompt's input perplexity.\n"
+                           "Prompts come from --prompt (repeatable) and/or --prompts-file.");
+  add_model_options(options, 0);
+  options.add_options("Generation")
+      ("p,prompt", "a prompt (repeatable)", cxxopts::value<std::vector<std::string>>())
+      ("prompts-file", "JSON / JSONL / text file of prompts", cxxopts::value<std::string>())
+      ("max-new-tokens", "tokens to generate at most", cxxopts::value<int64_t>()->default_value("256"))
+      ("temperature", "0 = greedy", cxxopts::value<double>()->default_value("0"))
+      ("top-p", "nucleus sampling mass", cxxopts::value<double>()->default_value("1"))
+      ("seed", "sampling seed", cxxopts::value<uint64_t>()->default_value("0"))
+      ("batch-size", "prompts per batch", cxxopts::value<int64_t>()->default_value("8"))
+      ("output", "also write JSONL records {prompt, predict, ce, ppl, ...} here",
+       cxxopts::value<std::string>())
+      ("h,help", "this help");
+  auto parsed = options.parse(argc, argv);
+  if (parsed.count("help")) {
+    std::cout << options.help({"Model", "Generation"}) << std::endl;
+    return 0;
+  }
+  std::vector<std::string> prompts;
+  if (parsed.count("prompt")) prompts = parsed["prompt"].as<std::vector<std::string>>();
+  if (parsed.count("prompts-file"))
+    for (const PromptRecord& r : read_all_prompts(parsed["prompts-file"].as<std::string>(), nullptr))
+      prompts.push_back(r.prompt);
+  TLM_CHECK(!prompts.empty(), "no prompts: give --prompt TEXT or --prompts-file FILE");
+
+  LoadedModel m = load_model(read_model_options(parsed));
+  GenerationOptions gen;
+  gen.max_new_tokens = parsed["max-new-tokens"].as<int64_t>();
+  gen.sampling.temperature = parsed["temperature"].as<double>();
+  gen.sampling.top_p = parsed["top-p"].as<double>();
+  gen.sampling.seed = parsed["seed"].as<uint64_t>();
+  gen.stop_ids = m.files.eos_ids;
+  gen.pad_id = m.files.tokenizer->pad_id().value_or(0);
+  const int64_t batch_size = parsed["batch-size"].as<int64_t>();
+  TLM_CHECK(batch_size > 0, "--batch-size must be positive");
+
+  std::ofstream out_file;
+  if (parsed.count("output")) {
+    out_file.open(parsed["output"].as<std::string>());
+    TLM_CHECK(out_file.good(), parsed["output"].as<std::string>(), ": cannot open for writing");
+  }
+  for (size_t start = 0; start < prompts.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(prompts.size(), start + static_cast<size_t>(batch_size));
+    std::vector<std::vector<int32_t>> ids;
+    for (size_t i = start; i < end; ++i) ids.push_back(m.encoder->encode(prompts[i]).ids);
+    const std::vector<double> ce = mean_token_nll(*m.model, ids, batch_size, gen.pad_id);
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<Generation> answers = generate(*m.model, ids, gen);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    size_t new_tokens = 0;
+    for (const auto& a : answers) new_tokens += a.ids.size();
+    for (size_t i = start; i < end; ++i) {
+      const Generation& a = answers[i - start];
+      const std::string text = m.files.tokenizer->decode(a.ids, /*skip_special=*/true);
+      const double c = ce[i - start];
+      std::cout << "[" << i + 1 << "/" << prompts.size() << "] input perplexity "
+                << std::exp(c) << " (ce " << c << ", " << ids[i - start].size() << " tokens)\n"
+                << "> " << prompts[i] << "\n" << text << "\n\n";
+      if (out_file.is_open()) {
+        nlohmann::json rec = {{"prompt", prompts[i]}, {"predict", text}, {"ce", c},
+                              {"ppl", std::exp(c)}, {"prompt_tokens", ids[i - start].size()},
+                              {"new_tokens", a.ids.size()}, {"stopped", a.stopped}};
+        out_file << rec.dump() << "\n";
+      }
+    }
+    spdlog::info("batch of {}: {} new tokens in {:.2f} s ({:.1f} tokens/s)", end - start,
+                 new_tokens, secs, secs > 0 ? new_tokens / secs : 0.0);
+  }
+  return 0;
+}
+
+}  // namespace tlm

@@ -1,0 +1,34 @@
+// The option group every model-running subcommand shares (--model, --dtype, ...), and the
+// one function that turns it into a loaded model. Thin on purpose: engine/ never sees argv.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <cxxopts.hpp>
+
+#include "engine/generate/prompt_encoder.h"
+#include "engine/model/llama_model.h"
+#include "engine/model/model_files.h"
+
+namespace tlm {
+
+struct ModelOptions {
+  std::string model;           // HF directory or .gguf file
+  std::string dtype = "fp32";  // fp32 | bf16
+  std::string chat_template = "auto";
+  int64_t cutoff_len = 0;
+  int threads = 0;             // 0 = LibTorch's default
+};
+
+struct LoadedModel {
+  ModelFiles files;
+  std::unique_ptr<LlamaModel> model;
+  std::unique_ptr<PromptEncoder> encoder;
+};
+
+void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len);
+ModelOptions read_model_options(const cxxopts::ParseResult& parsed);
+LoadedModel load_model(const ModelOptions& options);
+
+}  // namespace tlm

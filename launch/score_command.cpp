@@ -1,0 +1,78 @@
+// tlm score: per-record input perplexity of a prompt file, as JSONL.
+#include <cmath>
+#include <fstream>
+#include <iostream>
+
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "engine/common/error.h"
+#include "engine/generate/scoring.h"
+#include "launch/commands.h"
+#include "launch/model_options.h"
+#include "launch/read_prompts.h"
+
+namespace tlm {
+
+int run_score(int argc, char** argv) {
+  cxxopts::Options options("tlm score",
+                           "Input perplexity of every record of a JSON / JSONL / text prompt file.\n"
+                           "Writes one JSON line per record: {index, line, prompt_tokens, ce, ppl, truncated}.");
+  add_model_options(options, 0);
+  options.add_options("Scoring")
+      ("data", "prompt file (JSON array, JSONL or text)", cxxopts::value<std::string>())
+      ("batch-size", "records per forward", cxxopts::value<int64_t>()->default_value("8"))
+      ("output", "write the JSONL here instead of stdout", cxxopts::value<std::string>())
+      ("h,help", "this help");
+  auto parsed = options.parse(argc, argv);
+  if (parsed.count("help")) {
+    std::cout << options.help({"Model", "Scoring"}) << std::endl;
+    return 0;
+  }
+  TLM_CHECK(parsed.count("data"), "--data FILE is required");
+  const std::string data = parsed["data"].as<std::string>();
+  SkipReport skips;
+  std::vector<PromptRecord> records = read_all_prompts(data, &skips);
+  LoadedModel m = load_model(read_model_options(parsed));
+  const int32_t pad = m.files.tokenizer->pad_id().value_or(0);
+
+  std::vector<std::vector<int32_t>> ids;
+  std::vector<const PromptRecord*> kept;
+  std::vector<bool> truncated;
+  int64_t too_short = 0;
+  for (const PromptRecord& r : records) {
+    EncodedPrompt e = m.encoder->encode(r.prompt);
+    if (e.ids.size() < 2) {
+      spdlog::warn("{}:{}: skipped record: prompt encodes to {} token(s), no next-token target",
+                   r.source, r.line, e.ids.size());
+      ++too_short;
+      continue;
+    }
+    ids.push_back(std::move(e.ids));
+    truncated.push_back(e.truncated);
+    kept.push_back(&r);
+  }
+  const std::vector<double> ce = mean_token_nll(*m.model, ids, parsed["batch-size"].as<int64_t>(), pad);
+
+  std::ofstream file;
+  if (parsed.count("output")) {
+    file.open(parsed["output"].as<std::string>());
+    TLM_CHECK(file.good(), parsed["output"].as<std::string>(), ": cannot open for writing");
+  }
+  std::ostream& out = file.is_open() ? file : std::cout;
+  double total = 0;
+  for (size_t i = 0; i < kept.size(); ++i) {
+    nlohmann::json rec = {{"index", kept[i]->index}, {"line", kept[i]->line},
+                          {"prompt_tokens", ids[i].size()}, {"ce", ce[i]},
+                          {"ppl", std::exp(ce[i])}, {"truncated", static_cast<bool>(truncated[i])}};
+    out << rec.dump() << "\n";
+    total += ce[i];
+  }
+  spdlog::info("{}: {} records scored, mean ce {:.4f} (ppl {:.2f}); skipped {} bad + {} too short",
+               data, kept.size(), kept.empty() ? 0.0 : total / kept.size(),
+               kept.empty() ? 0.0 : std::exp(total / kept.size()), skips.total(), too_short);
+  return 0;
+}
+
+}  // namespace tlm

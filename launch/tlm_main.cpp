@@ -1,0 +1,54 @@
+// tlm: test-time learning engine. `tlm <command> [options]`; `tlm <command> --help`.
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <string>
+
+#include <cxxopts.hpp>
+#include <spdlog/spdlog.h>
+
+#include "engine/common/error.h"
+#include "launch/commands.h"
+
+namespace {
+
+struct Command {
+  int (*run)(int, char**);
+  const char* summary;
+};
+
+const std::map<std::string, Command> kCommands = {
+    {"generate", {tlm::run_generate, "answer prompts; print each prompt's input perplexity"}},
+    {"score", {tlm::run_score, "input perplexity of every record of a prompt file (JSONL out)"}},
+};
+
+void usage(std::ostream& os) {
+  os << "tlm: test-time learning for Llama-family LLMs\n\nusage: tlm <command> [options]\n\ncommands:\n";
+  for (const auto& [name, cmd] : kCommands) os << "  " << name << std::string(10 - name.size(), ' ') << cmd.summary << "\n";
+  os << "\n`tlm <command> --help` lists a command's options.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_pattern("[tlm %H:%M:%S] %^%l%$: %v");
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? std::cerr : std::cout);
+    return argc < 2 ? 2 : 0;
+  }
+  auto it = kCommands.find(argv[1]);
+  if (it == kCommands.end()) {
+    std::cerr << "tlm: unknown command '" << argv[1] << "'\n\n";
+    usage(std::cerr);
+    return 2;
+  }
+  try {
+    return it->second.run(argc - 1, argv + 1);
+  } catch (const cxxopts::exceptions::exception& e) {
+    std::cerr << "tlm " << argv[1] << ": " << e.what() << " (see tlm " << argv[1] << " --help)\n";
+    return 2;
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+}
