@@ -259,7 +259,10 @@ class RougeParity(unittest.TestCase):
             s = scorer.score(r, p)
             for k in ref:
                 ref[k].append([s[k].precision, s[k].recall, s[k].fmeasure])
-        print(f"[parity] {len(self.pairs)} pairs", flush=True)
+        multi = sum(1 for r, p in self.pairs if "\n" in r.strip("\n") or "\n" in p.strip("\n"))
+        differ = sum(1 for a, b in zip(ref["rougeL"], ref["rougeLsum"]) if a[2] != b[2])
+        print(f"[parity] {len(self.pairs)} pairs, {multi} multi-line, {differ} where rougeLsum F "
+              f"differs from rougeL F", flush=True)
         for k in ("rougeLsum", "rougeL"):
             ours = self.ours[k]
             exact = sum(1 for o, r in zip(ours, ref[k]) if o == r)
