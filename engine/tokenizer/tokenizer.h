@@ -33,6 +33,13 @@ class Tokenizer {
   virtual std::optional<int32_t> bos_id() const = 0;
   virtual std::optional<int32_t> eos_id() const = 0;
   virtual std::optional<int32_t> pad_id() const = 0;
+
+  // Leading spaces decode() removes from the start of a text (SentencePiece decoders drop
+  // the space their pre-tokenizer prepended); Utf8StreamDecoder removes the same.
+  virtual int decode_strips_leading_spaces() const { return 0; }
+  // The model's Jinja chat template (tokenizer_config.json "chat_template", chat_template.jinja,
+  // or GGUF tokenizer.chat_template); empty when the files carry none.
+  virtual const std::string& chat_template_text() const = 0;
 };
 
 // Loads the tokenizer of an HF model directory: tokenizer.json (byte-level BPE) when
@@ -56,6 +63,7 @@ class Utf8StreamDecoder {
   const Tokenizer& tokenizer_;
   bool skip_special_;
   std::string pending_;
+  int strip_left_ = 0;  // leading spaces still to drop at the start of the stream
 };
 
 }  // namespace tlm

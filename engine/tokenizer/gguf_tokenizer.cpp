@@ -1,0 +1,193 @@
+// GGUF vocabularies (tokenizer.ggml.*), assembled the way transformers' GGUF integration
+// (integrations/gguf/gguf_tokenizer_mapping.py) builds them, so that encodings equal
+// AutoTokenizer.from_pretrained(dir, gguf_file=name):
+//  - "gpt2": GPT2Tokenizer (byte-level BPE, GPT-2 regex) with the file's merges; tokens
+//    outside the byte alphabet are respelled byte-level; tokenizer.ggml.pre picks a Split
+//    regex for the pre-tokenizers transformers knows (llama3, qwen2, ...), others keep GPT-2's.
+//  - "llama": LlamaTokenizer (SentencePiece-style BPE, byte fallback, Metaspace) with merges
+//    from the file or regenerated from the scores.
+// Control tokens (type 3) become special added tokens, user-defined ones (type 4) plain
+// added tokens. BOS is added when tokenizer.ggml.add_bos_token says so ("llama": default on).
+#include <set>
+#include <unordered_map>
+
+#include "engine/common/error.h"
+#include "engine/formats/gguf_file.h"
+#include "engine/tokenizer/hf_tokenizer.h"
+#include "engine/tokenizer/sentencepiece_vocab.h"
+#include "engine/tokenizer/unicode_text.h"
+
+namespace tlm {
+
+namespace {
+
+constexpr const char* kLlama3Split =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kQwen2Split =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kTekkenSplit =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+constexpr const char* kGpt4oSplit =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+// tokenizer.ggml.pre values transformers maps to a Split regex; any other value keeps the
+// builder's own pre-tokenizer (GPT-2's regex for "gpt2" vocabularies).
+const char* split_regex_for(const std::string& pre) {
+  static const std::unordered_map<std::string, const char*> table = {
+      {"llama3", kLlama3Split},     {"llama-v3", kLlama3Split},  {"llama-bpe", kLlama3Split},
+      {"falcon3", kLlama3Split},    {"falcon-h1", kLlama3Split}, {"pixtral", kLlama3Split},
+      {"midm-2.0", kLlama3Split},   {"lfm2", kLlama3Split},      {"jina-v5-nano", kLlama3Split},
+      {"dbrx", kLlama3Split},       {"smaug-bpe", kLlama3Split}, {"tekken", kTekkenSplit},
+      {"qwen2", kQwen2Split},       {"deepseek-r1-qwen", kQwen2Split},
+      {"kormo", kQwen2Split},       {"f2llmv2", kQwen2Split},    {"megrez", kQwen2Split},
+      {"gpt-4o", kGpt4oSplit},      {"llama4", kGpt4oSplit},     {"kanana2", kGpt4oSplit},
+      {"talkie", kGpt4oSplit},      {"minimax-m2", kGpt4oSplit},
+  };
+  auto it = table.find(pre);
+  return it == table.end() ? nullptr : it->second;
+}
+
+bool in_byte_alphabet(const std::string& token) {
+  size_t pos = 0;
+  while (pos < token.size()) {
+    if (unicode_to_byte(utf8_decode_at(token, pos)) < 0) return false;
+  }
+  return true;
+}
+
+std::optional<int32_t> optional_id(const GgufFile& gguf, const std::string& key, size_t n_tokens) {
+  if (!gguf.has(key)) return std::nullopt;
+  const int64_t id = gguf.get_int(key);
+  TLM_CHECK(id >= 0 && static_cast<size_t>(id) < n_tokens, gguf.path(), ": metadata key '", key,
+            "' = ", id, " is outside the vocabulary (", n_tokens, " tokens)");
+  return static_cast<int32_t>(id);
+}
+
+std::vector<std::pair<std::string, std::string>> read_merges(const GgufFile& gguf) {
+  std::vector<std::pair<std::string, std::string>> merges;
+  const auto& lines = gguf.get_string_array("tokenizer.ggml.merges");
+  merges.reserve(lines.size());
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    const size_t space = line.find(' ');
+    TLM_CHECK(space != std::string::npos && line.find(' ', space + 1) == std::string::npos,
+              gguf.path(), ": tokenizer.ggml.merges[", i, "] is not \"a b\": \"", line, "\"");
+    merges.emplace_back(line.substr(0, space), line.substr(space + 1));
+  }
+  return merges;
+}
+
+HfTokenizerParts build_gpt2(const GgufFile& gguf, const std::vector<std::string>& tokens,
+                            const std::vector<int64_t>& types) {
+  const std::string path = gguf.path();
+  TLM_CHECK(gguf.has("tokenizer.ggml.merges"), path,
+            ": metadata key 'tokenizer.ggml.merges' missing (needed by a gpt2 vocabulary)");
+  std::vector<std::pair<std::string, int32_t>> vocab;
+  vocab.reserve(tokens.size());
+  std::set<std::string> keys;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    std::string key = in_byte_alphabet(t) ? t : bytes_to_byte_level(t);
+    keys.insert(key);
+    vocab.emplace_back(std::move(key), static_cast<int32_t>(i));
+  }
+  HfTokenizerParts parts;
+  parts.source = path;
+  parts.model = std::make_unique<BpeModel>(vocab, read_merges(gguf), BpeOptions{}, path);
+  parts.pre_tokenizer = make_byte_level_pre_tokenizer(false, true);
+  parts.decoder = make_byte_level_decoder();
+  for (size_t i = 0; i < types.size() && i < tokens.size(); ++i) {
+    // Control tokens spelled outside the byte alphabet are llama.cpp mislabels HF skips.
+    if (types[i] != kSpControl || !in_byte_alphabet(tokens[i])) continue;
+    AddedToken t;
+    t.content = tokens[i];
+    t.special = true;
+    parts.added.add(t, *parts.model);
+  }
+  for (size_t i = 0; i < types.size() && i < tokens.size(); ++i) {
+    if (types[i] != kSpUserDefined || !keys.count(tokens[i])) continue;
+    AddedToken t;
+    t.content = tokens[i];
+    parts.added.add(t, *parts.model);
+  }
+  return parts;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufFile& gguf) {
+  const std::string path = gguf.path();
+  const std::string model = gguf.get_string("tokenizer.ggml.model");
+  const auto& tokens = gguf.get_string_array("tokenizer.ggml.tokens");
+  TLM_CHECK(!tokens.empty(), path, ": tokenizer.ggml.tokens is empty");
+  std::vector<int64_t> types;
+  if (gguf.has("tokenizer.ggml.token_type")) {
+    types = gguf.get_int_array("tokenizer.ggml.token_type");
+    TLM_CHECK(types.size() == tokens.size(), path, ": tokenizer.ggml.token_type has ",
+              types.size(), " entries for ", tokens.size(), " tokens");
+  }
+
+  HfTokenizerParts parts;
+  bool add_bos_default = false;
+  if (model == "gpt2") {
+    parts = build_gpt2(gguf, tokens, types);
+  } else if (model == "llama") {
+    const std::string arch = gguf.get_string_or("general.architecture", "");
+    TLM_CHECK(arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "phi3", path,
+              ": general.architecture '", arch, "' with a llama (SentencePiece) vocabulary needs "
+              "transformers' architecture-specific tokenizer, which tlm does not implement");
+    SentencePieceVocab vocab;
+    vocab.pieces = tokens;
+    vocab.types.assign(types.begin(), types.end());
+    if (gguf.has("tokenizer.ggml.merges")) {
+      vocab.merges = read_merges(gguf);
+    } else {
+      TLM_CHECK(gguf.has("tokenizer.ggml.scores"), path,
+                ": a llama vocabulary needs tokenizer.ggml.merges or tokenizer.ggml.scores");
+      vocab.scores = gguf.get_float_array("tokenizer.ggml.scores");
+    }
+    // transformers ignores tokenizer.ggml.add_space_prefix: LlamaTokenizer's defaults apply.
+    parts = build_sentencepiece_parts(path, vocab, true, false);
+    add_bos_default = true;
+  } else {
+    TLM_FAIL(path, ": tokenizer.ggml.model '", model,
+             "' is not supported (supported: gpt2, llama)");
+  }
+
+  if (const char* split = split_regex_for(gguf.get_string_or("tokenizer.ggml.pre", ""))) {
+    std::vector<std::unique_ptr<PreTokenizer>> seq;
+    seq.push_back(make_split_pre_tokenizer(split, SplitBehavior::Isolated,
+                                           path + ": tokenizer.ggml.pre"));
+    seq.push_back(make_byte_level_pre_tokenizer(false, false));
+    parts.pre_tokenizer = make_sequence_pre_tokenizer(std::move(seq));
+  }
+
+  // transformers registers the tokens these ids name as special tokens.
+  const auto bos = optional_id(gguf, "tokenizer.ggml.bos_token_id", tokens.size());
+  const auto eos = optional_id(gguf, "tokenizer.ggml.eos_token_id", tokens.size());
+  const auto unk = optional_id(gguf, "tokenizer.ggml.unknown_token_id", tokens.size());
+  const auto pad = optional_id(gguf, "tokenizer.ggml.padding_token_id", tokens.size());
+  for (const auto& id : {bos, eos, unk, pad}) {
+    if (!id) continue;
+    const std::string& text = tokens[static_cast<size_t>(*id)];
+    if (text.empty() || parts.added.token_to_id(text) || !parts.model->token_to_id(text)) continue;
+    AddedToken t;
+    t.content = text;
+    t.special = true;
+    parts.added.add(t, *parts.model);
+  }
+  parts.bos = bos;
+  parts.eos = eos;
+  parts.pad = pad;
+  parts.post = PostProcessor{};
+  if (gguf.get_bool_or("tokenizer.ggml.add_bos_token", add_bos_default) && bos) {
+    parts.post.prefix.push_back(*bos);
+  }
+  if (gguf.get_bool_or("tokenizer.ggml.add_eos_token", false) && eos) {
+    parts.post.suffix.push_back(*eos);
+  }
+  parts.chat_template = gguf.get_string_or("tokenizer.chat_template", "");
+  return std::make_unique<HfTokenizer>(std::move(parts));
+}
+
+}  // namespace tlm

@@ -1,0 +1,133 @@
+#include "engine/tokenizer/tokenizer_json.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/common/error.h"
+#include "engine/tokenizer/tokenizer_config.h"
+
+namespace tlm {
+
+namespace {
+
+std::unique_ptr<BpeModel> parse_bpe_model(const nlohmann::json& model, const std::string& path) {
+  const std::string where = path + ": model";
+  TLM_CHECK(model.is_object(), where, ": expected an object");
+  const std::string type = model.value("type", std::string("BPE"));
+  TLM_CHECK(type == "BPE", where, ".type: model type \"", type,
+            "\" is not supported (only BPE)");
+  if (model.contains("dropout") && !model.at("dropout").is_null()) {
+    const double dropout = model.at("dropout").get<double>();
+    TLM_CHECK(dropout == 0.0, where, ".dropout: BPE dropout ", dropout,
+              " makes encoding random; only 0/null is supported");
+  }
+  const auto& vocab_json = model.at("vocab");
+  TLM_CHECK(vocab_json.is_object(), where, ".vocab: expected an object token -> id");
+  std::vector<std::pair<std::string, int32_t>> vocab;
+  vocab.reserve(vocab_json.size());
+  for (const auto& item : vocab_json.items()) {
+    vocab.emplace_back(item.key(), item.value().get<int32_t>());
+  }
+  std::vector<std::pair<std::string, std::string>> merges;
+  const auto& merges_json = model.at("merges");
+  TLM_CHECK(merges_json.is_array(), where, ".merges: expected a list");
+  merges.reserve(merges_json.size());
+  for (size_t i = 0; i < merges_json.size(); ++i) {
+    const auto& m = merges_json[i];
+    if (m.is_string()) {
+      const std::string line = m.get<std::string>();
+      if (line.rfind("#version", 0) == 0) continue;
+      const size_t space = line.find(' ');
+      TLM_CHECK(space != std::string::npos && line.find(' ', space + 1) == std::string::npos,
+                where, ".merges[", i, "]: expected \"a b\", got \"", line, "\"");
+      merges.emplace_back(line.substr(0, space), line.substr(space + 1));
+    } else {
+      TLM_CHECK(m.is_array() && m.size() == 2, where, ".merges[", i, "]: expected [a, b]");
+      merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
+    }
+  }
+  BpeOptions options;
+  auto optional_string = [&](const char* key) -> std::optional<std::string> {
+    if (!model.contains(key) || model.at(key).is_null()) return std::nullopt;
+    return model.at(key).get<std::string>();
+  };
+  options.unk_token = optional_string("unk_token");
+  options.continuing_subword_prefix = optional_string("continuing_subword_prefix").value_or("");
+  options.end_of_word_suffix = optional_string("end_of_word_suffix").value_or("");
+  auto flag = [&](const char* key) {
+    return model.contains(key) && model.at(key).is_boolean() && model.at(key).get<bool>();
+  };
+  options.fuse_unk = flag("fuse_unk");
+  options.byte_fallback = flag("byte_fallback");
+  options.ignore_merges = flag("ignore_merges");
+  return std::make_unique<BpeModel>(vocab, merges, options, path);
+}
+
+}  // namespace
+
+HfTokenizerParts parse_tokenizer_json(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  TLM_CHECK(in.good(), path, ": cannot open");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::exception& e) {
+    TLM_FAIL(path, ": invalid JSON: ", e.what());
+  }
+  TLM_CHECK(j.is_object() && j.contains("model"), path, ": not a tokenizer.json (no \"model\")");
+
+  HfTokenizerParts parts;
+  parts.source = path;
+  auto field = [&](const char* key) -> const nlohmann::json& {
+    static const nlohmann::json null_value;
+    return j.contains(key) ? j.at(key) : null_value;
+  };
+  parts.normalizer = parse_normalizer(field("normalizer"), path + ": normalizer");
+  parts.pre_tokenizer = parse_pre_tokenizer(field("pre_tokenizer"), path + ": pre_tokenizer");
+  parts.model = parse_bpe_model(j.at("model"), path);
+  parts.decoder = parse_decoder(field("decoder"), path + ": decoder");
+  parts.post = parse_post_processor(field("post_processor"), path + ": post_processor");
+
+  const auto& added = field("added_tokens");
+  if (added.is_array()) {
+    for (size_t i = 0; i < added.size(); ++i) {
+      const auto& t = added[i];
+      AddedToken token;
+      token.content = t.at("content").get<std::string>();
+      token.single_word = t.value("single_word", false);
+      token.lstrip = t.value("lstrip", false);
+      token.rstrip = t.value("rstrip", false);
+      token.normalized = t.value("normalized", true);
+      token.special = t.value("special", false);
+      TLM_CHECK(!token.content.empty(), path, ": added_tokens[", i, "] has empty content");
+      // HF re-derives the id (model vocabulary or next free one) rather than trusting "id".
+      parts.added.add(token, *parts.model);
+    }
+  }
+  return parts;
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer_from_directory(const std::string& directory) {
+  namespace fs = std::filesystem;
+  TLM_CHECK(fs::is_directory(directory), directory, ": not a directory");
+  const TokenizerConfig config = read_tokenizer_config(directory);
+  const fs::path json_path = fs::path(directory) / "tokenizer.json";
+  const fs::path model_path = fs::path(directory) / "tokenizer.model";
+  HfTokenizerParts parts;
+  if (fs::exists(json_path)) {
+    parts = parse_tokenizer_json(json_path.string());
+  } else if (fs::exists(model_path)) {
+    parts = parse_sentencepiece_model(model_path.string(), config);
+  } else {
+    TLM_FAIL(directory, ": has neither tokenizer.json nor tokenizer.model");
+  }
+  apply_tokenizer_config(config, parts);
+  return std::make_unique<HfTokenizer>(std::move(parts));
+}
+
+}  // namespace tlm
