@@ -11,7 +11,9 @@ namespace {
 
 // scale * (x A^T) B^T in the adapter's dtype, returned in the base output's dtype.
 at::Tensor lora_branch(const at::Tensor& x, const LoraSlot& lora, c10::ScalarType out_dtype) {
-  at::Tensor h = at::linear(x.to(lora.A.scalar_type()), lora.A);  // [..., r]
+  at::Tensor in = x.to(lora.A.scalar_type());
+  if (lora.training && lora.dropout > 0.0) in = at::dropout(in, lora.dropout, /*train=*/true);
+  at::Tensor h = at::linear(in, lora.A);  // [..., r]
   return (at::linear(h, lora.B) * lora.scale).to(out_dtype);      // [..., out_local]
 }
 

@@ -29,6 +29,8 @@ struct LoraSlot {
   double scale = 1.0;       // alpha / rank
   bool enabled = true;      // false: the layer computes the base output only
   bool merged = false;      // true: delta folded into the base weight, branch skipped
+  double dropout = 0.0;     // on the branch input, only while `training`
+  bool training = false;
   int a_split_dim = -1;     // dim of A split over TP, -1 when replicated
   int b_split_dim = -1;     // dim of B split over TP, -1 when replicated
 };

@@ -6,7 +6,7 @@
 
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include "engine/common/log.h"
 
 #include "engine/common/error.h"
 #include "engine/generate/generator.h"
@@ -85,8 +85,8 @@ int run_generate(int argc, char** argv) {
         out_file << rec.dump() << "\n";
       }
     }
-    spdlog::info("batch of {}: {} new tokens in {:.2f} s ({:.1f} tokens/s)", end - start,
-                 new_tokens, secs, secs > 0 ? new_tokens / secs : 0.0);
+    log_info(str_cat("batch of ", end - start, ": ", new_tokens, " new tokens in ", fixed(secs, 2),
+                     " s (", fixed(secs > 0 ? new_tokens / secs : 0.0, 1), " tokens/s)"));
   }
   return 0;
 }

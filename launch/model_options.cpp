@@ -4,7 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <spdlog/spdlog.h>
+#include "engine/common/log.h"
 
 #include "dist/communicator.h"
 #include "engine/common/error.h"
@@ -55,8 +55,8 @@ LoadedModel load_model(const ModelOptions& options) {
   }
   m.encoder = std::make_unique<PromptEncoder>(*m.files.tokenizer, chat, options.cutoff_len);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  spdlog::info("model {} ({}): {}; {} chat template; loaded in {:.2f} s", options.model,
-               m.files.format, m.files.config.summary(), chat.name(), secs);
+  log_info(str_cat("model ", options.model, " (", m.files.format, "): ", m.files.config.summary(),
+                   "; ", chat.name(), " chat template; loaded in ", fixed(secs, 2), " s"));
   return m;
 }
 

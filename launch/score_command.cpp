@@ -5,7 +5,7 @@
 
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+#include "engine/common/log.h"
 
 #include "engine/common/error.h"
 #include "engine/generate/scoring.h"
@@ -44,8 +44,8 @@ int run_score(int argc, char** argv) {
   for (const PromptRecord& r : records) {
     EncodedPrompt e = m.encoder->encode(r.prompt);
     if (e.ids.size() < 2) {
-      spdlog::warn("{}:{}: skipped record: prompt encodes to {} token(s), no next-token target",
-                   r.source, r.line, e.ids.size());
+      log_warn(str_cat(r.source, ":", r.line, ": skipped record: prompt encodes to ", e.ids.size(),
+                       " token(s), no next-token target"));
       ++too_short;
       continue;
     }
@@ -69,9 +69,10 @@ int run_score(int argc, char** argv) {
     out << rec.dump() << "\n";
     total += ce[i];
   }
-  spdlog::info("{}: {} records scored, mean ce {:.4f} (ppl {:.2f}); skipped {} bad + {} too short",
-               data, kept.size(), kept.empty() ? 0.0 : total / kept.size(),
-               kept.empty() ? 0.0 : std::exp(total / kept.size()), skips.total(), too_short);
+  const double mean_ce = kept.empty() ? 0.0 : total / static_cast<double>(kept.size());
+  log_info(str_cat(data, ": ", kept.size(), " records scored, mean ce ", fixed(mean_ce, 4), " (ppl ",
+                   fixed(std::exp(mean_ce), 2), "); skipped ", skips.total(), " bad + ", too_short,
+                   " too short"));
   return 0;
 }
 

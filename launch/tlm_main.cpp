@@ -5,7 +5,7 @@
 #include <string>
 
 #include <cxxopts.hpp>
-#include <spdlog/spdlog.h>
+#include "engine/common/log.h"
 
 #include "engine/common/error.h"
 #include "launch/commands.h"
@@ -31,7 +31,6 @@ void usage(std::ostream& os) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  spdlog::set_pattern("[tlm %H:%M:%S] %^%l%$: %v");
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
     usage(argc < 2 ? std::cerr : std::cout);
     return argc < 2 ? 2 : 0;
@@ -48,7 +47,7 @@ int main(int argc, char** argv) {
     std::cerr << "tlm " << argv[1] << ": " << e.what() << " (see tlm " << argv[1] << " --help)\n";
     return 2;
   } catch (const std::exception& e) {
-    spdlog::error("{}", e.what());
+    tlm::log_error(e.what());
     return 1;
   }
 }

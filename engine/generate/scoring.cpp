@@ -35,4 +35,39 @@ std::vector<double> mean_token_nll(const LlamaModel& model,
   return out;
 }
 
+ContinuationNll continuation_nll(const LlamaModel& model,
+                                 const std::vector<std::vector<int32_t>>& prompts,
+                                 const std::vector<std::vector<int32_t>>& continuations,
+                                 int64_t batch_size, int32_t pad_id) {
+  c10::InferenceMode inference;
+  TLM_CHECK(prompts.size() == continuations.size(), "continuation_nll: ", prompts.size(),
+            " prompts for ", continuations.size(), " continuations");
+  ContinuationNll total;
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<int64_t> prompt_lens;
+  auto flush = [&]() {
+    if (seqs.empty()) return;
+    TokenBatch batch = right_padded_batch(seqs, pad_id);
+    at::Tensor logp = model.token_log_likelihoods(batch.ids, batch.mask);  // [b, T-1]
+    // Position t predicts token t+1: continuation tokens start at index prompt_len.
+    at::Tensor t_index = at::arange(logp.size(1), at::kLong).unsqueeze(0);
+    at::Tensor starts = at::tensor(prompt_lens, at::kLong).unsqueeze(1) - 1;
+    at::Tensor in_answer = (t_index >= starts).logical_and(batch.mask.narrow(1, 1, logp.size(1)).to(at::kBool));
+    total.nll_sum += -(logp * in_answer.to(at::kFloat)).sum().item<double>();
+    total.tokens += in_answer.sum().item<int64_t>();
+    seqs.clear();
+    prompt_lens.clear();
+  };
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (continuations[i].empty() || prompts[i].empty()) continue;
+    std::vector<int32_t> s = prompts[i];
+    s.insert(s.end(), continuations[i].begin(), continuations[i].end());
+    seqs.push_back(std::move(s));
+    prompt_lens.push_back(static_cast<int64_t>(prompts[i].size()));
+    if (static_cast<int64_t>(seqs.size()) == batch_size) flush();
+  }
+  flush();
+  return total;
+}
+
 }  // namespace tlm

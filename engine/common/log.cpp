@@ -1,0 +1,45 @@
+#include "engine/common/log.h"
+
+#include <cstdio>
+
+#include <spdlog/spdlog.h>
+
+namespace tlm {
+namespace {
+
+std::string& prefix() {
+  static std::string p;
+  return p;
+}
+
+void ensure_pattern() {
+  static const bool done = [] {
+    spdlog::set_pattern("[tlm %H:%M:%S] %^%l%$: %v");
+    return true;
+  }();
+  (void)done;
+}
+
+}  // namespace
+
+void log_info(const std::string& m) {
+  ensure_pattern();
+  spdlog::info("{}{}", prefix(), m);
+}
+void log_warn(const std::string& m) {
+  ensure_pattern();
+  spdlog::warn("{}{}", prefix(), m);
+}
+void log_error(const std::string& m) {
+  ensure_pattern();
+  spdlog::error("{}{}", prefix(), m);
+}
+void set_log_prefix(const std::string& p) { prefix() = p; }
+
+std::string fixed(double value, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, value);
+  return buf;
+}
+
+}  // namespace tlm

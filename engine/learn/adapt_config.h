@@ -1,0 +1,48 @@
+// Everything an adaptation job (`tlm adapt`) needs, filled from a YAML recipe and flags.
+// Defaults are the official TLM settings (ARCHITECTURE.md section 1).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/data/prompt_stream.h"
+#include "engine/generate/generator.h"
+#include "engine/learn/adamw.h"
+#include "engine/learn/lora.h"
+#include "engine/learn/test_time_learner.h"
+#include "engine/learn/tlm_objective.h"
+
+namespace tlm {
+
+enum class AdaptMode { Online, Offline };
+
+struct AdaptConfig {
+  AdaptMode mode = AdaptMode::Online;
+  std::string data;
+  PromptStreamOptions data_options;
+  std::string output_dir = "runs/tlm";
+  int64_t max_samples = 0;       // 0 = the whole stream
+  int64_t stream_batch = 8;      // online: prompts per chunk
+  int64_t train_batch_size = 1;
+  double learning_rate = 5e-5;
+  std::string lr_schedule;       // empty: constant online, cosine offline
+  double warmup_ratio = -1.0;    // < 0: 0 online, 0.1 offline
+  // Official online code: a fresh optimiser and schedule for every chunk (the adapter carries
+  // over). false = one optimiser for the whole stream.
+  bool fresh_optimizer_per_chunk = true;
+  StepOptions step;
+  TlmObjectiveOptions objective;
+  LoraConfig lora;
+  AdamWOptions adamw;
+  GenerationOptions generation;  // max_new_tokens default 512, greedy
+  int64_t generation_batch = 8;
+  int64_t score_batch = 8;
+  bool generate = true;          // false: adapt only (no predictions)
+  bool answer_nll = true;        // summary: reference NLL under the base and adapted model
+  std::string init_adapter;      // PEFT adapter directory to start from (parity tests, warm starts)
+
+  std::string schedule_name() const;
+  double warmup() const;
+};
+
+}  // namespace tlm

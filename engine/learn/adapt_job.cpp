@@ -1,0 +1,276 @@
+#include "engine/learn/adapt_job.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "engine/common/log.h"
+
+#include "engine/common/error.h"
+#include "engine/generate/prompt_encoder.h"
+#include "engine/generate/scoring.h"
+#include "engine/learn/lr_schedule.h"
+#include "engine/learn/peft_adapter.h"
+#include "engine/learn/run_outputs.h"
+#include "engine/metrics/exact_match.h"
+#include "engine/metrics/rouge.h"
+#include "engine/model/llama_model.h"
+
+namespace tlm {
+
+std::string AdaptConfig::schedule_name() const {
+  if (!lr_schedule.empty()) return lr_schedule;
+  return mode == AdaptMode::Online ? "constant" : "cosine";
+}
+
+double AdaptConfig::warmup() const {
+  if (warmup_ratio >= 0.0) return warmup_ratio;
+  return mode == AdaptMode::Online ? 0.0 : 0.1;
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// A prompt the job will learn from and answer: its record and its token ids.
+struct Sample {
+  PromptRecord record;
+  std::vector<int32_t> ids;
+};
+
+struct Counters {
+  int64_t too_short = 0;
+  int64_t truncated = 0;
+};
+
+std::vector<Sample> encode_records(const std::vector<PromptRecord>& records,
+                                   const PromptEncoder& encoder, Counters& counters) {
+  std::vector<Sample> out;
+  for (const PromptRecord& r : records) {
+    EncodedPrompt e = encoder.encode(r.prompt);
+    if (e.ids.size() < 2) {
+      log_warn(str_cat(r.source, ":", r.line, ": skipped record: prompt encodes to ", e.ids.size(),
+                       " token(s), no next-token target"));
+      ++counters.too_short;
+      continue;
+    }
+    if (e.truncated) ++counters.truncated;
+    out.push_back({r, std::move(e.ids)});
+  }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> ids_of(const std::vector<Sample>& samples, size_t begin, size_t end) {
+  std::vector<std::vector<int32_t>> out;
+  for (size_t i = begin; i < end; ++i) out.push_back(samples[i].ids);
+  return out;
+}
+
+void answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
+            const std::vector<Sample>& samples, RunOutputs& outputs, std::vector<std::string>& predictions) {
+  const size_t step = static_cast<size_t>(config.generation_batch);
+  for (size_t b = 0; b < samples.size(); b += step) {
+    const size_t e = std::min(samples.size(), b + step);
+    std::vector<Generation> gens = generate(model, ids_of(samples, b, e), config.generation);
+    for (size_t i = b; i < e; ++i) {
+      std::string text = encoder.tokenizer().decode(gens[i - b].ids, /*skip_special=*/true);
+      outputs.write_prediction(samples[i].record, text);
+      predictions.push_back(std::move(text));
+    }
+  }
+}
+
+// Trains on samples[begin, end) in batches of train_batch_size. `k` counts the steps of the
+// current schedule (its lr is schedule.lr(k)); `selection_ce` (offline) is indexed like samples.
+void train_range(TestTimeLearner& learner, const AdaptConfig& config, const LrSchedule& schedule,
+                 const std::vector<Sample>& samples, size_t begin, size_t end,
+                 const std::vector<double>& selection_ce, RunOutputs& outputs, int64_t& samples_seen,
+                 int64_t& k) {
+  const size_t bs = static_cast<size_t>(config.train_batch_size);
+  for (size_t b = begin; b < end; b += bs, ++k) {
+    const size_t e = std::min(end, b + bs);
+    std::vector<double> sel;
+    if (!selection_ce.empty())
+      sel.assign(selection_ce.begin() + static_cast<long>(b), selection_ce.begin() + static_cast<long>(e));
+    StepRecord rec = learner.train_step(ids_of(samples, b, e), schedule.lr(k), sel);
+    samples_seen += static_cast<int64_t>(e - b);
+    outputs.write_step(rec, samples_seen);
+  }
+}
+
+int64_t steps_for(size_t n, int64_t batch) {
+  return static_cast<int64_t>((n + static_cast<size_t>(batch) - 1) / static_cast<size_t>(batch));
+}
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+}  // namespace
+
+nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
+                              const AdaptConfig& config, const std::string& model_path) {
+  const auto start = std::chrono::steady_clock::now();
+  TLM_CHECK(config.stream_batch > 0 && config.train_batch_size > 0 && config.generation_batch > 0 &&
+                config.score_batch > 0,
+            "stream_batch, train_batch_size, generation_batch and score_batch must be positive");
+  TLM_CHECK(!config.data.empty(), "no data file given (--data or `data:` in the recipe)");
+  PromptSet set = read_prompt_file(config.data, config.data_options);
+  for (const SkippedRecord& s : set.skips.records)
+    log_warn(str_cat(s.source, ":", s.line, ": skipped record: ", s.reason));
+  if (config.max_samples > 0 && static_cast<int64_t>(set.records.size()) > config.max_samples)
+    set.records.resize(static_cast<size_t>(config.max_samples));
+  Counters counters;
+  const std::vector<Sample> samples = encode_records(set.records, encoder, counters);
+  TLM_CHECK(!samples.empty(), config.data, ": no usable prompt (", set.skips.total(),
+            " bad records, ", counters.too_short, " too short)");
+  const int32_t pad = encoder.tokenizer().pad_id().value_or(0);
+
+  LoraAdapters lora(model, config.lora);
+  if (!config.init_adapter.empty()) {
+    PeftAdapter init = load_peft_adapter(config.init_adapter);
+    TLM_CHECK(init.config.rank == config.lora.rank && init.config.alpha == config.lora.alpha,
+              config.init_adapter, ": adapter has r=", init.config.rank, " alpha=", init.config.alpha,
+              " but the run is configured with r=", config.lora.rank, " alpha=", config.lora.alpha);
+    lora.load_full_state(init.state, config.init_adapter);
+    log_info("adapter initialised from " + config.init_adapter);
+  }
+  TestTimeLearner learner(model, lora, config.objective, config.step, config.adamw);
+  RunOutputs outputs(config.output_dir, static_cast<int64_t>(samples.size()));
+  const ScheduleKind kind = parse_schedule(config.schedule_name());
+  std::vector<std::string> predictions;
+  int64_t samples_seen = 0;
+  double generate_seconds = 0, train_seconds = 0;
+
+  const bool online = config.mode == AdaptMode::Online;
+  std::string targets;
+  for (const std::string& t : config.lora.targets) targets += (targets.empty() ? "" : ",") + t;
+  log_info(str_cat(online ? "online" : "offline", " TLM on ", samples.size(), " prompts from ",
+                   config.data, ": lora r=", config.lora.rank, " alpha=", config.lora.alpha, " on ",
+                   targets, ", lr ", config.learning_rate, " (", config.schedule_name(), "), threshold ",
+                   config.objective.threshold, ", lambda ", config.objective.lambda,
+                   config.objective.sample_selection ? "" : " (no sample selection)"));
+  if (online) {
+    const size_t chunk = static_cast<size_t>(config.stream_batch);
+    LrSchedule schedule;
+    int64_t k = 0;
+    for (size_t b = 0; b < samples.size(); b += chunk) {
+      const size_t e = std::min(samples.size(), b + chunk);
+      if (config.generate) {
+        auto t = std::chrono::steady_clock::now();
+        answer(model, encoder, config, std::vector<Sample>(samples.begin() + static_cast<long>(b), samples.begin() + static_cast<long>(e)),
+               outputs, predictions);
+        generate_seconds += seconds_since(t);
+      }
+      if (config.fresh_optimizer_per_chunk || b == 0) {
+        if (b > 0) learner.optimizer().reset();
+        const int64_t total = config.fresh_optimizer_per_chunk ? steps_for(e - b, config.train_batch_size)
+                                                               : steps_for(samples.size(), config.train_batch_size);
+        schedule = LrSchedule::make(kind, config.learning_rate, total, config.warmup());
+        k = 0;
+      }
+      auto t = std::chrono::steady_clock::now();
+      train_range(learner, config, schedule, samples, b, e, {}, outputs, samples_seen, k);
+      train_seconds += seconds_since(t);
+      outputs.log_progress(static_cast<int64_t>(e));
+    }
+  } else {
+    lora.set_enabled(false);
+    auto t = std::chrono::steady_clock::now();
+    const std::vector<double> base_ce = mean_token_nll(model, ids_of(samples, 0, samples.size()), config.score_batch, pad);
+    lora.set_enabled(true);
+    const LrSchedule schedule = LrSchedule::make(kind, config.learning_rate,
+                                                 steps_for(samples.size(), config.train_batch_size), config.warmup());
+    // Progress in chunks of stream_batch so long offline runs report as they go.
+    const size_t chunk = static_cast<size_t>(config.stream_batch * config.train_batch_size);
+    int64_t k = 0;
+    for (size_t b = 0; b < samples.size(); b += chunk) {
+      const size_t e = std::min(samples.size(), b + chunk);
+      train_range(learner, config, schedule, samples, b, e, base_ce, outputs, samples_seen, k);
+      outputs.log_progress(static_cast<int64_t>(e));
+    }
+    train_seconds += seconds_since(t);
+    if (config.generate) {
+      auto g = std::chrono::steady_clock::now();
+      answer(model, encoder, config, samples, outputs, predictions);
+      generate_seconds += seconds_since(g);
+    }
+  }
+
+  const std::string adapter_dir = config.output_dir + "/adapter";
+  save_peft_adapter(adapter_dir, lora.full_state(), config.lora, model_path);
+
+  // Input perplexity of the whole stream before and after adaptation.
+  const auto all_ids = ids_of(samples, 0, samples.size());
+  lora.set_enabled(false);
+  const double base_ce = mean(mean_token_nll(model, all_ids, config.score_batch, pad));
+  lora.set_enabled(true);
+  const double adapted_ce = mean(mean_token_nll(model, all_ids, config.score_batch, pad));
+
+  nlohmann::json summary = {
+      {"mode", online ? "online" : "offline"}, {"data", config.data}, {"model", model_path},
+      {"samples", samples.size()}, {"steps", learner.steps()},
+      {"skipped_steps", learner.skipped_steps()},
+      {"selected", outputs.selected()}, {"selected_fraction", outputs.trained() ? double(outputs.selected()) / outputs.trained() : 0.0},
+      {"records_skipped", set.skips.to_json()}, {"records_too_short", counters.too_short},
+      {"prompts_truncated", counters.truncated},
+      {"input_ce_base", base_ce}, {"input_ce_adapted", adapted_ce},
+      {"input_ppl_base", std::exp(base_ce)}, {"input_ppl_adapted", std::exp(adapted_ce)},
+      {"train_seconds", train_seconds}, {"generate_seconds", generate_seconds},
+      {"train_tokens_per_s", outputs.train_tokens_per_second()},
+      {"adapter", adapter_dir},
+      {"config", {{"lr", config.learning_rate}, {"schedule", config.schedule_name()},
+                  {"warmup_ratio", config.warmup()}, {"stream_batch", config.stream_batch},
+                  {"train_batch_size", config.train_batch_size}, {"threshold", config.objective.threshold},
+                  {"lambda", config.objective.lambda}, {"sample_selection", config.objective.sample_selection},
+                  {"perplexity_loss", config.objective.perplexity_loss},
+                  {"fresh_optimizer_per_chunk", config.fresh_optimizer_per_chunk},
+                  {"skip_unselected_steps", config.step.skip_unselected},
+                  {"max_grad_norm", config.step.max_grad_norm}, {"lora_rank", config.lora.rank},
+                  {"lora_alpha", config.lora.alpha}, {"lora_targets", config.lora.targets},
+                  {"max_new_tokens", config.generation.max_new_tokens}}}};
+
+  // Reference-based metrics for records that carry one.
+  std::vector<std::vector<int32_t>> prompts, answers;
+  std::vector<RougeScore> rouge;
+  int64_t em_hits = 0, em_total = 0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    if (!samples[i].record.reference) continue;
+    const std::string& ref = *samples[i].record.reference;
+    if (config.answer_nll) {
+      prompts.push_back(samples[i].ids);
+      answers.push_back(encoder.encode_continuation(ref));
+    }
+    if (i < predictions.size()) {
+      rouge.push_back(rouge_lsum(ref, predictions[i]));
+      if (gsm8k_reference_answer(ref)) {
+        ++em_total;
+        em_hits += gsm8k_exact_match(predictions[i], ref) ? 1 : 0;
+      }
+    }
+  }
+  if (!prompts.empty()) {
+    lora.set_enabled(false);
+    const ContinuationNll base = continuation_nll(model, prompts, answers, config.score_batch, pad);
+    lora.set_enabled(true);
+    const ContinuationNll adapted = continuation_nll(model, prompts, answers, config.score_batch, pad);
+    summary["answer_nll_base"] = base.per_token();
+    summary["answer_nll_adapted"] = adapted.per_token();
+    summary["answer_tokens"] = base.tokens;
+  }
+  if (!rouge.empty()) summary["rouge_lsum"] = mean_fmeasure(rouge);
+  if (em_total > 0) summary["exact_match"] = static_cast<double>(em_hits) / static_cast<double>(em_total);
+  summary["wall_seconds"] = seconds_since(start);
+  outputs.write_summary(summary);
+  log_info(str_cat("input perplexity ", fixed(std::exp(base_ce), 3), " -> ", fixed(std::exp(adapted_ce), 3),
+                   " (ce ", fixed(base_ce, 4), " -> ", fixed(adapted_ce, 4), "); ", outputs.selected(),
+                   " of ", outputs.trained(), " samples selected; ", learner.steps(), " steps (",
+                   learner.skipped_steps(), " skipped)"));
+  return summary;
+}
+
+}  // namespace tlm

@@ -1,0 +1,63 @@
+// LoRA adapters on the model's projections, as PEFT defines them: the branch
+// scale * B(A(dropout(x))) with scale = alpha / rank, A initialised Kaiming-uniform
+// (a = sqrt(5), so U(-1/sqrt(in), 1/sqrt(in))) and B zero. Every adapter is drawn full-size
+// from one seeded generator in module order and then sliced by the layer, so any TP degree
+// starts from the same adapter. Only these tensors ever require gradients.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "engine/model/llama_model.h"
+
+namespace tlm {
+
+struct LoraConfig {
+  std::vector<std::string> targets = {"q_proj", "v_proj"};  // short names: q_proj ... down_proj
+  int64_t rank = 8;
+  double alpha = 16.0;
+  double dropout = 0.0;
+  uint64_t seed = 42;
+  double scale() const { return alpha / static_cast<double>(rank); }
+};
+
+// The short projection names LoRA can target.
+const std::vector<std::string>& lora_target_names();
+
+class LoraAdapters {
+ public:
+  // Attaches fresh adapters to every projection whose short name is in config.targets.
+  // Throws naming the bad target when one is not a projection name.
+  LoraAdapters(LlamaModel& model, const LoraConfig& config);
+
+  const LoraConfig& config() const { return config_; }
+  const std::vector<Projection>& modules() const { return modules_; }
+  // Local (per-rank) tensors in a fixed order: A and B of each module, module order.
+  std::vector<at::Tensor> parameters() const;
+  // Names matching parameters(): "<module>.lora_A", "<module>.lora_B".
+  std::vector<std::string> parameter_names() const;
+
+  // Full-size tensors by parameter name (gathered over TP when sharded).
+  std::map<std::string, at::Tensor> full_state() const;
+  // Replaces every adapter tensor with the given full-size ones (sliced per rank). Throws
+  // naming the module and both shapes when one does not fit, or the name when one is missing.
+  void load_full_state(const std::map<std::string, at::Tensor>& state, const std::string& source);
+
+  // Adapters off: the model computes the base output (offline scoring).
+  void set_enabled(bool enabled);
+  // Dropout on the LoRA input is active only while training.
+  void set_training(bool training);
+  void merge();
+  void unmerge();
+
+ private:
+  LlamaModel& model_;
+  LoraConfig config_;
+  std::vector<Projection> modules_;
+};
+
+}  // namespace tlm

@@ -1,0 +1,86 @@
+#include "engine/learn/peft_adapter.h"
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/common/error.h"
+#include "engine/formats/safetensors_file.h"
+#include "engine/formats/safetensors_writer.h"
+
+namespace tlm {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kPrefix = "base_model.model.";
+
+}  // namespace
+
+void save_peft_adapter(const std::string& directory, const std::map<std::string, at::Tensor>& state,
+                       const LoraConfig& config, const std::string& base_model) {
+  fs::create_directories(directory);
+  std::vector<at::Tensor> keep;
+  std::vector<SafetensorsEntry> entries;
+  for (const auto& [name, tensor] : state) {
+    at::Tensor t = tensor.detach().to(at::kFloat).contiguous();
+    keep.push_back(t);
+    entries.push_back({kPrefix + name + ".weight", StDtype::F32, t.sizes().vec(), t.data_ptr()});
+  }
+  write_safetensors((fs::path(directory) / "adapter_model.safetensors").string(), entries,
+                    {{"format", "pt"}});
+  nlohmann::json cfg = {
+      {"peft_type", "LORA"}, {"task_type", "CAUSAL_LM"}, {"r", config.rank},
+      {"lora_alpha", config.alpha}, {"lora_dropout", config.dropout},
+      {"target_modules", config.targets}, {"bias", "none"}, {"fan_in_fan_out", false},
+      {"inference_mode", true}, {"init_lora_weights", true}, {"use_rslora", false},
+      {"use_dora", false}, {"modules_to_save", nullptr}, {"base_model_name_or_path", base_model}};
+  std::ofstream out(fs::path(directory) / "adapter_config.json");
+  out << cfg.dump(2) << "\n";
+  TLM_CHECK(out.good(), directory, "/adapter_config.json: write failed");
+}
+
+PeftAdapter load_peft_adapter(const std::string& directory) {
+  const std::string cfg_path = (fs::path(directory) / "adapter_config.json").string();
+  std::ifstream in(cfg_path);
+  TLM_CHECK(in.good(), cfg_path, ": cannot open (is ", directory, " a PEFT adapter directory?)");
+  nlohmann::json cfg;
+  try {
+    cfg = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    TLM_FAIL(cfg_path, ": not valid JSON (", e.what(), ")");
+  }
+  PeftAdapter adapter;
+  try {
+    TLM_CHECK(cfg.value("peft_type", "") == "LORA", cfg_path, ": field 'peft_type' is not LORA");
+    adapter.config.rank = cfg.at("r").get<int64_t>();
+    adapter.config.alpha = cfg.at("lora_alpha").get<double>();
+    adapter.config.dropout = cfg.value("lora_dropout", 0.0);
+    adapter.config.targets.clear();
+    const auto& targets = cfg.at("target_modules");
+    if (targets.is_string()) adapter.config.targets.push_back(targets.get<std::string>());
+    else adapter.config.targets = targets.get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    TLM_FAIL(cfg_path, ": missing or mistyped field (", e.what(), ")");
+  }
+  SafetensorsFile file((fs::path(directory) / "adapter_model.safetensors").string());
+  for (const SafetensorsTensor& t : file.tensors()) {
+    std::string name = t.name;
+    TLM_CHECK(name.rfind(kPrefix, 0) == 0 && name.size() > 7 &&
+                  name.compare(name.size() - 7, 7, ".weight") == 0,
+              file.path(), ": tensor '", name, "' is not a PEFT LoRA weight name");
+    name = name.substr(kPrefix.size(), name.size() - kPrefix.size() - 7);
+    TLM_CHECK(t.dtype == StDtype::F32 || t.dtype == StDtype::F16 || t.dtype == StDtype::BF16,
+              file.path(), ": tensor '", t.name, "' has dtype ", st_dtype_name(t.dtype));
+    const at::ScalarType dtype = t.dtype == StDtype::F32 ? at::kFloat
+                                 : t.dtype == StDtype::F16 ? at::kHalf : at::kBFloat16;
+    at::Tensor raw = at::empty(t.shape, dtype);
+    std::memcpy(raw.data_ptr(), file.data(t), t.end - t.begin);
+    adapter.state[name] = raw.to(at::kFloat);
+  }
+  return adapter;
+}
+
+}  // namespace tlm

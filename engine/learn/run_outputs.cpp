@@ -1,0 +1,83 @@
+#include "engine/learn/run_outputs.h"
+
+#include <filesystem>
+
+#include "engine/common/log.h"
+
+#include "engine/common/error.h"
+
+namespace tlm {
+namespace {
+
+std::ofstream open_for_write(const std::string& path) {
+  std::ofstream out(path, std::ios::trunc);
+  TLM_CHECK(out.good(), path, ": cannot open for writing");
+  return out;
+}
+
+std::string duration(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds + 0.5);
+  if (s >= 3600) return str_cat(s / 3600, "h", (s % 3600) / 60, "m");
+  if (s >= 60) return str_cat(s / 60, "m", s % 60, "s");
+  return str_cat(s, "s");
+}
+
+}  // namespace
+
+RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples)
+    : directory_(directory), total_(total_samples), start_(std::chrono::steady_clock::now()) {
+  std::filesystem::create_directories(directory);
+  predictions_ = open_for_write(directory + "/predictions.jsonl");
+  metrics_ = open_for_write(directory + "/metrics.jsonl");
+}
+
+void RunOutputs::write_prediction(const PromptRecord& record, const std::string& prediction) {
+  nlohmann::json j = {{"index", record.index}, {"prompt", record.prompt}, {"predict", prediction}};
+  if (record.reference) j["label"] = *record.reference;
+  predictions_ << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  predictions_.flush();
+}
+
+void RunOutputs::write_step(const StepRecord& step, int64_t samples_seen) {
+  nlohmann::json j = {{"step", step.step}, {"samples", samples_seen}, {"ce", step.ce},
+                      {"current_ce", step.current_ce}, {"selected", step.selected},
+                      {"coeff", step.coeff}, {"loss", step.loss}, {"lr", step.lr},
+                      {"grad_norm", step.grad_norm}, {"updated", step.updated},
+                      {"tokens", step.tokens}, {"seconds", step.seconds},
+                      {"tokens_per_s", step.seconds > 0 ? step.tokens / step.seconds : 0.0}};
+  if (!step.skip_reason.empty()) {
+    j["skip_reason"] = step.skip_reason;
+    log_warn(str_cat("step ", step.step, ": update skipped (", step.skip_reason,
+                     "); adapter and optimiser state unchanged"));
+  }
+  metrics_ << j.dump() << "\n";
+  metrics_.flush();
+  for (size_t i = 0; i < step.ce.size(); ++i) {
+    ++trained_;
+    ce_sum_ += step.ce[i];
+    if (step.selected[i]) ++selected_;
+  }
+  train_tokens_ += step.tokens;
+  train_seconds_ += step.seconds;
+}
+
+double RunOutputs::train_tokens_per_second() const {
+  return train_seconds_ > 0 ? static_cast<double>(train_tokens_) / train_seconds_ : 0.0;
+}
+
+void RunOutputs::log_progress(int64_t done) const {
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total_ - done) : 0.0;
+  log_info(str_cat("samples ", done, "/", total_, " (", fixed(total_ ? 100.0 * done / total_ : 0.0, 0),
+                   "%) | selected ", fixed(trained_ ? 100.0 * selected_ / trained_ : 0.0, 0),
+                   "% | mean ce ", fixed(mean_ce(), 3), " | train ", fixed(train_tokens_per_second(), 0),
+                   " tok/s | elapsed ", duration(elapsed), " | ETA ", duration(eta)));
+}
+
+void RunOutputs::write_summary(const nlohmann::json& summary) const {
+  std::ofstream out = open_for_write(directory_ + "/summary.json");
+  out << summary.dump(2) << "\n";
+}
+
+}  // namespace tlm

@@ -1,0 +1,50 @@
+// The files an adaptation run writes in its output directory:
+//   predictions.jsonl  {"index", "prompt", "predict", "label"?}   one per answered prompt
+//   metrics.jsonl      one per optimiser step: ce per sample, selected, coeff, loss, lr, ...
+//   summary.json       counts, timings, perplexities and metrics of the whole run
+// plus the progress line in the log.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/data/prompt_record.h"
+#include "engine/learn/test_time_learner.h"
+
+namespace tlm {
+
+class RunOutputs {
+ public:
+  RunOutputs(const std::string& directory, int64_t total_samples);
+
+  void write_prediction(const PromptRecord& record, const std::string& prediction);
+  void write_step(const StepRecord& step, int64_t samples_seen);
+  // "samples 40/300 (13%) | selected 62% | mean ce 3.41 | 812 tok/s | ETA 5m12s"
+  void log_progress(int64_t samples_done) const;
+  void write_summary(const nlohmann::json& summary) const;
+
+  const std::string& directory() const { return directory_; }
+  int64_t selected() const { return selected_; }
+  int64_t trained() const { return trained_; }
+  double mean_ce() const { return trained_ ? ce_sum_ / static_cast<double>(trained_) : 0.0; }
+  double train_tokens_per_second() const;
+
+ private:
+  std::string directory_;
+  int64_t total_;
+  std::ofstream predictions_;
+  std::ofstream metrics_;
+  std::chrono::steady_clock::time_point start_;
+  int64_t selected_ = 0;
+  int64_t trained_ = 0;
+  double ce_sum_ = 0.0;
+  int64_t train_tokens_ = 0;
+  double train_seconds_ = 0.0;
+};
+
+}  // namespace tlm

@@ -1,0 +1,62 @@
+// One TLM optimiser step: forward the batch through the model with LoRA, per-sample ce, the
+// weighted and selected loss, backward into the LoRA tensors only, gradient clipping, and an
+// AdamW update -- or, for a non-finite loss or gradient, no update at all (adapter and
+// optimiser state untouched) with the reason recorded.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/learn/adamw.h"
+#include "engine/learn/lora.h"
+#include "engine/learn/tlm_objective.h"
+
+namespace tlm {
+
+struct StepOptions {
+  double max_grad_norm = 1.0;
+  // The official code steps even when no sample of the batch is selected (zero loss, but
+  // Adam's moments still move the weights). true = skip such steps instead (the paper's view).
+  bool skip_unselected = false;
+};
+
+struct StepRecord {
+  int64_t step = 0;                 // optimiser steps taken or attempted so far, 1-based
+  std::vector<double> ce;           // per sample, the ce that selected it
+  std::vector<double> current_ce;   // per sample, under the model being trained
+  std::vector<bool> selected;
+  std::vector<double> coeff;
+  double loss = 0.0;
+  double lr = 0.0;
+  double grad_norm = 0.0;
+  bool updated = false;
+  std::string skip_reason;          // "non-finite loss", "non-finite gradient", "no sample selected"
+  int64_t tokens = 0;
+  double seconds = 0.0;
+};
+
+class TestTimeLearner {
+ public:
+  TestTimeLearner(LlamaModel& model, LoraAdapters& lora, const TlmObjectiveOptions& objective,
+                  const StepOptions& step, const AdamWOptions& adamw);
+
+  // `selection_ce`: the offline setting's adapter-off ce for these samples; empty = online.
+  StepRecord train_step(const std::vector<std::vector<int32_t>>& batch, double lr,
+                        const std::vector<double>& selection_ce = {});
+
+  AdamW& optimizer() { return optimizer_; }
+  int64_t steps() const { return steps_; }
+  int64_t skipped_steps() const { return skipped_; }
+
+ private:
+  LlamaModel& model_;
+  LoraAdapters& lora_;
+  TlmObjectiveOptions objective_;
+  StepOptions step_;
+  AdamW optimizer_;
+  int64_t steps_ = 0;
+  int64_t skipped_ = 0;
+};
+
+}  // namespace tlm

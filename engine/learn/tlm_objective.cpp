@@ -1,0 +1,36 @@
+#include "engine/learn/tlm_objective.h"
+
+#include <algorithm>
+
+#include <ATen/ATen.h>
+
+#include "engine/generate/token_batch.h"
+#include "engine/model/llama_model.h"
+
+namespace tlm {
+
+TlmLoss tlm_loss(const at::Tensor& ce, const at::Tensor& selection_ce,
+                 const TlmObjectiveOptions& options, double global_selected) {
+  TlmLoss out;
+  at::Tensor ce_detached = selection_ce.defined() ? selection_ce.detach().to(ce.scalar_type()) : ce.detach();
+  at::Tensor value = options.perplexity_loss ? ce.exp() : ce;
+  if (!options.sample_selection) {
+    out.mask = at::ones_like(ce_detached, at::kBool);
+    out.coeff = at::ones_like(ce_detached);
+  } else {
+    out.mask = ce_detached > options.threshold;
+    out.coeff = options.lambda * (ce_detached - options.threshold).exp();
+  }
+  const double selected = global_selected >= 0.0 ? global_selected
+                                                 : out.mask.sum().item<double>();
+  out.loss = (value * out.coeff * out.mask.to(value.scalar_type())).sum() / std::max(1.0, selected);
+  return out;
+}
+
+at::Tensor per_sample_ce(const LlamaModel& model, const TokenBatch& batch) {
+  at::Tensor logp = model.token_log_likelihoods(batch.ids, batch.mask);  // [B, T-1]
+  at::Tensor counts = (batch.mask.sum(1) - 1).to(at::kFloat);             // [B]
+  return -logp.sum(1) / counts;
+}
+
+}  // namespace tlm
