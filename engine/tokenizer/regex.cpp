@@ -26,13 +26,36 @@ struct MatchData {
   MatchData& operator=(const MatchData&) = delete;
 };
 
+// Oniguruma's \s is the White_Space property; PCRE2's (with UCP) also matches U+180E
+// MONGOLIAN VOWEL SEPARATOR, which stopped being a space in Unicode 6.3. Spelling the
+// property out makes both engines agree. Works inside and outside character classes.
+std::string onig_compatible(const std::string& pattern) {
+  std::string out;
+  out.reserve(pattern.size() + 16);
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] != '\\' || i + 1 == pattern.size()) {
+      out += pattern[i];
+      continue;
+    }
+    const char next = pattern[++i];
+    if (next == 's') out += "\\p{White_Space}";
+    else if (next == 'S') out += "\\P{White_Space}";
+    else {
+      out += '\\';
+      out += next;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 Regex::Regex(const std::string& pattern, const std::string& where)
     : pattern_(pattern), where_(where) {
   int error = 0;
   PCRE2_SIZE offset = 0;
-  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+  const std::string translated = onig_compatible(pattern);
+  pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
                                    PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
   TLM_CHECK(code != nullptr, where, ": regex does not compile at offset ", offset, " (",
             pcre2_message(error), "): ", pattern);
