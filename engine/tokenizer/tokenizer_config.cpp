@@ -120,7 +120,8 @@ TokenizerConfig read_tokenizer_config(const std::string& directory) {
   return cfg;
 }
 
-void apply_tokenizer_config(const TokenizerConfig& config, HfTokenizerParts& parts) {
+void apply_tokenizer_config(const TokenizerConfig& config, bool has_tokenizer_json,
+                            HfTokenizerParts& parts) {
   for (const auto& [id, token] : config.added_tokens_decoder) {
     if (!parts.added.token_to_id(token.content)) parts.added.add(token, *parts.model);
   }
@@ -139,8 +140,7 @@ void apply_tokenizer_config(const TokenizerConfig& config, HfTokenizerParts& par
   if (config.bos_token) parts.bos = id_of(config.bos_token);
   if (config.eos_token) parts.eos = id_of(config.eos_token);
   if (config.pad_token) parts.pad = id_of(config.pad_token);
-  if (config.add_bos_token || config.add_eos_token) {
-    // transformers rebuilds the post-processor from these flags, dropping the file's one.
+  if (!has_tokenizer_json) {
     parts.post = PostProcessor{};
     if (config.add_bos_token.value_or(false) && parts.bos) parts.post.prefix.push_back(*parts.bos);
     if (config.add_eos_token.value_or(false) && parts.eos) parts.post.suffix.push_back(*parts.eos);

@@ -28,8 +28,10 @@ struct TokenizerConfig {
 TokenizerConfig read_tokenizer_config(const std::string& directory);
 
 // What transformers does after building the backend: adds the named special tokens that are
-// not added tokens yet, and (when add_bos_token/add_eos_token is given) replaces the
-// post-processor by BOS + $A + EOS. Also sets the bos/eos/pad ids and the chat template.
-void apply_tokenizer_config(const TokenizerConfig& config, HfTokenizerParts& parts);
+// not added tokens yet and sets the bos/eos/pad ids and the chat template. Without a
+// tokenizer.json, add_bos_token/add_eos_token replace the post-processor by BOS + $A + EOS;
+// with one, transformers 5 drops those flags and keeps the file's post-processor.
+void apply_tokenizer_config(const TokenizerConfig& config, bool has_tokenizer_json,
+                            HfTokenizerParts& parts);
 
 }  // namespace tlm

@@ -126,7 +126,7 @@ std::unique_ptr<Tokenizer> load_tokenizer_from_directory(const std::string& dire
   } else {
     TLM_FAIL(directory, ": has neither tokenizer.json nor tokenizer.model");
   }
-  apply_tokenizer_config(config, parts);
+  apply_tokenizer_config(config, fs::exists(json_path), parts);
   return std::make_unique<HfTokenizer>(std::move(parts));
 }
 
