@@ -184,6 +184,52 @@ class TrainedBpeParity(unittest.TestCase):
         self.assertEqual(bad, 0, tok_fixtures.first_mismatch(ours, refs, strings))
         self.assertEqual(bad_dec, 0)
 
+    def test_gguf_gpt2_vocabularies(self):
+        # The trained vocabulary stored as a GGUF `gpt2` vocabulary (as llama.cpp writes it),
+        # under several tokenizer.ggml.pre values: each selects HF's pre-tokenizer regex.
+        from transformers import AutoTokenizer
+
+        src = self.work / "gguf_src"
+        tok_fixtures.train_byte_level_bpe(src, self.corpus, LLAMA3_SPECIALS, vocab_size=2500)
+        data = json.loads((src / "tokenizer.json").read_text())
+        vocab = data["model"]["vocab"]
+        tokens = [""] * (max(vocab.values()) + 1)
+        for t, i in vocab.items():
+            tokens[i] = t
+        types = [1] * len(tokens)
+        for a in data["added_tokens"]:
+            types[a["id"]] = 3
+        # A user-defined token, and a control token spelled outside the byte alphabet (a
+        # llama.cpp mislabel transformers skips).
+        tokens += ["<think>", "<ctrl with space>"]
+        types += [4, 3]
+        merges = [m if isinstance(m, str) else " ".join(m) for m in data["model"]["merges"]]
+        strings = tok_fixtures.generate_strings(seed=24, specials=LLAMA3_SPECIALS, count=2000)
+        strings += ["<think>reason</think>", "a <ctrl with space> b", "x<think>"]
+        for pre in ["llama-bpe", "qwen2", "smollm", "gpt-4o", "tekken"]:
+            directory = self.work / f"gguf_{pre}"
+            directory.mkdir()
+            path = directory / "vocab.gguf"
+            tok_fixtures.write_gguf_vocab(path, "gpt2", tokens, types, merges=merges, pre=pre,
+                                          bos=0, eos=4, add_bos=(pre != "qwen2"))
+            auto = AutoTokenizer.from_pretrained(str(directory), gguf_file=path.name)
+            resp = tok_fixtures.probe({"gguf": str(path), "encode": strings, "add_bos": True},
+                                      self.work)
+            ours = [e["ids"] for e in resp["encode"]]
+            refs = auto(strings)["input_ids"]
+            hf_dec = auto.batch_decode(refs)
+            bad = sum(a != b for a, b in zip(ours, refs))
+            bad_dec = sum(e["decoded"] != d for e, d in zip(resp["encode"], hf_dec))
+            print(f"[parity] gguf gpt2 vocabulary, pre={pre}: {len(strings)} strings; id "
+                  f"mismatches {bad}, decode mismatches {bad_dec}", flush=True)
+            self.assertEqual(bad, 0, tok_fixtures.first_mismatch(ours, refs, strings))
+            self.assertEqual(bad_dec, 0)
+            # transformers' GPT2Tokenizer also registers its default "<|endoftext|>" as a new
+            # id past the vocabulary when the file lacks it; tlm does not invent that token.
+            phantom = auto.convert_tokens_to_ids("<|endoftext|>")
+            self.assertEqual(phantom, len(tokens))
+            self.assertEqual(resp["vocab_size"], len(auto) - 1)
+
     def test_unsupported_component_fails_loudly(self):
         directory = self.work / "bad"
         tok = tok_fixtures.train_byte_level_bpe(directory, self.corpus[:500], ["<s>"],

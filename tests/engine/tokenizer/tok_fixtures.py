@@ -248,3 +248,44 @@ def first_mismatch(ours, refs, inputs):
         if a != b:
             return f"string {i} {inputs[i]!r}: ours {a} vs reference {b}"
     return None
+
+
+def write_gguf_vocab(path, model, tokens, token_types, merges=None, scores=None, pre=None,
+                     bos=None, eos=None, unk=None, pad=None, add_bos=None, chat_template=None):
+    """Writes a minimal llama-architecture GGUF (one tiny tensor) carrying a tokenizer, the
+    way llama.cpp's converter stores it, so HF can load it with gguf_file=."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(128)
+    w.add_embedding_length(8)
+    w.add_block_count(1)
+    w.add_feed_forward_length(16)
+    w.add_head_count(2)
+    w.add_head_count_kv(2)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_dimension_count(4)
+    w.add_vocab_size(len(tokens))
+    w.add_tokenizer_model(model)
+    if pre is not None:
+        w.add_tokenizer_pre(pre)
+    w.add_token_list(tokens)
+    w.add_token_types(token_types)
+    if merges is not None:
+        w.add_token_merges(merges)
+    if scores is not None:
+        w.add_token_scores(scores)
+    for value, setter in ((bos, w.add_bos_token_id), (eos, w.add_eos_token_id),
+                          (unk, w.add_unk_token_id), (pad, w.add_pad_token_id)):
+        if value is not None:
+            setter(value)
+    if add_bos is not None:
+        w.add_add_bos_token(add_bos)
+    if chat_template is not None:
+        w.add_chat_template(chat_template)
+    w.add_tensor("token_embd.weight", np.zeros((len(tokens), 8), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
