@@ -8,6 +8,7 @@
 #include "engine/common/log.h"
 
 #include "engine/common/error.h"
+#include "engine/common/log.h"
 #include "launch/commands.h"
 
 namespace {
@@ -18,6 +19,7 @@ struct Command {
 };
 
 const std::map<std::string, Command> kCommands = {
+    {"adapt", {tlm::run_adapt, "test-time learning over a prompt stream (online or offline TLM)"}},
     {"generate", {tlm::run_generate, "answer prompts; print each prompt's input perplexity"}},
     {"score", {tlm::run_score, "input perplexity of every record of a prompt file (JSONL out)"}},
 };

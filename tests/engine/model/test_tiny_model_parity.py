@@ -9,6 +9,7 @@ For Llama (rope_scaling llama3), Qwen2 (q/k/v biases, tied embeddings) and Mistr
   - greedy generations of 32 tokens are identical;
   - bf16 logits stay within 0.1 absolute of transformers' bf16 logits.
 """
+import copy
 import json
 import unittest
 
@@ -69,9 +70,9 @@ def padded_batch(lengths, left: bool):
 def hf_logits(model, ids, mask, dtype=torch.float32):
     ids_t, mask_t = torch.tensor(ids), torch.tensor(mask)
     positions = (mask_t.cumsum(1) - 1).clamp(min=0)
+    # A copy: casting the model itself to bf16 and back would round its fp32 weights.
     with torch.no_grad():
-        out = model.to(dtype)(input_ids=ids_t, attention_mask=mask_t, position_ids=positions)
-    model.to(torch.float32)
+        out = copy.deepcopy(model).to(dtype)(input_ids=ids_t, attention_mask=mask_t, position_ids=positions)
     return out.logits.float().numpy()
 
 

@@ -1,0 +1,40 @@
+// tlm adapt: test-time learning over a prompt stream (online or offline), from a YAML recipe
+// (configs/tlm-online.yaml, configs/tlm-offline.yaml) with flags overriding its keys.
+#include <iostream>
+
+#include <cxxopts.hpp>
+
+#include "engine/common/error.h"
+#include "engine/common/log.h"
+#include "engine/learn/adapt_job.h"
+#include "launch/adapt_recipe.h"
+#include "launch/commands.h"
+
+namespace tlm {
+
+int run_adapt(int argc, char** argv) {
+  cxxopts::Options options(
+      "tlm adapt",
+      "Test-time learning (TLM): answer a stream of unlabeled prompts and adapt LoRA adapters to\n"
+      "it by minimising the prompts' perplexity, weighting high-perplexity prompts more.\n"
+      "Writes predictions.jsonl, metrics.jsonl, summary.json and adapter/ (PEFT) to --output-dir.\n\n"
+      "  tlm adapt --config configs/tlm-online.yaml --data prompts.jsonl --output-dir runs/x");
+  options.add_options()("config", "YAML recipe (flags below override its keys)",
+                        cxxopts::value<std::string>())("h,help", "this help");
+  add_recipe_flags(options);
+  auto parsed = options.parse(argc, argv);
+  if (parsed.count("help")) {
+    std::cout << options.help({"", "Recipe overrides"}) << std::endl;
+    return 0;
+  }
+  AdaptRecipe recipe = load_adapt_recipe(parsed.count("config") ? parsed["config"].as<std::string>() : "",
+                                         parsed);
+  LoadedModel m = load_model(recipe.model);
+  recipe.adapt.generation.stop_ids = m.files.eos_ids;
+  recipe.adapt.generation.pad_id = m.files.tokenizer->pad_id().value_or(0);
+  run_adaptation(*m.model, *m.encoder, recipe.adapt, recipe.model.model);
+  log_info("outputs in " + recipe.adapt.output_dir);
+  return 0;
+}
+
+}  // namespace tlm

@@ -1,0 +1,254 @@
+#include "launch/adapt_recipe.h"
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "engine/common/error.h"
+#include "engine/learn/lr_schedule.h"
+
+#ifndef TLM_DEFAULT_MODEL
+#define TLM_DEFAULT_MODEL ""
+#endif
+
+namespace tlm {
+namespace {
+
+// flag -> recipe key. Every flag here overrides the key of the same meaning in the recipe.
+struct RecipeFlag {
+  const char* flag;
+  const char* key;
+  const char* help;
+};
+
+const std::vector<RecipeFlag> kFlags = {
+    {"model", "model", "HF model directory or .gguf file (default: embedded SmolLM2-135M-Instruct)"},
+    {"dtype", "dtype", "fp32 or bf16"},
+    {"chat-template", "chat_template", "auto, chatml, llama3, llama2, alpaca, raw"},
+    {"threads", "threads", "intra-op threads (0 = all cores)"},
+    {"mode", "mode", "online or offline"},
+    {"data", "data.path", "prompt file: JSON array, JSONL or text"},
+    {"data-format", "data.format", "auto, json, jsonl, txt"},
+    {"prompt-field", "data.prompt_field", "record field holding the prompt (overrides the conventions)"},
+    {"input-field", "data.input_field", "record field appended to the prompt after a newline"},
+    {"reference-field", "data.reference_field", "record field holding the reference answer"},
+    {"output-dir", "output_dir", "where predictions.jsonl, metrics.jsonl, summary.json and adapter/ go"},
+    {"max-samples", "stream.max_samples", "use only the first N prompts (0 = all)"},
+    {"stream-batch", "stream.stream_batch", "online: prompts per chunk"},
+    {"train-batch-size", "stream.train_batch_size", "prompts per optimiser step"},
+    {"cutoff-len", "stream.cutoff_len", "prompt tokens kept (0 = all)"},
+    {"lr", "optim.lr", "learning rate"},
+    {"schedule", "optim.schedule", "constant, cosine or linear"},
+    {"warmup-ratio", "optim.warmup_ratio", "fraction of steps of linear warmup"},
+    {"max-grad-norm", "optim.max_grad_norm", "gradient-norm clipping (0 = off)"},
+    {"weight-decay", "optim.weight_decay", "AdamW decoupled weight decay"},
+    {"fresh-optimizer-per-chunk", "optim.fresh_optimizer_per_chunk", "online: new AdamW per chunk (official code: true)"},
+    {"skip-unselected-steps", "optim.skip_unselected_steps", "no update when no sample is selected (official code: false)"},
+    {"threshold", "objective.threshold", "ln P0: samples with ce above it are selected"},
+    {"lambda", "objective.lambda", "weight scale: coeff = lambda * exp(ce - threshold)"},
+    {"sample-selection", "objective.sample_selection", "false: the ablation without selection (all samples, coeff 1)"},
+    {"loss", "objective.loss", "log_perplexity (official code) or perplexity"},
+    {"lora-targets", "lora.targets", "comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
+    {"lora-rank", "lora.rank", "LoRA rank r"},
+    {"lora-alpha", "lora.alpha", "LoRA alpha (scale = alpha / r)"},
+    {"lora-dropout", "lora.dropout", "dropout on the LoRA input"},
+    {"lora-seed", "lora.seed", "seed of the LoRA A initialisation"},
+    {"init-adapter", "lora.init_adapter", "start from this PEFT adapter directory"},
+    {"max-new-tokens", "generation.max_new_tokens", "tokens generated per answer at most"},
+    {"temperature", "generation.temperature", "0 = greedy"},
+    {"top-p", "generation.top_p", "nucleus sampling mass"},
+    {"seed", "generation.seed", "sampling seed"},
+    {"generation-batch", "generation.batch_size", "prompts answered per batch"},
+    {"generate", "generation.enabled", "false: adapt only, write no predictions"},
+    {"answer-nll", "eval.answer_nll", "summary: reference NLL under the base and adapted model"},
+    {"score-batch", "eval.score_batch", "prompts per scoring forward"},
+};
+
+// The recipe's schema: every key a recipe may hold.
+const std::set<std::string> kKnownKeys = [] {
+  std::set<std::string> keys;
+  for (const RecipeFlag& f : kFlags) keys.insert(f.key);
+  return keys;
+}();
+
+class RecipeReader {
+ public:
+  RecipeReader(std::string path, YAML::Node root) : path_(std::move(path)), root_(std::move(root)) {}
+
+  void check_keys(const YAML::Node& node, const std::string& prefix) const {
+    if (!node.IsMap()) return;
+    for (const auto& kv : node) {
+      const std::string key = prefix + kv.first.as<std::string>();
+      bool known = kKnownKeys.count(key) > 0;
+      bool is_section = false;
+      for (const std::string& k : kKnownKeys) is_section |= k.rfind(key + ".", 0) == 0;
+      TLM_CHECK(known || is_section, where(kv.first), ": unknown key '", key, "'");
+      if (is_section) {
+        TLM_CHECK(kv.second.IsMap(), where(kv.second), ": '", key, "' must be a mapping");
+        check_keys(kv.second, key + ".");
+      }
+    }
+  }
+
+  // yaml-cpp nodes are handles whose operator= writes through; reset() rebinds a handle.
+  void set(const std::string& key, const std::string& value, const std::string& flag) {
+    std::vector<std::string> parts = split_key(key);
+    YAML::Node node;
+    node.reset(root_);
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      YAML::Node child = node[parts[i]];
+      node.reset(child);
+    }
+    node[parts.back()] = value;
+    flags_[key] = flag;
+  }
+
+  template <typename T>
+  T get(const std::string& key, T fallback) const {
+    YAML::Node node = lookup(key);
+    if (!node) return fallback;
+    try {
+      return node.as<T>();
+    } catch (const YAML::Exception&) {
+      TLM_FAIL(origin(key, node), ": '", key, "' has the wrong type (value '", YAML::Dump(node), "')");
+    }
+  }
+
+  std::vector<std::string> get_list(const std::string& key, std::vector<std::string> fallback) const {
+    YAML::Node node = lookup(key);
+    if (!node) return fallback;
+    if (node.IsSequence()) return get<std::vector<std::string>>(key, fallback);
+    std::vector<std::string> out;
+    std::stringstream ss(get<std::string>(key, ""));
+    for (std::string item; std::getline(ss, item, ',');)
+      if (!item.empty()) out.push_back(item);
+    return out;
+  }
+
+  std::string origin(const std::string& key) const { return origin(key, lookup(key)); }
+
+ private:
+  static std::vector<std::string> split_key(const std::string& key) {
+    std::vector<std::string> parts;
+    std::stringstream ss(key);
+    for (std::string part; std::getline(ss, part, '.');) parts.push_back(part);
+    return parts;
+  }
+  YAML::Node lookup(const std::string& key) const {
+    YAML::Node node;
+    node.reset(root_);
+    for (const std::string& part : split_key(key)) {
+      if (!node.IsMap() || !node[part]) return YAML::Node(YAML::NodeType::Undefined);
+      YAML::Node child = node[part];
+      node.reset(child);
+    }
+    return node;
+  }
+  std::string where(const YAML::Node& node) const {
+    return str_cat(path_, ":", node.Mark().line + 1);
+  }
+  std::string origin(const std::string& key, const YAML::Node& node) const {
+    auto f = flags_.find(key);
+    if (f != flags_.end()) return "command line --" + f->second;
+    if (path_.empty() || !node) return path_.empty() ? "<defaults>" : path_;
+    return where(node);
+  }
+
+  std::string path_;
+  YAML::Node root_;
+  std::map<std::string, std::string> flags_;
+};
+
+}  // namespace
+
+void add_recipe_flags(cxxopts::Options& options) {
+  auto group = options.add_options("Recipe overrides");
+  for (const RecipeFlag& f : kFlags) group(f.flag, std::string(f.help) + "  [" + f.key + "]", cxxopts::value<std::string>());
+}
+
+AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::ParseResult& parsed) {
+  YAML::Node root(YAML::NodeType::Map);
+  if (!recipe_path.empty()) {
+    try {
+      root = YAML::LoadFile(recipe_path);
+    } catch (const YAML::BadFile&) {
+      TLM_FAIL(recipe_path, ": cannot open the recipe");
+    } catch (const YAML::ParserException& e) {
+      TLM_FAIL(recipe_path, ":", e.mark.line + 1, ": not valid YAML (", e.msg, ")");
+    }
+    if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+    TLM_CHECK(root.IsMap(), recipe_path, ": a recipe must be a YAML mapping of keys");
+  }
+  RecipeReader r(recipe_path, root);
+  r.check_keys(root, "");
+  for (const RecipeFlag& f : kFlags)
+    if (parsed.count(f.flag)) r.set(f.key, parsed[f.flag].as<std::string>(), f.flag);
+
+  AdaptRecipe out;
+  ModelOptions& m = out.model;
+  m.model = r.get<std::string>("model", TLM_DEFAULT_MODEL);
+  m.dtype = r.get<std::string>("dtype", "fp32");
+  m.chat_template = r.get<std::string>("chat_template", "auto");
+  m.threads = r.get<int>("threads", 0);
+  m.cutoff_len = r.get<int64_t>("stream.cutoff_len", 4096);
+  TLM_CHECK(!m.model.empty(), "no model: give --model or `model:` in the recipe");
+  TLM_CHECK(m.dtype == "fp32" || m.dtype == "bf16", r.origin("dtype"), ": dtype must be fp32 or bf16");
+
+  AdaptConfig& c = out.adapt;
+  const std::string mode = r.get<std::string>("mode", "online");
+  TLM_CHECK(mode == "online" || mode == "offline", r.origin("mode"), ": mode must be online or offline, got '", mode, "'");
+  c.mode = mode == "online" ? AdaptMode::Online : AdaptMode::Offline;
+  c.data = r.get<std::string>("data.path", "");
+  c.data_options.format = parse_prompt_format(r.get<std::string>("data.format", "auto"));
+  const std::string prompt_field = r.get<std::string>("data.prompt_field", "");
+  if (!prompt_field.empty()) {
+    FieldMapping mapping;
+    mapping.prompt_field = prompt_field;
+    const std::string input = r.get<std::string>("data.input_field", "");
+    const std::string reference = r.get<std::string>("data.reference_field", "");
+    if (!input.empty()) mapping.input_field = input;
+    if (!reference.empty()) mapping.reference_field = reference;
+    c.data_options.mapping = mapping;
+  }
+  c.output_dir = r.get<std::string>("output_dir", c.output_dir);
+  c.max_samples = r.get<int64_t>("stream.max_samples", 0);
+  c.stream_batch = r.get<int64_t>("stream.stream_batch", c.stream_batch);
+  c.train_batch_size = r.get<int64_t>("stream.train_batch_size", c.train_batch_size);
+  c.learning_rate = r.get<double>("optim.lr", c.learning_rate);
+  c.lr_schedule = r.get<std::string>("optim.schedule", "");
+  if (!c.lr_schedule.empty()) parse_schedule(c.lr_schedule);
+  c.warmup_ratio = r.get<double>("optim.warmup_ratio", -1.0);
+  c.step.max_grad_norm = r.get<double>("optim.max_grad_norm", c.step.max_grad_norm);
+  c.adamw.weight_decay = r.get<double>("optim.weight_decay", c.adamw.weight_decay);
+  c.fresh_optimizer_per_chunk = r.get<bool>("optim.fresh_optimizer_per_chunk", true);
+  c.step.skip_unselected = r.get<bool>("optim.skip_unselected_steps", false);
+  c.objective.threshold = r.get<double>("objective.threshold", c.objective.threshold);
+  c.objective.lambda = r.get<double>("objective.lambda", c.objective.lambda);
+  c.objective.sample_selection = r.get<bool>("objective.sample_selection", true);
+  const std::string loss = r.get<std::string>("objective.loss", "log_perplexity");
+  TLM_CHECK(loss == "log_perplexity" || loss == "perplexity", r.origin("objective.loss"),
+            ": objective.loss must be log_perplexity or perplexity, got '", loss, "'");
+  c.objective.perplexity_loss = loss == "perplexity";
+  c.lora.targets = r.get_list("lora.targets", c.lora.targets);
+  c.lora.rank = r.get<int64_t>("lora.rank", c.lora.rank);
+  c.lora.alpha = r.get<double>("lora.alpha", c.lora.alpha);
+  c.lora.dropout = r.get<double>("lora.dropout", c.lora.dropout);
+  c.lora.seed = r.get<uint64_t>("lora.seed", c.lora.seed);
+  c.init_adapter = r.get<std::string>("lora.init_adapter", "");
+  c.generation.max_new_tokens = r.get<int64_t>("generation.max_new_tokens", c.generation.max_new_tokens);
+  c.generation.sampling.temperature = r.get<double>("generation.temperature", 0.0);
+  c.generation.sampling.top_p = r.get<double>("generation.top_p", 1.0);
+  c.generation.sampling.seed = r.get<uint64_t>("generation.seed", 0);
+  c.generation_batch = r.get<int64_t>("generation.batch_size", c.generation_batch);
+  c.generate = r.get<bool>("generation.enabled", true);
+  c.answer_nll = r.get<bool>("eval.answer_nll", true);
+  c.score_batch = r.get<int64_t>("eval.score_batch", c.score_batch);
+  TLM_CHECK(c.stream_batch > 0, r.origin("stream.stream_batch"), ": stream.stream_batch must be positive");
+  TLM_CHECK(c.train_batch_size > 0, r.origin("stream.train_batch_size"), ": stream.train_batch_size must be positive");
+  TLM_CHECK(c.learning_rate >= 0, r.origin("optim.lr"), ": optim.lr must be >= 0");
+  return out;
+}
+
+}  // namespace tlm
