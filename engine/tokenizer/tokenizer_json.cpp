@@ -13,7 +13,8 @@ namespace tlm {
 
 namespace {
 
-std::unique_ptr<BpeModel> parse_bpe_model(const nlohmann::json& model, const std::string& path) {
+std::unique_ptr<BpeModel> parse_bpe_model(const nlohmann::json& model, const std::string& path,
+                                          bool as_llama_tokenizer) {
   const std::string where = path + ": model";
   TLM_CHECK(model.is_object(), where, ": expected an object");
   const std::string type = model.value("type", std::string("BPE"));
@@ -63,19 +64,29 @@ std::unique_ptr<BpeModel> parse_bpe_model(const nlohmann::json& model, const std
   options.fuse_unk = flag("fuse_unk");
   options.byte_fallback = flag("byte_fallback");
   options.ignore_merges = flag("ignore_merges");
+  if (as_llama_tokenizer) {
+    options = BpeOptions{};
+    options.fuse_unk = true;
+    options.byte_fallback = true;
+  }
   return std::make_unique<BpeModel>(vocab, merges, options, path);
 }
 
-}  // namespace
-
-HfTokenizerParts parse_tokenizer_json(const std::string& path) {
+std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   TLM_CHECK(in.good(), path, ": cannot open");
   std::ostringstream ss;
   ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+HfTokenizerParts parse_tokenizer_json(const std::string& path, bool as_llama_tokenizer,
+                                      const TokenizerConfig& config) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(ss.str());
+    j = nlohmann::json::parse(read_text(path));
   } catch (const nlohmann::json::exception& e) {
     TLM_FAIL(path, ": invalid JSON: ", e.what());
   }
@@ -87,11 +98,27 @@ HfTokenizerParts parse_tokenizer_json(const std::string& path) {
     static const nlohmann::json null_value;
     return j.contains(key) ? j.at(key) : null_value;
   };
-  parts.normalizer = parse_normalizer(field("normalizer"), path + ": normalizer");
-  parts.pre_tokenizer = parse_pre_tokenizer(field("pre_tokenizer"), path + ": pre_tokenizer");
-  parts.model = parse_bpe_model(j.at("model"), path);
-  parts.decoder = parse_decoder(field("decoder"), path + ": decoder");
+  parts.model = parse_bpe_model(j.at("model"), path, as_llama_tokenizer);
   parts.post = parse_post_processor(field("post_processor"), path + ": post_processor");
+  if (as_llama_tokenizer) {
+    const bool add_prefix_space = config.add_prefix_space.value_or(true);
+    const PrependScheme scheme = !add_prefix_space           ? PrependScheme::Never
+                                 : config.legacy.value_or(false) ? PrependScheme::Always
+                                                                 : PrependScheme::First;
+    parts.pre_tokenizer = make_metaspace_pre_tokenizer("\xE2\x96\x81", scheme, false);
+    parts.decoder = make_sentencepiece_decoder(add_prefix_space);
+    for (const char* name : {"<unk>", "<s>", "</s>"}) {
+      if (!parts.model->token_to_id(name)) continue;
+      AddedToken t;
+      t.content = name;
+      t.special = true;
+      parts.added.add(t, *parts.model);
+    }
+  } else {
+    parts.normalizer = parse_normalizer(field("normalizer"), path + ": normalizer");
+    parts.pre_tokenizer = parse_pre_tokenizer(field("pre_tokenizer"), path + ": pre_tokenizer");
+    parts.decoder = parse_decoder(field("decoder"), path + ": decoder");
+  }
 
   const auto& added = field("added_tokens");
   if (added.is_array()) {
@@ -120,7 +147,14 @@ std::unique_ptr<Tokenizer> load_tokenizer_from_directory(const std::string& dire
   const fs::path model_path = fs::path(directory) / "tokenizer.model";
   HfTokenizerParts parts;
   if (fs::exists(json_path)) {
-    parts = parse_tokenizer_json(json_path.string());
+    // transformers rebuilds LlamaTokenizer's own pipeline around a SentencePiece-style file
+    // and keeps byte-level files (Llama-3 style) as they are; it tells them apart by this
+    // very substring test.
+    const std::string cls = config.tokenizer_class.value_or("");
+    const bool llama_class = cls == "LlamaTokenizer" || cls == "LlamaTokenizerFast";
+    const bool as_llama =
+        llama_class && read_text(json_path.string()).find("\"ByteLevel\"") == std::string::npos;
+    parts = parse_tokenizer_json(json_path.string(), as_llama, config);
   } else if (fs::exists(model_path)) {
     parts = parse_sentencepiece_model(model_path.string(), config);
   } else {

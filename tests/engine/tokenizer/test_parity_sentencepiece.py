@@ -118,6 +118,34 @@ class SentencePieceParity(unittest.TestCase):
         self.assertEqual(resp["bos"], hf.bos_token_id)
         self.assertEqual(resp["chat_template"], "{{ messages }}")
 
+    def test_llama2_style_tokenizer_json(self):
+        # A Llama-2 repository ships tokenizer.json with the old Prepend/Replace normalizer;
+        # transformers 5 keeps only its vocabulary, merges, added tokens and post-processor
+        # and rebuilds LlamaTokenizer's Metaspace pipeline around them. So must we.
+        import json
+
+        from transformers import AutoTokenizer
+
+        base = AutoTokenizer.from_pretrained(str(self.dir))
+        directory = self.work / "llama2_json"
+        directory.mkdir()
+        base.backend_tokenizer.save(str(directory / "tokenizer.json"))
+        data = json.loads((directory / "tokenizer.json").read_text())
+        data["normalizer"] = {"type": "Sequence", "normalizers": [
+            {"type": "Prepend", "prepend": "\u2581"},
+            {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+        data["pre_tokenizer"] = None
+        data["model"]["unk_token"] = "<unk>"
+        (directory / "tokenizer.json").write_text(json.dumps(data))
+        tlm_testing.write_json(directory / "tokenizer_config.json", LLAMA_CONFIG)
+        hf = AutoTokenizer.from_pretrained(str(directory))
+        self.assertEqual(type(hf).__name__, "LlamaTokenizer")
+        strings = self.strings[:1000] + [" hello", "a<s>b", "<tool>ka x", "x</s> y"]
+        resp = tok_fixtures.probe({"dir": str(directory), "encode": strings, "add_bos": True},
+                                  self.work)
+        self.check_against("llama2-style tokenizer.json", resp, hf(strings)["input_ids"], hf,
+                           strings)
+
     def test_unsupported_class_fails_loudly(self):
         directory = self.work / "t5_like"
         directory.mkdir()
