@@ -1,0 +1,74 @@
+"""A tiny Llama with a real byte-level BPE tokenizer and a chatml template, made at test
+time with transformers and tokenizers, for end-to-end tests of `tlm adapt`."""
+import pathlib
+
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] "
+          "+ '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+          "{% endif %}")
+
+CORPUS = [
+    "Crop rotation improves soil fertility and reduces pests.",
+    "Wheat, maize and rice are the staple cereals of the world.",
+    "Interest rates affect bond prices in the opposite direction.",
+    "A diversified portfolio lowers the risk of large losses.",
+    "Irrigation schedules depend on soil moisture and weather.",
+    "Inflation erodes the purchasing power of savings over time.",
+    "Nitrogen fixing legumes such as beans enrich the soil.",
+    "Compound interest grows money faster than simple interest.",
+    "What is the best time to plant tomatoes in a temperate climate?",
+    "How do index funds differ from actively managed funds?",
+] * 20
+
+PROMPTS = [
+    "How does crop rotation help the soil?",
+    "What do interest rates do to bond prices?",
+    "Why plant beans before wheat?",
+    "Explain compound interest to a farmer.",
+    "When should tomatoes be irrigated?",
+    "Is a diversified portfolio safer?",
+    "What are staple cereals?",
+    "How does inflation affect savings?",
+    "Which legumes fix nitrogen in soil?",
+    "Should I buy index funds or pick stocks?",
+]
+
+
+def make_tiny_llama(directory: pathlib.Path, seed: int = 0):
+    """Saves model + tokenizer into `directory`; returns (model, tokenizer)."""
+    torch.manual_seed(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(CORPUS + PROMPTS, trainer)
+    hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
+                                                  pad_token="<|endoftext|>")
+    hf_tok.chat_template = CHATML
+    hf_tok.save_pretrained(directory)
+    cfg = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128,
+                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                   max_position_embeddings=512, rms_norm_eps=1e-5,
+                                   eos_token_id=tok.token_to_id("<|im_end|>"),
+                                   pad_token_id=tok.token_to_id("<|endoftext|>"), bos_token_id=None)
+    model = transformers.LlamaForCausalLM(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" not in name:
+                p.copy_(0.05 * torch.randn_like(p))
+    model.eval()
+    model.save_pretrained(directory)
+    return model, hf_tok
+
+
+def chat_ids(tokenizer, prompt: str):
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                        tokenize=True)
+    if hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return list(ids)
