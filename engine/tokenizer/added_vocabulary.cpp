@@ -65,7 +65,7 @@ int32_t AddedVocabulary::id_limit() const {
 }
 
 int32_t AddedVocabulary::add(const AddedToken& token, const BpeModel& model) {
-  TLM_CHECK(!token.content.empty(), "an added token has empty content");
+  if (token.content.empty()) return -1;
   auto existing = by_content_.find(token.content);
   int32_t id;
   if (existing != by_content_.end()) {

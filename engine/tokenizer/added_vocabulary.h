@@ -36,7 +36,8 @@ class AddedVocabulary {
   AddedVocabulary& operator=(AddedVocabulary&&) noexcept;
 
   // HF add_tokens: a token already in the model vocabulary (or added before) keeps that id,
-  // others get the next free id. Returns the id. Call finalize() after the last add.
+  // others get the next free id. Returns the id; an empty token is ignored (returns -1), as
+  // in HF. Call finalize() after the last add.
   int32_t add(const AddedToken& token, const BpeModel& model);
   // Adds a token at a fixed id (tokenizer.json "added_tokens" entries carry their ids).
   void add_with_id(const AddedToken& token, int32_t id);

@@ -57,8 +57,8 @@ Regex::Regex(const std::string& pattern, const std::string& where)
   const std::string translated = onig_compatible(pattern);
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
                                    PCRE2_UTF | PCRE2_UCP, &error, &offset, nullptr);
-  TLM_CHECK(code != nullptr, where, ": regex does not compile at offset ", offset, " (",
-            pcre2_message(error), "): ", pattern);
+  TLM_CHECK(code != nullptr, where, ": regex does not compile (", pcre2_message(error),
+            " at offset ", offset, " after \\s is spelled \\p{White_Space}): ", pattern);
   // JIT is only a speed-up; the interpreter gives the same matches when it is unavailable.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
   code_ = code;
@@ -94,16 +94,6 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view subject)
     matches.emplace_back(b, e);
   }
   return matches;
-}
-
-bool Regex::search(std::string_view subject) const {
-  const auto* code = static_cast<const pcre2_code*>(code_);
-  MatchData md(code);
-  int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), 0,
-                       PCRE2_NO_UTF_CHECK, md.data, nullptr);
-  if (rc == PCRE2_ERROR_NOMATCH) return false;
-  TLM_CHECK(rc >= 0, where_, ": regex match failed (", pcre2_message(rc), "): ", pattern_);
-  return true;
 }
 
 }  // namespace tlm

@@ -24,8 +24,6 @@ class Regex {
   // rule for empty matches (skipped when they touch the end of the previous match).
   // `subject` must be valid UTF-8.
   std::vector<std::pair<size_t, size_t>> find_all(std::string_view subject) const;
-  // True when the pattern matches somewhere in `subject`.
-  bool search(std::string_view subject) const;
 
  private:
   std::string pattern_;

@@ -39,7 +39,10 @@ class Tokenizer {
   virtual int decode_strips_leading_spaces() const { return 0; }
   // The model's Jinja chat template (tokenizer_config.json "chat_template", chat_template.jinja,
   // or GGUF tokenizer.chat_template); empty when the files carry none.
-  virtual const std::string& chat_template_text() const = 0;
+  virtual const std::string& chat_template_text() const {
+    static const std::string none;
+    return none;
+  }
 };
 
 // Loads the tokenizer of an HF model directory: tokenizer.json (byte-level BPE) when

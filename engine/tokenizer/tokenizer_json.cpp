@@ -131,7 +131,6 @@ HfTokenizerParts parse_tokenizer_json(const std::string& path, bool as_llama_tok
       token.rstrip = t.value("rstrip", false);
       token.normalized = t.value("normalized", true);
       token.special = t.value("special", false);
-      TLM_CHECK(!token.content.empty(), path, ": added_tokens[", i, "] has empty content");
       // HF re-derives the id (model vocabulary or next free one) rather than trusting "id".
       parts.added.add(token, *parts.model);
     }

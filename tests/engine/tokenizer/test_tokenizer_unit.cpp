@@ -1,7 +1,9 @@
 // tokenizer.unit: the tokenizer pieces on tiny hand-written inputs. Every fixture is written
 // to a fresh temporary directory by the test itself.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
