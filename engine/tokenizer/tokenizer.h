@@ -20,7 +20,8 @@ class Tokenizer {
 
   // Text to ids. Special and added tokens written in the text (e.g. "<|im_start|>") are
   // matched before BPE and become their own ids. `add_bos` adds the BOS token when the
-  // tokenizer's configuration says BOS is added (HF `add_special_tokens=True`).
+  // tokenizer's configuration says BOS is added (HF `add_special_tokens=True`; it also
+  // appends EOS where the configuration asks for that, as HF does).
   virtual std::vector<int32_t> encode(std::string_view text, bool add_bos) const = 0;
   // Ids to text; special tokens are written out unless `skip_special`.
   virtual std::string decode(const std::vector<int32_t>& ids, bool skip_special) const = 0;
@@ -47,7 +48,9 @@ class Tokenizer {
 
 // Loads the tokenizer of an HF model directory: tokenizer.json (byte-level BPE) when
 // present, else tokenizer.model (SentencePiece); tokenizer_config.json supplies add_bos,
-// special-token names and the chat template text.
+// special-token names and the chat template text (chat_template.jinja wins when present).
+// Encodes like transformers 5's AutoTokenizer on the same directory, including its rebuild
+// of LlamaTokenizer's pipeline around a SentencePiece-style tokenizer.json.
 std::unique_ptr<Tokenizer> load_tokenizer_from_directory(const std::string& directory);
 // Loads the vocabulary embedded in a GGUF file (tokenizer.ggml.*).
 std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufFile& gguf);
