@@ -8,6 +8,7 @@ Variant "nfc_digits": NFC normalizer, Digits(individual) + Qwen2 Split regex.
 Variant "gpt2": ByteLevel(add_prefix_space=True, use_regex=True), no post-processor."""
 import json
 import os
+import shutil
 import sys
 import unittest
 
@@ -26,6 +27,10 @@ class TrainedBpeParity(unittest.TestCase):
     def setUpClass(cls):
         cls.work = tlm_testing.tmpdir("tlm-tok-bpe-")
         cls.corpus = tok_fixtures.training_corpus(seed=5, lines=3000)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
 
     def compare(self, name, directory, strings, strip_tokens=(), hf_auto=True):
         """Encodes `strings` with our loader, the tokenizers library and (optionally)

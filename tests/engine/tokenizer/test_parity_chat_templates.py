@@ -7,6 +7,7 @@ tool branch), Meta's Llama-3 (on a trained Llama-3-style BPE), Meta's Llama-2 (o
 SentencePiece model). Llama-3.1's dated template and Mistral's [INST] one must not be
 recognised."""
 import os
+import shutil
 import sys
 import unittest
 
@@ -120,6 +121,10 @@ class ChatTemplateParity(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tlm_testing.tmpdir("tlm-tok-chat-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
 
     def compare(self, name, hf_tok, template_text, probe_target, expect_name,
                 expect_system=None, chats=CHATS):

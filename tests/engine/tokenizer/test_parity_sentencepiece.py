@@ -5,6 +5,7 @@ encode like AutoTokenizer on that directory (and like sentencepiece itself where
 the same vocabulary written as a GGUF `llama` vocabulary (scores, no merges) must encode
 like AutoTokenizer(gguf_file=...)."""
 import os
+import shutil
 import sys
 import unittest
 
@@ -29,6 +30,10 @@ class SentencePieceParity(unittest.TestCase):
             user_defined_symbols=["<tool>"])
         cls.strings = corpus[:500] + tok_fixtures.generate_strings(seed=31, specials=SPECIALS,
                                                                    count=2100)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
 
     def check_against(self, name, resp, ref_ids, hf, strings):
         ours = [e["ids"] for e in resp["encode"]]

@@ -3,6 +3,7 @@ gpt2 vocabulary, pre-tokenizer "smollm") against
 AutoTokenizer.from_pretrained(<dir>, gguf_file=<name>) on generated strings, plus a sweep
 over every assigned Unicode code point in several contexts."""
 import os
+import shutil
 import random
 import sys
 import unicodedata
@@ -28,6 +29,10 @@ class SmolLM2GgufParity(unittest.TestCase):
         cls.hf = AutoTokenizer.from_pretrained(os.path.dirname(model),
                                                gguf_file=os.path.basename(model))
         cls.work = tlm_testing.tmpdir("tlm-tok-smollm2-")
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.work, ignore_errors=True)
 
     def run_probe(self, strings, add_bos):
         return tok_fixtures.probe({"gguf": self.model, "encode": strings, "add_bos": add_bos},

@@ -23,11 +23,19 @@ using nlohmann::json;
 
 namespace {
 
+// All fixtures live under one per-process directory, removed when the binary exits.
+struct FixtureRoot {
+  fs::path path = fs::temp_directory_path() / ("tlm-tok-unit-" + std::to_string(::getpid()));
+  ~FixtureRoot() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
 fs::path fresh_dir(const std::string& name) {
+  static FixtureRoot root;
   static std::atomic<int> counter{0};
-  fs::path dir = fs::temp_directory_path() /
-                 ("tlm-tok-unit-" + std::to_string(::getpid()) + "-" + name + "-" +
-                  std::to_string(counter++));
+  fs::path dir = root.path / (name + "-" + std::to_string(counter++));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
