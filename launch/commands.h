@@ -6,5 +6,6 @@ namespace tlm {
 int run_generate(int argc, char** argv);
 int run_score(int argc, char** argv);
 int run_adapt(int argc, char** argv);
+int run_eval(int argc, char** argv);
 
 }  // namespace tlm

@@ -27,7 +27,7 @@ apt_packages=(
   libopenmpi-dev openmpi-bin
   libhdf5-dev hdf5-tools
   libcxxopts-dev libgtest-dev nlohmann-json3-dev libyaml-cpp-dev
-  libpcre2-dev libsentencepiece-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
+  libpcre2-dev libsentencepiece-dev libicu-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -64,7 +64,8 @@ export TLM_DEFAULT_MODEL
 [ -f "$TLM_DEFAULT_MODEL" ] || { echo "tlm setup: default model missing at $TLM_DEFAULT_MODEL" >&2; exit 1; }
 
 torch_prefix=$("$TLM_PYTHON" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-if [ ! -f "$TLM_BUILD/build.ninja" ]; then
+# Configure when there is no build yet, or when it was configured for another venv.
+if [ ! -f "$TLM_BUILD/build.ninja" ] || ! grep -qF "TLM_PYTHON:FILEPATH=$TLM_PYTHON" "$TLM_BUILD/CMakeCache.txt"; then
   step "configuring CMake in $TLM_BUILD"
   cmake -S "$TLM_ROOT" -B "$TLM_BUILD" -G Ninja \
     -DCMAKE_BUILD_TYPE=${TLM_BUILD_TYPE:-Release} \

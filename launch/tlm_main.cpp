@@ -20,6 +20,7 @@ struct Command {
 
 const std::map<std::string, Command> kCommands = {
     {"adapt", {tlm::run_adapt, "test-time learning over a prompt stream (online or offline TLM)"}},
+    {"eval", {tlm::run_eval, "ROUGE-Lsum / exact match of predictions; answer NLL with and without an adapter"}},
     {"generate", {tlm::run_generate, "answer prompts; print each prompt's input perplexity"}},
     {"score", {tlm::run_score, "input perplexity of every record of a prompt file (JSONL out)"}},
 };

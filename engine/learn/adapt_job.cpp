@@ -247,7 +247,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     }
     if (i < predictions.size()) {
       rouge.push_back(rouge_lsum(ref, predictions[i]));
-      if (gsm8k_reference_answer(ref)) {
+      if (is_numeric_reference(ref)) {
         ++em_total;
         em_hits += gsm8k_exact_match(predictions[i], ref) ? 1 : 0;
       }

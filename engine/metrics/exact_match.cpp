@@ -1,6 +1,7 @@
 #include "engine/metrics/exact_match.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include <cstdlib>
 #include <pcre2.h>
 
 #include <algorithm>
@@ -212,6 +213,20 @@ bool gsm8k_exact_match(std::string_view prediction, std::string_view reference) 
   std::optional<std::string> ref = gsm8k_reference_answer(reference);
   std::optional<std::string> pred = extract_gsm8k_answer(prediction);
   return ref && pred && *ref == *pred;
+}
+
+bool is_numeric_reference(std::string_view reference) {
+  if (reference.find("####") != std::string_view::npos) return true;
+  std::string text;
+  for (char c : reference)
+    if (c != ',') text.push_back(c);
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return false;
+  const size_t last = text.find_last_not_of(" \t\r\n");
+  text = text.substr(first, last - first + 1);
+  char* end = nullptr;
+  std::strtod(text.c_str(), &end);
+  return end == text.c_str() + text.size();
 }
 
 }  // namespace tlm

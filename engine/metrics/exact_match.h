@@ -34,6 +34,10 @@ std::optional<std::string> extract_gsm8k_answer(std::string_view text);
 // The answer of a reference: extract_gsm8k_answer of the part after the last "####".
 std::optional<std::string> gsm8k_reference_answer(std::string_view reference);
 
+// True for references exact match applies to: a GSM8K solution ending in "#### answer", or a
+// bare number ("72", "-3.5", "1,000"). Free-text references are scored with ROUGE instead.
+bool is_numeric_reference(std::string_view reference);
+
 // True when both answers exist and are equal.
 bool gsm8k_exact_match(std::string_view prediction, std::string_view reference);
 
