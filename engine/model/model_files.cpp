@@ -45,8 +45,6 @@ ModelFiles open_gguf(const std::string& path) {
   m.config = ModelConfig::from_gguf(*gguf);
   m.weights = open_gguf_weights(gguf, m.config);
   m.tokenizer = load_tokenizer_from_gguf(*gguf);
-  if (gguf->has("tokenizer.chat_template"))
-    m.chat_template_text = gguf->get_string("tokenizer.chat_template");
   m.gguf = std::move(gguf);
   return m;
 }
@@ -59,14 +57,6 @@ ModelFiles open_hf_directory(const std::string& path) {
   m.config = ModelConfig::from_hf_json((dir / "config.json").string());
   m.weights = open_safetensors_weights(path);
   m.tokenizer = load_tokenizer_from_directory(path);
-  if (auto cfg = read_json_if_present(dir / "tokenizer_config.json")) {
-    if (cfg->contains("chat_template") && cfg->at("chat_template").is_string())
-      m.chat_template_text = cfg->at("chat_template").get<std::string>();
-  }
-  if (!m.chat_template_text && fs::exists(dir / "chat_template.jinja")) {
-    std::ifstream in(dir / "chat_template.jinja");
-    m.chat_template_text = std::string(std::istreambuf_iterator<char>(in), {});
-  }
   if (auto gen = read_json_if_present(dir / "generation_config.json")) {
     if (gen->contains("eos_token_id")) add_eos(m.eos_ids, gen->at("eos_token_id"));
   }
@@ -88,6 +78,7 @@ ModelFiles open_model_files(const std::string& path) {
   }
   if (m.config.eos_token_id) add_unique(m.eos_ids, static_cast<int32_t>(*m.config.eos_token_id));
   add_unique(m.eos_ids, m.tokenizer->eos_id());
+  if (!m.tokenizer->chat_template_text().empty()) m.chat_template_text = m.tokenizer->chat_template_text();
   return m;
 }
 
