@@ -29,11 +29,17 @@ void check_lora_shapes(const at::Tensor& A, const at::Tensor& B, int64_t in, int
             B.sizes(), " do not fit a [", out, ", ", in, "] weight");
 }
 
-// W += sign * scale * B A, in the base weight's dtype.
-void fold_delta(at::Tensor& weight, const LoraSlot& lora, double sign) {
+// Folds the adapter into the base weight (W += scale * B A) or takes it out again, in the
+// base weight's dtype. Both layers hold their slices so that B A is exactly this rank's
+// slice of the full delta.
+void set_merged(at::Tensor& weight, std::optional<LoraSlot>& lora, bool merged) {
+  TLM_CHECK(lora.has_value(), merged ? "merge_lora" : "unmerge_lora", ": no adapter attached");
+  if (lora->merged == merged) return;
   at::NoGradGuard no_grad;
-  at::Tensor delta = at::matmul(lora.B.detach(), lora.A.detach()) * (sign * lora.scale);
+  const double sign = merged ? 1.0 : -1.0;
+  at::Tensor delta = at::matmul(lora->B.detach(), lora->A.detach()) * (sign * lora->scale);
   weight.add_(delta.to(weight.scalar_type()));
+  lora->merged = merged;
 }
 
 }  // namespace
@@ -69,19 +75,8 @@ void ColumnParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tenso
   lora_ = std::move(slot);
 }
 
-void ColumnParallelLinear::merge_lora() {
-  TLM_CHECK(lora_, "merge_lora: no adapter attached");
-  if (lora_->merged) return;
-  fold_delta(weight_, *lora_, +1.0);
-  lora_->merged = true;
-}
-
-void ColumnParallelLinear::unmerge_lora() {
-  TLM_CHECK(lora_, "unmerge_lora: no adapter attached");
-  if (!lora_->merged) return;
-  fold_delta(weight_, *lora_, -1.0);
-  lora_->merged = false;
-}
+void ColumnParallelLinear::merge_lora() { set_merged(weight_, lora_, true); }
+void ColumnParallelLinear::unmerge_lora() { set_merged(weight_, lora_, false); }
 
 RowParallelLinear::RowParallelLinear(CommunicatorPtr tp, at::Tensor weight,
                                      std::optional<at::Tensor> bias, int64_t in_features)
@@ -114,18 +109,7 @@ void RowParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tensor& 
   lora_ = std::move(slot);
 }
 
-void RowParallelLinear::merge_lora() {
-  TLM_CHECK(lora_, "merge_lora: no adapter attached");
-  if (lora_->merged) return;
-  fold_delta(weight_, *lora_, +1.0);
-  lora_->merged = true;
-}
-
-void RowParallelLinear::unmerge_lora() {
-  TLM_CHECK(lora_, "unmerge_lora: no adapter attached");
-  if (!lora_->merged) return;
-  fold_delta(weight_, *lora_, -1.0);
-  lora_->merged = false;
-}
+void RowParallelLinear::merge_lora() { set_merged(weight_, lora_, true); }
+void RowParallelLinear::unmerge_lora() { set_merged(weight_, lora_, false); }
 
 }  // namespace tlm
