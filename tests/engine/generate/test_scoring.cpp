@@ -10,6 +10,7 @@
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
+#include "engine/common/error.h"
 #include "engine/generate/scoring.h"
 #include "tests/engine/model/tiny_llama.h"
 

@@ -150,6 +150,13 @@ TEST(ClipGradNorm, ScalesLikeTorch) {
   expect_near(p1.grad(), {0.23076921701431274, 0.307692289352417}, 1e-7, "p1 torch");
   expect_near(p2.grad(), {0.923076868057251}, 1e-7, "p2 torch");
 
+  // The 1e-6 in the denominator matters for tiny norms: [3e-7, 4e-7] has norm 5e-7, and
+  // max_norm 1e-7 scales it by 1e-7 / (5e-7 + 1e-6) = 1/15, not by 1/5.
+  at::Tensor tiny = at::zeros({2}, at::kDouble).set_requires_grad(true);
+  tiny.mutable_grad() = at::tensor({3e-7, 4e-7}, at::kDouble);
+  EXPECT_NEAR(clip_grad_norm({tiny}, 1e-7), 5e-7, 1e-18);
+  expect_near(tiny.grad(), {3e-7 / 15.0, 4e-7 / 15.0}, 1e-18, "tiny");
+
   // Under the limit, or max_norm <= 0: untouched, norm still returned.
   p1.mutable_grad() = at::tensor({3.0f, 4.0f});
   EXPECT_NEAR(clip_grad_norm({p1}, 10.0), 5.0, 1e-6);

@@ -98,8 +98,9 @@ TEST(LoraAdapters, SeedDeterminesA) {
   ASSERT_EQ(sa.size(), 8u);
   for (const auto& [name, tensor] : sa) {
     EXPECT_TRUE(at::equal(tensor, sb.at(name))) << name;
-    if (name.size() > 6 && name.compare(name.size() - 6, 6, "lora_A") == 0)
+    if (name.size() > 6 && name.compare(name.size() - 6, 6, "lora_A") == 0) {
       EXPECT_FALSE(at::equal(tensor, so.at(name))) << name;
+    }
   }
   // Different modules get different draws from the one generator.
   EXPECT_FALSE(at::equal(sa.at("model.layers.0.self_attn.q_proj.lora_A"),
@@ -129,7 +130,9 @@ TEST(LoraAdapters, OnlyAdapterTensorsRequireGrad) {
   for (size_t i = 0; i < params.size(); ++i) {
     ASSERT_TRUE(params[i].grad().defined()) << lora.parameter_names()[i];
     // A's gradient is zero while B = 0; B's is not.
-    if (i % 2 == 1) EXPECT_GT(params[i].grad().abs().sum().item<double>(), 0.0) << lora.parameter_names()[i];
+    if (i % 2 == 1) {
+      EXPECT_GT(params[i].grad().abs().sum().item<double>(), 0.0) << lora.parameter_names()[i];
+    }
   }
 }
 

@@ -13,6 +13,7 @@
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
+#include "engine/common/error.h"
 #include "engine/generate/scoring.h"
 #include "engine/learn/test_time_learner.h"
 #include "tests/engine/model/tiny_llama.h"
@@ -101,8 +102,11 @@ TEST(TestTimeLearner, StepMovesOnlyLoraTensors) {
   // Adam leaves it bitwise as it was.
   std::vector<at::Tensor> p1 = snapshot(r.lora->parameters());
   for (size_t i = 0; i < p1.size(); ++i) {
-    if (i % 2 == 0) EXPECT_TRUE(same_bytes(p1[i], p0[i])) << r.lora->parameter_names()[i];
-    else EXPECT_FALSE(at::equal(p1[i], p0[i])) << r.lora->parameter_names()[i];
+    if (i % 2 == 0) {
+      EXPECT_TRUE(same_bytes(p1[i], p0[i])) << r.lora->parameter_names()[i];
+    } else {
+      EXPECT_FALSE(at::equal(p1[i], p0[i])) << r.lora->parameter_names()[i];
+    }
   }
   StepRecord rec2 = r.learner->train_step(kBatch, 1e-2);
   EXPECT_TRUE(rec2.updated);
@@ -232,6 +236,56 @@ TEST(TestTimeLearner, NonFiniteLossSkipsTheUpdate) {
   StepRecord resumed = r.learner->train_step(kBatch, 1e-2);
   EXPECT_TRUE(resumed.updated) << resumed.skip_reason;
   EXPECT_EQ(r.learner->optimizer().step_count(), 3);
+  EXPECT_EQ(r.learner->skipped_steps(), 1);
+}
+
+TEST(TestTimeLearner, GradientsAreClipped) {
+  // Adam is blind to a uniform gradient scale except through eps, so clipping to 1e-10
+  // shows as updates of at most lr * 1e-10 / (|g| + 1e-8) <= 0.01 lr, where the unclipped
+  // first step moves every B element with a non-zero gradient by about lr.
+  const double lr = 1e-2;
+  StepOptions tight;
+  tight.max_grad_norm = 1e-10;
+  Rig clipped = make_rig(objective(0.0), tight);
+  StepRecord c = clipped.learner->train_step(kBatch, lr);
+  ASSERT_TRUE(c.updated);
+  StepOptions loose;
+  loose.max_grad_norm = 0.0;  // no clipping
+  Rig free = make_rig(objective(0.0), loose);
+  StepRecord f = free.learner->train_step(kBatch, lr);
+  ASSERT_TRUE(f.updated);
+  EXPECT_NEAR(c.grad_norm, f.grad_norm, 1e-6 * f.grad_norm) << "the norm is reported before clipping";
+  EXPECT_GT(f.grad_norm, 1e-3);
+  for (size_t i = 1; i < clipped.lora->parameters().size(); i += 2) {
+    EXPECT_LE(clipped.lora->parameters()[i].abs().max().item<double>(), 0.011 * lr);
+    EXPECT_GT(free.lora->parameters()[i].abs().max().item<double>(), 0.9 * lr);
+  }
+}
+
+TEST(TestTimeLearner, NonFiniteGradientSkipsTheUpdate) {
+  // Offline selection with a coefficient near float's limit: lambda * exp(88.5) = 2.8e37.
+  // The loss (coeff * ce, ce of a few units) stays finite; its gradient through the model
+  // overflows float32, so the step must be refused with the state untouched.
+  Rig r = make_rig(objective(3.0), StepOptions{});
+  ASSERT_TRUE(r.learner->train_step(kBatch, 1e-2).updated);
+  const std::vector<at::Tensor> params = snapshot(r.lora->parameters());
+  const std::vector<at::Tensor> m = snapshot(r.learner->optimizer().exp_avg());
+  const std::vector<at::Tensor> v = snapshot(r.learner->optimizer().exp_avg_sq());
+  StepRecord rec = r.learner->train_step({kBatch[0]}, 1e-2, {3.0 + 88.5});
+  ASSERT_TRUE(std::isfinite(rec.loss)) << "fixture: the loss must be finite, got " << rec.loss;
+  EXPECT_FALSE(rec.updated);
+  EXPECT_EQ(rec.skip_reason, "non-finite gradient");
+  EXPECT_FALSE(std::isfinite(rec.grad_norm));
+  std::vector<at::Tensor> after = r.lora->parameters();
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_TRUE(same_bytes(after[i], params[i])) << r.lora->parameter_names()[i];
+    EXPECT_FALSE(after[i].grad().defined());
+  }
+  for (size_t i = 0; i < m.size(); ++i) {
+    EXPECT_TRUE(same_bytes(r.learner->optimizer().exp_avg()[i], m[i])) << "exp_avg " << i;
+    EXPECT_TRUE(same_bytes(r.learner->optimizer().exp_avg_sq()[i], v[i])) << "exp_avg_sq " << i;
+  }
+  EXPECT_EQ(r.learner->optimizer().step_count(), 1);
   EXPECT_EQ(r.learner->skipped_steps(), 1);
 }
 
