@@ -96,6 +96,7 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
     check_shape(weights, "lm_head.weight", {c.vocab_size, H});
     lm_head_shard_ = load.rows("lm_head.weight", c.vocab_size, "vocab_size");
   }
+  check_shape(weights, "model.norm.weight", {H});
   final_norm_ = load.whole("model.norm.weight");
 
   layers_.reserve(c.num_layers);
@@ -108,6 +109,19 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
     check_shape(weights, p + "mlp.gate_proj.weight", {c.intermediate_size, H});
     check_shape(weights, p + "mlp.up_proj.weight", {c.intermediate_size, H});
     check_shape(weights, p + "mlp.down_proj.weight", {H, c.intermediate_size});
+    check_shape(weights, p + "input_layernorm.weight", {H});
+    check_shape(weights, p + "post_attention_layernorm.weight", {H});
+    if (c.qkv_bias) {
+      check_shape(weights, p + "self_attn.q_proj.bias", {c.num_heads * D});
+      check_shape(weights, p + "self_attn.k_proj.bias", {c.num_kv_heads * D});
+      check_shape(weights, p + "self_attn.v_proj.bias", {c.num_kv_heads * D});
+    }
+    if (c.o_bias) check_shape(weights, p + "self_attn.o_proj.bias", {H});
+    if (c.mlp_bias) {
+      check_shape(weights, p + "mlp.gate_proj.bias", {c.intermediate_size});
+      check_shape(weights, p + "mlp.up_proj.bias", {c.intermediate_size});
+      check_shape(weights, p + "mlp.down_proj.bias", {H});
+    }
     Layer layer;
     layer.input_norm = load.whole(p + "input_layernorm.weight");
     layer.post_norm = load.whole(p + "post_attention_layernorm.weight");

@@ -5,7 +5,9 @@
 // log_softmax + gather reduce in a different order). bf16: the reference is autograd through
 // the same bf16 logits (at::linear in bf16, then fp32 log_softmax): forward 1e-5 absolute;
 // the backward rounds dlogp/dlogits to bf16 before the bf16 matmul, as autograd does, and
-// agrees to 2e-2 absolute + 2e-2 relative (a few bf16 ulps of gradients of size ~1).
+// agrees to 1e-2 absolute + 1e-2 relative (about one bf16 ulp of gradients of size ~1).
+#include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <vector>
@@ -97,6 +99,7 @@ void check_log_likelihood(const Case& c) {
   (ref * g).sum().backward();
 
   CommunicatorPtr comm = make_single_process_communicator();
+  double worst_fwd = 0.0, worst_bwd = 0.0;
   for (int64_t chunk : {int64_t{1}, int64_t{3}, N, N + 5}) {
     const std::string what = std::string(c10::toString(c.dtype)) + " chunk " + std::to_string(chunk);
     at::Tensor h = h0.clone().set_requires_grad(true);
@@ -117,7 +120,11 @@ void check_log_likelihood(const Case& c) {
     EXPECT_TRUE(at::allclose(h.grad().to(at::kDouble), hr.grad().to(at::kDouble), c.bwd_rtol,
                              c.bwd_atol))
         << what << " max diff " << max_diff(h.grad(), hr.grad());
+    worst_fwd = std::max(worst_fwd, max_diff(logp, ref));
+    worst_bwd = std::max(worst_bwd, max_diff(h.grad(), hr.grad()));
   }
+  std::printf("[measured] %s: max |logp - ref| %.3g, max |grad - ref| %.3g\n",
+              c10::toString(c.dtype), worst_fwd, worst_bwd);
 }
 
 TEST(VocabParallelLogLikelihood, Fp32MatchesLogSoftmaxGather) {
@@ -125,7 +132,7 @@ TEST(VocabParallelLogLikelihood, Fp32MatchesLogSoftmaxGather) {
 }
 
 TEST(VocabParallelLogLikelihood, Bf16MatchesLogSoftmaxGather) {
-  check_log_likelihood({at::kBFloat16, 1e-5, 2e-2, 2e-2});
+  check_log_likelihood({at::kBFloat16, 1e-5, 1e-2, 1e-2});
 }
 
 TEST(VocabParallelLogLikelihood, LargeLogitsStayFinite) {
