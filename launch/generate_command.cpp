@@ -3,6 +3,7 @@
 #include <cmath>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
@@ -30,7 +31,10 @@ int run_generate(int argc, char** argv) {
       ("top-p", "nucleus sampling mass", cxxopts::value<double>()->default_value("1"))
       ("seed", "sampling seed", cxxopts::value<uint64_t>()->default_value("0"))
       ("batch-size", "prompts per batch", cxxopts::value<int64_t>()->default_value("8"))
-      ("output", "also write JSONL records {prompt, predict, ce, ppl, ...} here",
+      ("max-samples", "answer only the first N prompts of --prompts-file (0 = all)",
+       cxxopts::value<int64_t>()->default_value("0"))
+      ("output", "also write JSONL records {prompt, predict, label, ce, ppl, ...} here (label: the\n"
+                 "record's reference, so `tlm eval --predictions` can score the file)",
        cxxopts::value<std::string>())
       ("h,help", "this help");
   auto parsed = options.parse(argc, argv);
@@ -39,10 +43,19 @@ int run_generate(int argc, char** argv) {
     return 0;
   }
   std::vector<std::string> prompts;
+  std::vector<std::optional<std::string>> labels;
   if (parsed.count("prompt")) prompts = parsed["prompt"].as<std::vector<std::string>>();
-  if (parsed.count("prompts-file"))
-    for (const PromptRecord& r : read_all_prompts(parsed["prompts-file"].as<std::string>(), nullptr))
+  labels.resize(prompts.size());
+  if (parsed.count("prompts-file")) {
+    std::vector<PromptRecord> records = read_all_prompts(parsed["prompts-file"].as<std::string>(), nullptr);
+    const int64_t max_samples = parsed["max-samples"].as<int64_t>();
+    if (max_samples > 0 && static_cast<int64_t>(records.size()) > max_samples)
+      records.resize(static_cast<size_t>(max_samples));
+    for (const PromptRecord& r : records) {
       prompts.push_back(r.prompt);
+      labels.push_back(r.reference);
+    }
+  }
   TLM_CHECK(!prompts.empty(), "no prompts: give --prompt TEXT or --prompts-file FILE");
 
   LoadedModel m = load_model(read_model_options(parsed));
@@ -82,6 +95,7 @@ int run_generate(int argc, char** argv) {
         nlohmann::json rec = {{"prompt", prompts[i]}, {"predict", text}, {"ce", c},
                               {"ppl", std::exp(c)}, {"prompt_tokens", ids[i - start].size()},
                               {"new_tokens", a.ids.size()}, {"stopped", a.stopped}};
+        if (labels[i]) rec["label"] = *labels[i];
         out_file << rec.dump() << "\n";
       }
     }

@@ -7,11 +7,12 @@ out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "runs/adapteval")
 print("| data (first N) | answer NLL base | answer NLL after TLM | ROUGE-Lsum base | ROUGE-Lsum TLM | input ppl base -> adapted | selected | wall time TLM |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- |")
 for ds in ("agriculture", "finance"):
-    tlm_path, base_path = out / f"{ds}-tlm" / "summary.json", out / f"{ds}-base" / "summary.json"
+    tlm_path = out / f"{ds}-tlm" / "summary.json"
     if not tlm_path.exists():
         continue
     t = json.loads(tlm_path.read_text())
-    b = json.loads(base_path.read_text()) if base_path.exists() else {}
+    base_eval = out / f"{ds}-base" / "eval.json"
+    b = json.loads(base_eval.read_text())["predictions"] if base_eval.exists() else {}
     print(f"| {ds} ({t['samples']}) | {t.get('answer_nll_base', float('nan')):.4f} | {t.get('answer_nll_adapted', float('nan')):.4f} "
           f"| {b.get('rouge_lsum', float('nan')):.4f} | {t.get('rouge_lsum', float('nan')):.4f} "
           f"| {t['input_ppl_base']:.2f} -> {t['input_ppl_adapted']:.2f} | {100 * t['selected_fraction']:.1f}% "
