@@ -1,0 +1,85 @@
+"""The tlm command line on bad input: every error names the file and line (or the flag),
+exits non-zero, and a bad record is skipped with its line and reason instead of stopping
+the job. Uses the tiny model made by tiny_llama.py (no network, no shared data)."""
+import json
+import subprocess
+import unittest
+
+from tiny_llama import make_tiny_llama
+from tlm_testing import binary, tmpdir
+
+
+def tlm(*args):
+    proc = subprocess.run([binary("launch/tlm"), *map(str, args)], capture_output=True, text=True)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+class CliErrors(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tmpdir("tlm-cli-")
+        cls.model = cls.work / "model"
+        make_tiny_llama(cls.model)
+
+    def test_usage_and_unknown_command(self):
+        code, out = tlm()
+        self.assertEqual(code, 2)
+        self.assertIn("usage: tlm <command>", out)
+        code, out = tlm("frobnicate")
+        self.assertEqual(code, 2)
+        self.assertIn("unknown command 'frobnicate'", out)
+        for cmd in ("adapt", "generate", "score", "eval"):
+            code, out = tlm(cmd, "--help")
+            self.assertEqual(code, 0, out)
+            self.assertIn("--model", out)
+
+    def test_recipe_errors_name_file_line_or_flag(self):
+        recipe = self.work / "bad.yaml"
+        recipe.write_text("mode: online\noptim:\n  lrr: 1.0\n")
+        code, out = tlm("adapt", "--config", recipe, "--model", self.model)
+        self.assertNotEqual(code, 0)
+        self.assertIn(f"{recipe}:3: unknown key 'optim.lrr'", out)
+        recipe.write_text("mode: online\noptim:\n  lr: fast\n")
+        code, out = tlm("adapt", "--config", recipe, "--model", self.model)
+        self.assertIn(f"{recipe}:3: 'optim.lr' has the wrong type", out)
+        code, out = tlm("adapt", "--model", self.model, "--threshold", "high")
+        self.assertIn("command line --threshold: 'objective.threshold' has the wrong type", out)
+        code, out = tlm("adapt", "--model", self.model, "--mode", "sideways", "--data", recipe)
+        self.assertIn("mode must be online or offline", out)
+
+    def test_missing_model_and_data(self):
+        code, out = tlm("score", "--model", self.work / "nope", "--data", self.work / "nope.jsonl")
+        self.assertNotEqual(code, 0)
+        self.assertIn("nope", out)
+        code, out = tlm("score", "--model", self.work, "--data", self.work / "x.jsonl")
+        self.assertNotEqual(code, 0)
+
+    def test_bad_records_are_skipped_with_line_and_reason(self):
+        data = self.work / "stream.jsonl"
+        data.write_text("\n".join([
+            json.dumps({"instruction": "How does crop rotation help the soil?"}),
+            "{not json",
+            json.dumps({"question": 5}),
+            json.dumps({"prompt": "   "}),
+            json.dumps(["a list"]),
+            json.dumps({"text": "no known field"}),
+            json.dumps({"prompt": "Why plant beans before wheat?"}),
+        ]) + "\n")
+        out_dir = self.work / "run"
+        code, out = tlm("adapt", "--model", self.model, "--data", data, "--output-dir", out_dir,
+                        "--chat-template", "chatml", "--max-new-tokens", 4, "--answer-nll", "false")
+        self.assertEqual(code, 0, out)
+        for line in (2, 3, 4, 5, 6):
+            self.assertIn(f"{data}:{line}: skipped record", out)
+        summary = json.loads((out_dir / "summary.json").read_text())
+        self.assertEqual(summary["samples"], 2)
+        self.assertEqual(summary["records_skipped"]["total"], 5)
+        preds = [json.loads(l) for l in (out_dir / "predictions.jsonl").read_text().splitlines()]
+        self.assertEqual([p["prompt"] for p in preds],
+                         ["How does crop rotation help the soil?", "Why plant beans before wheat?"])
+        steps = (out_dir / "metrics.jsonl").read_text().splitlines()
+        self.assertEqual(len(steps), 2)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
