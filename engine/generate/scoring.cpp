@@ -11,26 +11,42 @@
 
 namespace tlm {
 
+namespace {
+
+// Indices from shortest to longest: batches of similar lengths waste little compute on
+// padding (a batch is padded to its longest row).
+std::vector<size_t> shortest_first(const std::vector<size_t>& lengths) {
+  std::vector<size_t> order(lengths.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return lengths[a] < lengths[b]; });
+  return order;
+}
+
+}  // namespace
+
 std::vector<double> mean_token_nll(const LlamaModel& model,
                                    const std::vector<std::vector<int32_t>>& sequences,
                                    int64_t batch_size, int32_t pad_id) {
   c10::InferenceMode inference;
   TLM_CHECK(batch_size > 0, "batch size must be positive");
-  std::vector<double> out;
-  out.reserve(sequences.size());
-  for (size_t start = 0; start < sequences.size(); start += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(sequences.size(), start + static_cast<size_t>(batch_size));
-    std::vector<std::vector<int32_t>> chunk(sequences.begin() + static_cast<long>(start),
-                                            sequences.begin() + static_cast<long>(end));
-    for (const auto& s : chunk)
-      TLM_CHECK(s.size() >= 2, "mean_token_nll: a sequence of ", s.size(),
-                " token(s) has no next-token target");
+  for (const auto& s : sequences)
+    TLM_CHECK(s.size() >= 2, "mean_token_nll: a sequence of ", s.size(),
+              " token(s) has no next-token target");
+  std::vector<double> out(sequences.size());
+  std::vector<size_t> lengths;
+  for (const auto& s : sequences) lengths.push_back(s.size());
+  const std::vector<size_t> order = shortest_first(lengths);
+  for (size_t start = 0; start < order.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(order.size(), start + static_cast<size_t>(batch_size));
+    std::vector<std::vector<int32_t>> chunk;
+    for (size_t i = start; i < end; ++i) chunk.push_back(sequences[order[i]]);
     TokenBatch batch = right_padded_batch(chunk, pad_id);
     at::Tensor logp = model.token_log_likelihoods(batch.ids, batch.mask);  // [b, T-1]
     at::Tensor counts = batch.mask.sum(1) - 1;                             // [b]
     at::Tensor ce = (-logp.sum(1).to(at::kDouble) / counts.to(at::kDouble)).contiguous();
     auto acc = ce.accessor<double, 1>();
-    for (int64_t i = 0; i < ce.size(0); ++i) out.push_back(acc[i]);
+    for (size_t i = start; i < end; ++i) out[order[i]] = acc[static_cast<int64_t>(i - start)];
   }
   return out;
 }
@@ -58,7 +74,9 @@ ContinuationNll continuation_nll(const LlamaModel& model,
     seqs.clear();
     prompt_lens.clear();
   };
-  for (size_t i = 0; i < prompts.size(); ++i) {
+  std::vector<size_t> lengths;
+  for (size_t i = 0; i < prompts.size(); ++i) lengths.push_back(prompts[i].size() + continuations[i].size());
+  for (size_t i : shortest_first(lengths)) {
     if (continuations[i].empty() || prompts[i].empty()) continue;
     std::vector<int32_t> s = prompts[i];
     s.insert(s.end(), continuations[i].begin(), continuations[i].end());
