@@ -1,5 +1,6 @@
-// Which slice of a full dimension a rank holds. Splits must be even: tlm refuses layouts
-// that would need padding, with both numbers in the message.
+// Which slice of a full dimension a rank holds. Tensor-parallel splits must be even: tlm
+// refuses layouts that would need padding, with both numbers in the message. Heads are split
+// whole, and key/value heads are replicated when there are fewer of them than TP ranks.
 #pragma once
 
 #include <cstdint>
@@ -16,5 +17,17 @@ struct ShardRange {
 // Rank `rank` of `ranks` holds [rank * full/ranks, (rank+1) * full/ranks). `what` names the
 // dimension for the error when `full` is not divisible by `ranks`.
 ShardRange shard_range(int64_t full, int rank, int ranks, const std::string& what);
+
+// The heads [begin, end) rank `rank` of `ranks` computes. With heads >= ranks they must divide
+// evenly; with fewer heads than ranks (grouped-query KV heads) ranks must be a multiple of
+// heads and rank r gets the one head r / (ranks / heads), shared by ranks / heads ranks.
+ShardRange head_shard(int64_t heads, int rank, int ranks, const std::string& what);
+// How many TP ranks hold each head: ranks / heads when heads < ranks, else 1.
+int head_replicas(int64_t heads, int ranks);
+
+// Data-parallel share of n items: replica `rank` of `ranks` takes the contiguous block
+// [n*rank/ranks, n*(rank+1)/ranks) (blocks differ by at most one item; some may be empty),
+// so that concatenating the blocks in rank order restores the stream order.
+ShardRange balanced_range(int64_t n, int rank, int ranks);
 
 }  // namespace tlm

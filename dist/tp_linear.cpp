@@ -44,17 +44,32 @@ void set_merged(at::Tensor& weight, std::optional<LoraSlot>& lora, bool merged) 
 
 }  // namespace
 
+at::Tensor LoraPart::slice_of(const at::Tensor& full) const {
+  if (dim < 0) return full;
+  return full.narrow(dim, range.begin, range.size());
+}
+
 ColumnParallelLinear::ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight,
                                            std::optional<at::Tensor> bias,
                                            int64_t out_features)
+    : ColumnParallelLinear(tp, std::move(weight), std::move(bias), out_features,
+                           shard_range(out_features, tp->rank(), tp->size(), "output features"),
+                           1) {}
+
+ColumnParallelLinear::ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight,
+                                           std::optional<at::Tensor> bias, int64_t out_features,
+                                           ShardRange out_shard, int replicas)
     : tp_(std::move(tp)),
       weight_(std::move(weight)),
       bias_(std::move(bias)),
       out_features_(out_features),
-      out_shard_(shard_range(out_features, tp_->rank(), tp_->size(), "output features")) {
+      out_shard_(out_shard),
+      replicas_(replicas) {
   TLM_CHECK(weight_.dim() == 2 && weight_.size(0) == out_shard_.size(),
             "ColumnParallelLinear: local weight ", weight_.sizes(), " is not [",
             out_shard_.size(), ", in]");
+  TLM_CHECK(replicas_ >= 1 && tp_->size() % replicas_ == 0, "ColumnParallelLinear: ", replicas_,
+            " replicas do not divide the tensor-parallel size ", tp_->size());
 }
 
 at::Tensor ColumnParallelLinear::forward(const at::Tensor& x) const {
@@ -67,11 +82,19 @@ at::Tensor ColumnParallelLinear::forward(const at::Tensor& x) const {
 void ColumnParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tensor& B_full,
                                        double scale) {
   check_lora_shapes(A_full, B_full, in_features(), out_features_, "ColumnParallelLinear");
+  const int tp_rank = tp_->rank(), tp_size = tp_->size();
   LoraSlot slot;
-  slot.A = A_full.contiguous();
-  slot.B = B_full.narrow(0, out_shard_.begin, out_shard_.size()).contiguous();
+  slot.a_part.full_shape = A_full.sizes().vec();
+  slot.a_part.shared = tp_size > 1;
+  slot.a_part.owner = tp_rank == 0;
+  slot.b_part.full_shape = B_full.sizes().vec();
+  slot.b_part.dim = 0;
+  slot.b_part.range = out_shard_;
+  slot.b_part.shared = replicas_ > 1;
+  slot.b_part.owner = tp_rank % replicas_ == 0;
+  slot.A = slot.a_part.slice_of(A_full).contiguous();
+  slot.B = slot.b_part.slice_of(B_full).contiguous();
   slot.scale = scale;
-  slot.b_split_dim = 0;
   lora_ = std::move(slot);
 }
 
@@ -102,10 +125,15 @@ void RowParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tensor& 
                                     double scale) {
   check_lora_shapes(A_full, B_full, in_features_, out_features(), "RowParallelLinear");
   LoraSlot slot;
-  slot.A = A_full.narrow(1, in_shard_.begin, in_shard_.size()).contiguous();
-  slot.B = B_full.contiguous();
+  slot.a_part.full_shape = A_full.sizes().vec();
+  slot.a_part.dim = 1;
+  slot.a_part.range = in_shard_;
+  slot.b_part.full_shape = B_full.sizes().vec();
+  slot.b_part.shared = tp_->size() > 1;
+  slot.b_part.owner = tp_->rank() == 0;
+  slot.A = slot.a_part.slice_of(A_full).contiguous();
+  slot.B = slot.b_part.slice_of(B_full).contiguous();
   slot.scale = scale;
-  slot.a_split_dim = 1;
   lora_ = std::move(slot);
 }
 

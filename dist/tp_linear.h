@@ -14,6 +14,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -22,17 +23,30 @@
 
 namespace tlm {
 
+// Which part of a full LoRA tensor this TP rank holds, and how the parts relate.
+struct LoraPart {
+  int dim = -1;                 // dim split over TP; -1: the whole tensor
+  ShardRange range;             // along `dim` (unused when whole)
+  std::vector<int64_t> full_shape;
+  // Other TP ranks hold the same elements (a replicated tensor, or B of a replicated KV head):
+  // each rank's gradient is then a partial sum that must be summed over the group.
+  bool shared = false;
+  // This rank speaks for its elements when the full tensor is assembled (one owner each).
+  bool owner = true;
+  at::Tensor slice_of(const at::Tensor& full) const;  // this rank's part of a full tensor
+};
+
 // LoRA tensors as one rank holds them (already sliced), and how to rebuild the full ones.
 struct LoraSlot {
-  at::Tensor A;             // local slice of A [rank, in]; requires_grad when training
-  at::Tensor B;             // local slice of B [out, rank]
+  at::Tensor A;             // local part of A [rank, in]; requires_grad when training
+  at::Tensor B;             // local part of B [out, rank]
   double scale = 1.0;       // alpha / rank
   bool enabled = true;      // false: the layer computes the base output only
   bool merged = false;      // true: delta folded into the base weight, branch skipped
   double dropout = 0.0;     // on the branch input, only while `training`
   bool training = false;
-  int a_split_dim = -1;     // dim of A split over TP, -1 when replicated
-  int b_split_dim = -1;     // dim of B split over TP, -1 when replicated
+  LoraPart a_part;
+  LoraPart b_part;
 };
 
 class ColumnParallelLinear {
@@ -40,6 +54,10 @@ class ColumnParallelLinear {
   // `weight` [out/tp, in] and `bias` [out/tp] are this rank's slices.
   ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight, std::optional<at::Tensor> bias,
                        int64_t out_features);
+  // An explicit output range held by `replicas` ranks each (replicated KV heads): rank r's
+  // copy is the (r % replicas)-th; the first copy owns the range.
+  ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight, std::optional<at::Tensor> bias,
+                       int64_t out_features, ShardRange out_shard, int replicas);
   at::Tensor forward(const at::Tensor& x) const;  // [..., in] -> [..., out/tp]
 
   // Takes full-size A [r, in] and B [out, r] (same on every rank) and keeps this rank's part.
@@ -60,6 +78,7 @@ class ColumnParallelLinear {
   std::optional<at::Tensor> bias_;
   int64_t out_features_;
   ShardRange out_shard_;
+  int replicas_ = 1;
   std::optional<LoraSlot> lora_;
 };
 

@@ -32,7 +32,7 @@ int run_adapt(int argc, char** argv) {
   LoadedModel m = load_model(recipe.model);
   recipe.adapt.generation.stop_ids = m.files.eos_ids;
   recipe.adapt.generation.pad_id = m.files.tokenizer->pad_id().value_or(0);
-  run_adaptation(*m.model, *m.encoder, recipe.adapt, recipe.model.model);
+  run_adaptation(*m.model, *m.encoder, recipe.adapt, recipe.model.model, m.grid);
   log_info("outputs in " + recipe.adapt.output_dir);
   return 0;
 }

@@ -28,6 +28,10 @@ const std::vector<RecipeFlag> kFlags = {
     {"dtype", "dtype", "fp32 or bf16"},
     {"chat-template", "chat_template", "auto, chatml, llama3, llama2, alpaca, raw"},
     {"threads", "threads", "intra-op threads (0 = all cores)"},
+    {"tp-size", "parallel.tp_size", "tensor-parallel ranks (heads and vocabulary split over them)"},
+    {"dp-size", "parallel.dp_size", "data-parallel replicas (each takes a share of every batch)"},
+    {"backend", "parallel.backend", "auto (mpi under mpirun, else single), single, mpi or nccl"},
+    {"collective-timeout", "parallel.timeout_seconds", "seconds a collective may wait for a peer before the job aborts (0 = forever)"},
     {"mode", "mode", "online or offline"},
     {"data", "data.path", "prompt file: JSON array, JSONL or text"},
     {"data-format", "data.format", "auto, json, jsonl, txt"},
@@ -193,6 +197,15 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   m.chat_template = r.get<std::string>("chat_template", "auto");
   m.threads = r.get<int>("threads", 0);
   m.cutoff_len = r.get<int64_t>("stream.cutoff_len", 4096);
+  m.data_parallel_ok = true;
+  m.tp_size = r.get<int>("parallel.tp_size", 1);
+  m.dp_size = r.get<int>("parallel.dp_size", 1);
+  m.backend = r.get<std::string>("parallel.backend", "auto");
+  m.collective_timeout = r.get<double>("parallel.timeout_seconds", m.collective_timeout);
+  TLM_CHECK(m.tp_size >= 1, r.origin("parallel.tp_size"), ": parallel.tp_size must be >= 1");
+  TLM_CHECK(m.dp_size >= 1, r.origin("parallel.dp_size"), ": parallel.dp_size must be >= 1");
+  TLM_CHECK(m.backend == "auto" || m.backend == "single" || m.backend == "mpi" || m.backend == "nccl",
+            r.origin("parallel.backend"), ": parallel.backend must be auto, single, mpi or nccl");
   TLM_CHECK(!m.model.empty(), "no model: give --model or `model:` in the recipe");
   TLM_CHECK(m.dtype == "fp32" || m.dtype == "bf16", r.origin("dtype"), ": dtype must be fp32 or bf16");
 

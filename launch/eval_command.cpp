@@ -18,6 +18,7 @@
 #include "engine/learn/peft_adapter.h"
 #include "engine/metrics/exact_match.h"
 #include "engine/metrics/rouge.h"
+#include "dist/mpi_session.h"
 #include "launch/commands.h"
 #include "launch/model_options.h"
 #include "launch/read_prompts.h"
@@ -112,7 +113,7 @@ int run_eval(int argc, char** argv) {
     result["answer_nll"] = nll;
   }
   std::cout << result.dump(2) << std::endl;
-  if (parsed.count("output")) {
+  if (parsed.count("output") && mpi_world_rank() == 0) {
     std::ofstream out(parsed["output"].as<std::string>());
     out << result.dump(2) << "\n";
   }

@@ -70,7 +70,7 @@ int run_generate(int argc, char** argv) {
   TLM_CHECK(batch_size > 0, "--batch-size must be positive");
 
   std::ofstream out_file;
-  if (parsed.count("output")) {
+  if (parsed.count("output") && m.grid.is_root()) {
     out_file.open(parsed["output"].as<std::string>());
     TLM_CHECK(out_file.good(), parsed["output"].as<std::string>(), ": cannot open for writing");
   }

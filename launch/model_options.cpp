@@ -1,13 +1,16 @@
 #include "launch/model_options.h"
 
 #include <chrono>
+#include <fstream>
+#include <iostream>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include "engine/common/log.h"
 
-#include "dist/communicator.h"
+#include "dist/gather_objects.h"
+#include "dist/mpi_session.h"
 #include "engine/common/error.h"
+#include "engine/common/log.h"
 
 #ifndef TLM_DEFAULT_MODEL
 #define TLM_DEFAULT_MODEL ""
@@ -24,7 +27,13 @@ void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len) {
        cxxopts::value<std::string>()->default_value("auto"))
       ("cutoff-len", "prompt tokens kept (the rest is cut, as the official TLM code does); 0 = all",
        cxxopts::value<int64_t>()->default_value(std::to_string(default_cutoff_len)))
-      ("threads", "intra-op threads (0 = all cores)", cxxopts::value<int>()->default_value("0"));
+      ("threads", "intra-op threads (0 = all cores)", cxxopts::value<int>()->default_value("0"))
+      ("tp-size", "tensor-parallel ranks", cxxopts::value<int>()->default_value("1"))
+      ("dp-size", "data-parallel replicas", cxxopts::value<int>()->default_value("1"))
+      ("backend", "auto (mpi under mpirun, else single), single, mpi or nccl",
+       cxxopts::value<std::string>()->default_value("auto"))
+      ("collective-timeout", "seconds a collective may wait for a peer (0 = forever)",
+       cxxopts::value<double>()->default_value("300"));
 }
 
 ModelOptions read_model_options(const cxxopts::ParseResult& parsed) {
@@ -34,19 +43,48 @@ ModelOptions read_model_options(const cxxopts::ParseResult& parsed) {
   o.chat_template = parsed["chat-template"].as<std::string>();
   o.cutoff_len = parsed["cutoff-len"].as<int64_t>();
   o.threads = parsed["threads"].as<int>();
+  o.tp_size = parsed["tp-size"].as<int>();
+  o.dp_size = parsed["dp-size"].as<int>();
+  o.backend = parsed["backend"].as<std::string>();
+  o.collective_timeout = parsed["collective-timeout"].as<double>();
   TLM_CHECK(!o.model.empty(), "--model is required (no default model was configured at build time)");
   TLM_CHECK(o.dtype == "fp32" || o.dtype == "bf16", "--dtype must be fp32 or bf16, got '", o.dtype, "'");
   return o;
 }
 
+namespace {
+
+// This process's resident set (VmRSS) in bytes; 0 where /proc is not there.
+double resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) * 1024.0;
+  return 0.0;
+}
+
+}  // namespace
+
 LoadedModel load_model(const ModelOptions& options) {
   if (options.threads > 0) at::set_num_threads(options.threads);
-  const auto start = std::chrono::steady_clock::now();
   LoadedModel m;
+  GridOptions grid;
+  grid.tp = options.tp_size;
+  grid.dp = options.dp_size;
+  grid.backend = parse_backend(options.backend, mpi_active());
+  grid.timeout_seconds = options.collective_timeout;
+  TLM_CHECK(options.dp_size == 1 || options.data_parallel_ok, "--dp-size ", options.dp_size,
+            ": only tlm adapt splits its work over data-parallel replicas; use --tp-size here");
+  m.grid = make_process_grid(grid);
+  set_log_info_enabled(m.grid.is_root());
+  if (!m.grid.is_root()) std::cout.setstate(std::ios::badbit);
+  const auto start = std::chrono::steady_clock::now();
   m.files = open_model_files(options.model);
   const at::ScalarType dtype = options.dtype == "bf16" ? at::kBFloat16 : at::kFloat;
-  m.model = std::make_unique<LlamaModel>(m.files.config, *m.files.weights,
-                                         make_single_process_communicator(), dtype);
+  const double rss_before = resident_bytes();
+  m.model = std::make_unique<LlamaModel>(m.files.config, *m.files.weights, m.grid.tp, dtype);
+  // What the weights cost each rank: about 1/TP of the model when slices load from the mmap.
+  const std::vector<double> weights_mib =
+      all_gather_doubles({(resident_bytes() - rss_before) / (1024.0 * 1024.0)}, m.grid.world);
   ChatTemplate chat = resolve_chat_template(m.files, options.chat_template);
   if (int32_t eot = -1; !chat.end_of_turn().empty()) {
     if (auto id = m.files.tokenizer->token_id(chat.end_of_turn())) eot = *id;
@@ -57,6 +95,10 @@ LoadedModel load_model(const ModelOptions& options) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   log_info(str_cat("model ", options.model, " (", m.files.format, "): ", m.files.config.summary(),
                    "; ", chat.name(), " chat template; loaded in ", fixed(secs, 2), " s"));
+  std::string per_rank;
+  for (double mib : weights_mib) per_rank += (per_rank.empty() ? "" : ", ") + fixed(mib, 0);
+  log_info(str_cat("layout ", m.grid.describe(), "; resident memory for weights per rank (MiB): ",
+                   per_rank));
   return m;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cxxopts.hpp>
 
+#include "dist/process_grid.h"
 #include "engine/generate/prompt_encoder.h"
 #include "engine/model/llama_model.h"
 #include "engine/model/model_files.h"
@@ -19,9 +20,15 @@ struct ModelOptions {
   std::string chat_template = "auto";
   int64_t cutoff_len = 0;
   int threads = 0;             // 0 = LibTorch's default
+  int tp_size = 1;
+  int dp_size = 1;
+  std::string backend = "auto";     // auto | single | mpi | nccl
+  double collective_timeout = 300;  // seconds; <= 0 = forever
+  bool data_parallel_ok = false;    // only tlm adapt splits its work over DP replicas
 };
 
 struct LoadedModel {
+  ProcessGrid grid;
   ModelFiles files;
   std::unique_ptr<LlamaModel> model;
   std::unique_ptr<PromptEncoder> encoder;
@@ -29,6 +36,8 @@ struct LoadedModel {
 
 void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len);
 ModelOptions read_model_options(const cxxopts::ParseResult& parsed);
+// Builds the process grid (every rank of a job calls this), then loads this rank's slices.
+// Ranks other than 0 print nothing on stdout and log warnings and errors only.
 LoadedModel load_model(const ModelOptions& options);
 
 }  // namespace tlm

@@ -56,7 +56,7 @@ int run_score(int argc, char** argv) {
   const std::vector<double> ce = mean_token_nll(*m.model, ids, parsed["batch-size"].as<int64_t>(), pad);
 
   std::ofstream file;
-  if (parsed.count("output")) {
+  if (parsed.count("output") && m.grid.is_root()) {
     file.open(parsed["output"].as<std::string>());
     TLM_CHECK(file.good(), parsed["output"].as<std::string>(), ": cannot open for writing");
   }

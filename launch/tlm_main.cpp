@@ -2,11 +2,12 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <cxxopts.hpp>
-#include "engine/common/log.h"
 
+#include "dist/mpi_session.h"
 #include "engine/common/error.h"
 #include "engine/common/log.h"
 #include "launch/commands.h"
@@ -44,12 +45,19 @@ int main(int argc, char** argv) {
     usage(std::cerr);
     return 2;
   }
+  // Under mpirun/srun every rank runs the same command; MPI lives for the whole command.
+  std::optional<tlm::MpiSession> mpi;
+  if (tlm::launched_as_mpi_rank()) mpi.emplace(&argc, &argv);
+  const bool many_ranks = mpi && mpi->world_size() > 1;
   try {
     return it->second.run(argc - 1, argv + 1);
   } catch (const cxxopts::exceptions::exception& e) {
+    if (many_ranks) tlm::abort_job(std::string("tlm ") + argv[1] + ": " + e.what());
     std::cerr << "tlm " << argv[1] << ": " << e.what() << " (see tlm " << argv[1] << " --help)\n";
     return 2;
   } catch (const std::exception& e) {
+    // A rank that fails alone would leave its peers waiting in a collective: end them all.
+    if (many_ranks) tlm::abort_job(tlm::str_cat("rank ", tlm::mpi_world_rank(), ": ", e.what()));
     tlm::log_error(e.what());
     return 1;
   }

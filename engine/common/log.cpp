@@ -35,6 +35,9 @@ void log_error(const std::string& m) {
   spdlog::error("{}{}", prefix(), m);
 }
 void set_log_prefix(const std::string& p) { prefix() = p; }
+void set_log_info_enabled(bool enabled) {
+  spdlog::set_level(enabled ? spdlog::level::info : spdlog::level::warn);
+}
 
 std::string fixed(double value, int digits) {
   char buf[64];

@@ -14,6 +14,9 @@ void log_error(const std::string& message);
 // Prepended to every line, e.g. "[rank 1/4] " under MPI.
 void set_log_prefix(const std::string& prefix);
 
+// false: info lines are dropped, warnings and errors still print (non-root MPI ranks).
+void set_log_info_enabled(bool enabled);
+
 // printf-style number formatting for log lines: fixed(3.14159, 2) == "3.14".
 std::string fixed(double value, int digits);
 

@@ -6,6 +6,10 @@
 
 #include "engine/common/log.h"
 
+#include <ATen/ATen.h>
+
+#include "dist/gather_objects.h"
+#include "dist/shard.h"
 #include "engine/common/error.h"
 #include "engine/generate/prompt_encoder.h"
 #include "engine/generate/scoring.h"
@@ -46,12 +50,12 @@ struct Counters {
 };
 
 std::vector<Sample> encode_records(const std::vector<PromptRecord>& records,
-                                   const PromptEncoder& encoder, Counters& counters) {
+                                   const PromptEncoder& encoder, Counters& counters, bool report) {
   std::vector<Sample> out;
   for (const PromptRecord& r : records) {
     EncodedPrompt e = encoder.encode(r.prompt);
     if (e.ids.size() < 2) {
-      log_warn(str_cat(r.source, ":", r.line, ": skipped record: prompt encodes to ", e.ids.size(),
+      if (report) log_warn(str_cat(r.source, ":", r.line, ": skipped record: prompt encodes to ", e.ids.size(),
                        " token(s), no next-token target"));
       ++counters.too_short;
       continue;
@@ -68,33 +72,76 @@ std::vector<std::vector<int32_t>> ids_of(const std::vector<Sample>& samples, siz
   return out;
 }
 
+// This data-parallel replica's contiguous block of [begin, end) (balanced_range).
+std::pair<size_t, size_t> replica_block(size_t begin, size_t end, const ProcessGrid& grid) {
+  const ShardRange r = balanced_range(static_cast<int64_t>(end - begin), grid.dp_rank, grid.dp_size);
+  return {begin + static_cast<size_t>(r.begin), begin + static_cast<size_t>(r.end)};
+}
+
+// Answers samples[begin, end): each replica generates its block, the answers are gathered in
+// stream order, rank 0 writes them.
 void answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
-            const std::vector<Sample>& samples, RunOutputs& outputs, std::vector<std::string>& predictions) {
+            const ProcessGrid& grid, const std::vector<Sample>& samples, size_t begin, size_t end,
+            RunOutputs& outputs, std::vector<std::string>& predictions) {
+  const auto [lb, le] = replica_block(begin, end, grid);
+  std::vector<std::string> local;
   const size_t step = static_cast<size_t>(config.generation_batch);
-  for (size_t b = 0; b < samples.size(); b += step) {
-    const size_t e = std::min(samples.size(), b + step);
+  for (size_t b = lb; b < le; b += step) {
+    const size_t e = std::min(le, b + step);
     std::vector<Generation> gens = generate(model, ids_of(samples, b, e), config.generation);
-    for (size_t i = b; i < e; ++i) {
-      std::string text = encoder.tokenizer().decode(gens[i - b].ids, /*skip_special=*/true);
-      outputs.write_prediction(samples[i].record, text);
-      predictions.push_back(std::move(text));
-    }
+    for (const Generation& g : gens)
+      local.push_back(encoder.tokenizer().decode(g.ids, /*skip_special=*/true));
   }
+  std::vector<std::string> all = all_gather_strings(local, grid.dp);
+  TLM_CHECK(all.size() == end - begin, "answer: gathered ", all.size(), " answers for ", end - begin,
+            " prompts");
+  for (size_t i = begin; i < end; ++i) {
+    outputs.write_prediction(samples[i].record, all[i - begin]);
+    predictions.push_back(std::move(all[i - begin]));
+  }
+}
+
+// Input ce of every sample, each replica scoring its block.
+std::vector<double> score_all(const LlamaModel& model, const std::vector<Sample>& samples,
+                              const AdaptConfig& config, const ProcessGrid& grid, int32_t pad) {
+  const auto [lb, le] = replica_block(0, samples.size(), grid);
+  std::vector<double> local;
+  if (le > lb) local = mean_token_nll(model, ids_of(samples, lb, le), config.score_batch, pad);
+  return all_gather_doubles(local, grid.dp);
+}
+
+ContinuationNll answer_nll_all(const LlamaModel& model, const std::vector<std::vector<int32_t>>& prompts,
+                               const std::vector<std::vector<int32_t>>& answers,
+                               const AdaptConfig& config, const ProcessGrid& grid, int32_t pad) {
+  const auto [lb, le] = replica_block(0, prompts.size(), grid);
+  ContinuationNll local;
+  if (le > lb) {
+    local = continuation_nll(model, {prompts.begin() + static_cast<long>(lb), prompts.begin() + static_cast<long>(le)},
+                             {answers.begin() + static_cast<long>(lb), answers.begin() + static_cast<long>(le)},
+                             config.score_batch, pad);
+  }
+  at::Tensor sums = at::tensor({local.nll_sum, static_cast<double>(local.tokens)}, at::kDouble);
+  grid.dp->all_reduce(sums, ReduceOp::Sum);
+  ContinuationNll out;
+  out.nll_sum = sums[0].item<double>();
+  out.tokens = static_cast<int64_t>(sums[1].item<double>());
+  return out;
 }
 
 // Trains on samples[begin, end) in batches of train_batch_size. `k` counts the steps of the
 // current schedule (its lr is schedule.lr(k)); `selection_ce` (offline) is indexed like samples.
-void train_range(TestTimeLearner& learner, const AdaptConfig& config, const LrSchedule& schedule,
-                 const std::vector<Sample>& samples, size_t begin, size_t end,
+void train_range(TestTimeLearner& learner, const AdaptConfig& config, const ProcessGrid& grid,
+                 const LrSchedule& schedule, const std::vector<Sample>& samples, size_t begin, size_t end,
                  const std::vector<double>& selection_ce, RunOutputs& outputs, int64_t& samples_seen,
                  int64_t& k) {
   const size_t bs = static_cast<size_t>(config.train_batch_size);
   for (size_t b = begin; b < end; b += bs, ++k) {
     const size_t e = std::min(end, b + bs);
+    const auto [lb, le] = replica_block(b, e, grid);
     std::vector<double> sel;
     if (!selection_ce.empty())
-      sel.assign(selection_ce.begin() + static_cast<long>(b), selection_ce.begin() + static_cast<long>(e));
-    StepRecord rec = learner.train_step(ids_of(samples, b, e), schedule.lr(k), sel);
+      sel.assign(selection_ce.begin() + static_cast<long>(lb), selection_ce.begin() + static_cast<long>(le));
+    StepRecord rec = learner.train_step(ids_of(samples, lb, le), schedule.lr(k), sel);
     samples_seen += static_cast<int64_t>(e - b);
     outputs.write_step(rec, samples_seen);
   }
@@ -113,7 +160,8 @@ double mean(const std::vector<double>& v) {
 }  // namespace
 
 nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
-                              const AdaptConfig& config, const std::string& model_path) {
+                              const AdaptConfig& config, const std::string& model_path,
+                              const ProcessGrid& grid) {
   const auto start = std::chrono::steady_clock::now();
   TLM_CHECK(config.stream_batch > 0 && config.train_batch_size > 0 && config.generation_batch > 0 &&
                 config.score_batch > 0,
@@ -121,11 +169,11 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   TLM_CHECK(!config.data.empty(), "no data file given (--data or `data:` in the recipe)");
   PromptSet set = read_prompt_file(config.data, config.data_options);
   for (const SkippedRecord& s : set.skips.records)
-    log_warn(str_cat(s.source, ":", s.line, ": skipped record: ", s.reason));
+    if (grid.is_root()) log_warn(str_cat(s.source, ":", s.line, ": skipped record: ", s.reason));
   if (config.max_samples > 0 && static_cast<int64_t>(set.records.size()) > config.max_samples)
     set.records.resize(static_cast<size_t>(config.max_samples));
   Counters counters;
-  const std::vector<Sample> samples = encode_records(set.records, encoder, counters);
+  const std::vector<Sample> samples = encode_records(set.records, encoder, counters, grid.is_root());
   TLM_CHECK(!samples.empty(), config.data, ": no usable prompt (", set.skips.total(),
             " bad records, ", counters.too_short, " too short)");
   const int32_t pad = encoder.tokenizer().pad_id().value_or(0);
@@ -139,8 +187,8 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     lora.load_full_state(init.state, config.init_adapter);
     log_info("adapter initialised from " + config.init_adapter);
   }
-  TestTimeLearner learner(model, lora, config.objective, config.step, config.adamw);
-  RunOutputs outputs(config.output_dir, static_cast<int64_t>(samples.size()));
+  TestTimeLearner learner(model, lora, config.objective, config.step, config.adamw, grid.dp);
+  RunOutputs outputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root());
   const ScheduleKind kind = parse_schedule(config.schedule_name());
   std::vector<std::string> predictions;
   int64_t samples_seen = 0;
@@ -162,8 +210,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       const size_t e = std::min(samples.size(), b + chunk);
       if (config.generate) {
         auto t = std::chrono::steady_clock::now();
-        answer(model, encoder, config, std::vector<Sample>(samples.begin() + static_cast<long>(b), samples.begin() + static_cast<long>(e)),
-               outputs, predictions);
+        answer(model, encoder, config, grid, samples, b, e, outputs, predictions);
         generate_seconds += seconds_since(t);
       }
       if (config.fresh_optimizer_per_chunk || b == 0) {
@@ -174,14 +221,14 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
         k = 0;
       }
       auto t = std::chrono::steady_clock::now();
-      train_range(learner, config, schedule, samples, b, e, {}, outputs, samples_seen, k);
+      train_range(learner, config, grid, schedule, samples, b, e, {}, outputs, samples_seen, k);
       train_seconds += seconds_since(t);
       outputs.log_progress(static_cast<int64_t>(e));
     }
   } else {
     lora.set_enabled(false);
     auto t = std::chrono::steady_clock::now();
-    const std::vector<double> base_ce = mean_token_nll(model, ids_of(samples, 0, samples.size()), config.score_batch, pad);
+    const std::vector<double> base_ce = score_all(model, samples, config, grid, pad);
     lora.set_enabled(true);
     const LrSchedule schedule = LrSchedule::make(kind, config.learning_rate,
                                                  steps_for(samples.size(), config.train_batch_size), config.warmup());
@@ -190,26 +237,26 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     int64_t k = 0;
     for (size_t b = 0; b < samples.size(); b += chunk) {
       const size_t e = std::min(samples.size(), b + chunk);
-      train_range(learner, config, schedule, samples, b, e, base_ce, outputs, samples_seen, k);
+      train_range(learner, config, grid, schedule, samples, b, e, base_ce, outputs, samples_seen, k);
       outputs.log_progress(static_cast<int64_t>(e));
     }
     train_seconds += seconds_since(t);
     if (config.generate) {
       auto g = std::chrono::steady_clock::now();
-      answer(model, encoder, config, samples, outputs, predictions);
+      answer(model, encoder, config, grid, samples, 0, samples.size(), outputs, predictions);
       generate_seconds += seconds_since(g);
     }
   }
 
   const std::string adapter_dir = config.output_dir + "/adapter";
-  save_peft_adapter(adapter_dir, lora.full_state(), config.lora, model_path);
+  const auto full_adapter = lora.full_state();  // collective over TP
+  if (grid.is_root()) save_peft_adapter(adapter_dir, full_adapter, config.lora, model_path);
 
   // Input perplexity of the whole stream before and after adaptation.
-  const auto all_ids = ids_of(samples, 0, samples.size());
   lora.set_enabled(false);
-  const double base_ce = mean(mean_token_nll(model, all_ids, config.score_batch, pad));
+  const double base_ce = mean(score_all(model, samples, config, grid, pad));
   lora.set_enabled(true);
-  const double adapted_ce = mean(mean_token_nll(model, all_ids, config.score_batch, pad));
+  const double adapted_ce = mean(score_all(model, samples, config, grid, pad));
 
   nlohmann::json summary = {
       {"mode", online ? "online" : "offline"}, {"data", config.data}, {"model", model_path},
@@ -222,7 +269,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       {"input_ppl_base", std::exp(base_ce)}, {"input_ppl_adapted", std::exp(adapted_ce)},
       {"train_seconds", train_seconds}, {"generate_seconds", generate_seconds},
       {"train_tokens_per_s", outputs.train_tokens_per_second()},
-      {"adapter", adapter_dir},
+      {"adapter", adapter_dir}, {"layout", grid.describe()},
       {"config", {{"lr", config.learning_rate}, {"schedule", config.schedule_name()},
                   {"warmup_ratio", config.warmup()}, {"stream_batch", config.stream_batch},
                   {"train_batch_size", config.train_batch_size}, {"threshold", config.objective.threshold},
@@ -255,9 +302,9 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   }
   if (!prompts.empty()) {
     lora.set_enabled(false);
-    const ContinuationNll base = continuation_nll(model, prompts, answers, config.score_batch, pad);
+    const ContinuationNll base = answer_nll_all(model, prompts, answers, config, grid, pad);
     lora.set_enabled(true);
-    const ContinuationNll adapted = continuation_nll(model, prompts, answers, config.score_batch, pad);
+    const ContinuationNll adapted = answer_nll_all(model, prompts, answers, config, grid, pad);
     summary["answer_nll_base"] = base.per_token();
     summary["answer_nll_adapted"] = adapted.per_token();
     summary["answer_tokens"] = base.tokens;

@@ -7,6 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 
+#include "dist/lora_parallel.h"
 #include "engine/common/error.h"
 
 namespace tlm {
@@ -21,12 +22,6 @@ namespace {
 
 std::string short_name(const std::string& module) {
   return module.substr(module.rfind('.') + 1);
-}
-
-// The full tensor from this rank's slice (identity on one rank).
-at::Tensor gather_full(const at::Tensor& local, int split_dim, const CommunicatorPtr& tp) {
-  if (split_dim < 0 || tp->size() == 1) return local.detach().clone();
-  return tp->all_gather(local.detach().contiguous(), split_dim);
 }
 
 }  // namespace
@@ -70,6 +65,12 @@ std::vector<at::Tensor> LoraAdapters::parameters() const {
   return out;
 }
 
+std::vector<LoraSlot*> LoraAdapters::slots() const {
+  std::vector<LoraSlot*> out;
+  for (const Projection& p : modules_) out.push_back(p.lora());
+  return out;
+}
+
 std::vector<std::string> LoraAdapters::parameter_names() const {
   std::vector<std::string> out;
   for (const Projection& p : modules_) {
@@ -84,8 +85,8 @@ std::map<std::string, at::Tensor> LoraAdapters::full_state() const {
   const CommunicatorPtr& tp = model_.tp();
   for (const Projection& p : modules_) {
     const LoraSlot& s = *p.lora();
-    out[p.name + ".lora_A"] = gather_full(s.A, s.a_split_dim, tp);
-    out[p.name + ".lora_B"] = gather_full(s.B, s.b_split_dim, tp);
+    out[p.name + ".lora_A"] = assemble_full_lora(s.A, s.a_part, tp);
+    out[p.name + ".lora_B"] = assemble_full_lora(s.B, s.b_part, tp);
   }
   return out;
 }
@@ -107,14 +108,8 @@ void LoraAdapters::load_full_state(const std::map<std::string, at::Tensor>& stat
               " / ", at::IntArrayRef(want_b));
     const at::Tensor A = a->second.to(at::kFloat);
     const at::Tensor B = b->second.to(at::kFloat);
-    const int tp_rank = model_.tp()->rank(), tp_size = model_.tp()->size();
-    auto slice = [&](const at::Tensor& full, int dim) {
-      if (dim < 0) return full;
-      const int64_t part = full.size(dim) / tp_size;
-      return full.narrow(dim, tp_rank * part, part);
-    };
-    s.A.copy_(slice(A, s.a_split_dim));
-    s.B.copy_(slice(B, s.b_split_dim));
+    s.A.copy_(s.a_part.slice_of(A));
+    s.B.copy_(s.b_part.slice_of(B));
   }
 }
 

@@ -38,6 +38,8 @@ class LoraAdapters {
   const std::vector<Projection>& modules() const { return modules_; }
   // Local (per-rank) tensors in a fixed order: A and B of each module, module order.
   std::vector<at::Tensor> parameters() const;
+  // The layers' LoRA slots, module order (for gradient reduction over TP and DP).
+  std::vector<LoraSlot*> slots() const;
   // Names matching parameters(): "<module>.lora_A", "<module>.lora_B".
   std::vector<std::string> parameter_names() const;
 

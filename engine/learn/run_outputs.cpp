@@ -24,14 +24,17 @@ std::string duration(double seconds) {
 
 }  // namespace
 
-RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples)
-    : directory_(directory), total_(total_samples), start_(std::chrono::steady_clock::now()) {
+RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples, bool writer)
+    : directory_(directory), total_(total_samples), writer_(writer),
+      start_(std::chrono::steady_clock::now()) {
+  if (!writer_) return;
   std::filesystem::create_directories(directory);
   predictions_ = open_for_write(directory + "/predictions.jsonl");
   metrics_ = open_for_write(directory + "/metrics.jsonl");
 }
 
 void RunOutputs::write_prediction(const PromptRecord& record, const std::string& prediction) {
+  if (!writer_) return;
   nlohmann::json j = {{"index", record.index}, {"prompt", record.prompt}, {"predict", prediction}};
   if (record.reference) j["label"] = *record.reference;
   predictions_ << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -47,11 +50,14 @@ void RunOutputs::write_step(const StepRecord& step, int64_t samples_seen) {
                       {"tokens_per_s", step.seconds > 0 ? step.tokens / step.seconds : 0.0}};
   if (!step.skip_reason.empty()) {
     j["skip_reason"] = step.skip_reason;
-    log_warn(str_cat("step ", step.step, ": update skipped (", step.skip_reason,
-                     "); adapter and optimiser state unchanged"));
+    if (writer_)
+      log_warn(str_cat("step ", step.step, ": update skipped (", step.skip_reason,
+                       "); adapter and optimiser state unchanged"));
   }
-  metrics_ << j.dump() << "\n";
-  metrics_.flush();
+  if (writer_) {
+    metrics_ << j.dump() << "\n";
+    metrics_.flush();
+  }
   for (size_t i = 0; i < step.ce.size(); ++i) {
     ++trained_;
     ce_sum_ += step.ce[i];
@@ -66,6 +72,7 @@ double RunOutputs::train_tokens_per_second() const {
 }
 
 void RunOutputs::log_progress(int64_t done) const {
+  if (!writer_) return;
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total_ - done) : 0.0;
@@ -76,6 +83,7 @@ void RunOutputs::log_progress(int64_t done) const {
 }
 
 void RunOutputs::write_summary(const nlohmann::json& summary) const {
+  if (!writer_) return;
   std::ofstream out = open_for_write(directory_ + "/summary.json");
   out << summary.dump(2) << "\n";
 }

@@ -20,7 +20,9 @@ namespace tlm {
 
 class RunOutputs {
  public:
-  RunOutputs(const std::string& directory, int64_t total_samples);
+  // Only the `writer` (rank 0 of a distributed job) creates and writes files and logs
+  // progress; every rank keeps the counters.
+  RunOutputs(const std::string& directory, int64_t total_samples, bool writer = true);
 
   void write_prediction(const PromptRecord& record, const std::string& prediction);
   void write_step(const StepRecord& step, int64_t samples_seen);
@@ -37,6 +39,7 @@ class RunOutputs {
  private:
   std::string directory_;
   int64_t total_;
+  bool writer_;
   std::ofstream predictions_;
   std::ofstream metrics_;
   std::chrono::steady_clock::time_point start_;

@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
 
+#include "dist/gather_objects.h"
+#include "dist/lora_parallel.h"
 #include "engine/common/error.h"
 #include "engine/generate/token_batch.h"
 
@@ -22,44 +24,86 @@ std::vector<double> to_vector(const at::Tensor& t) {
 
 TestTimeLearner::TestTimeLearner(LlamaModel& model, LoraAdapters& lora,
                                  const TlmObjectiveOptions& objective, const StepOptions& step,
-                                 const AdamWOptions& adamw)
+                                 const AdamWOptions& adamw, CommunicatorPtr dp)
     : model_(model), lora_(lora), objective_(objective), step_(step),
-      optimizer_(lora.parameters(), adamw) {}
+      optimizer_(lora.parameters(), adamw),
+      dp_(dp ? std::move(dp) : make_single_process_communicator()) {}
+
+namespace {
+
+double all_reduce_sum(double value, const CommunicatorPtr& group) {
+  if (group->size() == 1) return value;
+  at::Tensor t = at::tensor({value}, at::kDouble);
+  group->all_reduce(t, ReduceOp::Sum);
+  return t.item<double>();
+}
+
+// Clips to max_norm as torch.nn.utils.clip_grad_norm_ does; under TP the norm is taken over
+// the full adapter (each element once). Returns the norm before clipping.
+double clip_lora_gradients(LoraAdapters& lora, const std::vector<at::Tensor>& params,
+                           const CommunicatorPtr& tp, double max_norm) {
+  if (tp->size() == 1) return clip_grad_norm(params, max_norm);
+  const double norm = lora_gradient_norm(lora.slots(), tp);
+  if (max_norm > 0.0 && std::isfinite(norm)) {
+    at::NoGradGuard no_grad;
+    at::Tensor coef = at::clamp_max(max_norm / (at::tensor({norm}, at::kFloat) + 1e-6), 1.0);
+    for (const at::Tensor& p : params)
+      if (p.grad().defined()) p.grad().mul_(coef);
+  }
+  return norm;
+}
+
+}  // namespace
 
 StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& batch, double lr,
                                        const std::vector<double>& selection_ce) {
   const auto start = std::chrono::steady_clock::now();
-  TLM_CHECK(!batch.empty(), "train_step: empty batch");
+  TLM_CHECK(!batch.empty() || dp_->size() > 1, "train_step: empty batch");
   TLM_CHECK(selection_ce.empty() || selection_ce.size() == batch.size(),
             "train_step: ", selection_ce.size(), " selection ce values for ", batch.size(), " samples");
   at::AutoGradMode grad_mode(true);
   StepRecord rec;
   rec.step = ++steps_;
   rec.lr = lr;
-  for (const auto& s : batch) rec.tokens += static_cast<int64_t>(s.size());
+  int64_t tokens = 0;
+  for (const auto& s : batch) tokens += static_cast<int64_t>(s.size());
+  rec.tokens = static_cast<int64_t>(all_reduce_sum(static_cast<double>(tokens), dp_));
 
   lora_.set_training(true);
   optimizer_.zero_grad();
-  TokenBatch tokens = right_padded_batch(batch, 0);
-  at::Tensor ce = per_sample_ce(model_, tokens);  // [B]
-  at::Tensor sel = selection_ce.empty() ? at::Tensor()
-                                        : at::tensor(selection_ce, at::kDouble).to(at::kFloat);
-  TlmLoss loss = tlm_loss(ce, sel, objective_);
-  rec.current_ce = to_vector(ce);
-  rec.ce = selection_ce.empty() ? rec.current_ce : selection_ce;
-  rec.coeff = to_vector(loss.coeff);
-  at::Tensor mask = loss.mask.to(at::kLong);
-  for (int64_t i = 0; i < mask.size(0); ++i) rec.selected.push_back(mask[i].item<int64_t>() != 0);
-  rec.loss = loss.loss.item<double>();
-  const bool any_selected = mask.sum().item<int64_t>() > 0;
+  std::vector<double> current_ce, coeff, selected;
+  TlmLoss loss;
+  double global_selected = 0.0;
+  if (!batch.empty()) {
+    TokenBatch token_batch = right_padded_batch(batch, 0);
+    at::Tensor ce = per_sample_ce(model_, token_batch);  // [b]
+    at::Tensor sel = selection_ce.empty() ? at::Tensor()
+                                          : at::tensor(selection_ce, at::kDouble).to(at::kFloat);
+    // mask first (it does not depend on the normaliser), then the loss with the global count.
+    TlmLoss probe = tlm_loss(ce.detach(), sel, objective_);
+    global_selected = all_reduce_sum(probe.mask.sum().item<double>(), dp_);
+    loss = tlm_loss(ce, sel, objective_, global_selected);
+    current_ce = to_vector(ce);
+    coeff = to_vector(loss.coeff);
+    selected = to_vector(loss.mask);
+  } else {
+    global_selected = all_reduce_sum(0.0, dp_);  // no sample in this replica's share
+  }
+  rec.loss = all_reduce_sum(loss.loss.defined() ? loss.loss.item<double>() : 0.0, dp_);
+  rec.current_ce = all_gather_doubles(current_ce, dp_);
+  rec.ce = selection_ce.empty() ? rec.current_ce : all_gather_doubles(selection_ce, dp_);
+  rec.coeff = all_gather_doubles(coeff, dp_);
+  for (double m : all_gather_doubles(selected, dp_)) rec.selected.push_back(m != 0.0);
+  const bool any_selected = global_selected > 0.0;
 
   if (!std::isfinite(rec.loss)) {
     rec.skip_reason = "non-finite loss";
   } else if (!any_selected && step_.skip_unselected) {
     rec.skip_reason = "no sample selected";
   } else {
-    loss.loss.backward();
-    rec.grad_norm = clip_grad_norm(optimizer_.params(), step_.max_grad_norm);
+    if (loss.loss.defined()) loss.loss.backward();
+    if (model_.tp()->size() > 1 || dp_->size() > 1) reduce_lora_gradients(lora_.slots(), model_.tp(), dp_);
+    rec.grad_norm = clip_lora_gradients(lora_, optimizer_.params(), model_.tp(), step_.max_grad_norm);
     if (!std::isfinite(rec.grad_norm)) {
       rec.skip_reason = "non-finite gradient";
     } else {

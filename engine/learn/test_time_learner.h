@@ -2,6 +2,11 @@
 // weighted and selected loss, backward into the LoRA tensors only, gradient clipping, and an
 // AdamW update -- or, for a non-finite loss or gradient, no update at all (adapter and
 // optimiser state untouched) with the reason recorded.
+//
+// Under data parallelism every replica calls train_step with its share of the step's global
+// batch: the selection normaliser sum(mask) is global, LoRA gradients are summed over TP (for
+// shared parts) and over DP, and the record holds the whole global batch, so DP = k makes
+// the update one process makes with the global batch.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +28,7 @@ struct StepOptions {
 
 struct StepRecord {
   int64_t step = 0;                 // optimiser steps taken or attempted so far, 1-based
+  // Per-sample vectors cover the global batch (every DP replica's share, in stream order).
   std::vector<double> ce;           // per sample, the ce that selected it
   std::vector<double> current_ce;   // per sample, under the model being trained
   std::vector<bool> selected;
@@ -38,10 +44,12 @@ struct StepRecord {
 
 class TestTimeLearner {
  public:
+  // `dp`: the data-parallel group (size 1 without DP); TP comes from the model.
   TestTimeLearner(LlamaModel& model, LoraAdapters& lora, const TlmObjectiveOptions& objective,
-                  const StepOptions& step, const AdamWOptions& adamw);
+                  const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp = nullptr);
 
-  // `selection_ce`: the offline setting's adapter-off ce for these samples; empty = online.
+  // `batch`: this replica's share of the step (may be empty under DP). `selection_ce`: the
+  // offline setting's adapter-off ce for these samples; empty = online.
   StepRecord train_step(const std::vector<std::vector<int32_t>>& batch, double lr,
                         const std::vector<double>& selection_ce = {});
 
@@ -55,6 +63,7 @@ class TestTimeLearner {
   TlmObjectiveOptions objective_;
   StepOptions step_;
   AdamW optimizer_;
+  CommunicatorPtr dp_;
   int64_t steps_ = 0;
   int64_t skipped_ = 0;
 };

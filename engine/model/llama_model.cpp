@@ -51,6 +51,19 @@ class ShardLoader {
     if (bias) b = rows(prefix + ".bias", out, what);
     return std::make_unique<ColumnParallelLinear>(tp_, rows(prefix + ".weight", out, what), b, out);
   }
+  // A projection whose output rows are whole heads of `head_dim`; KV heads fewer than the
+  // TP ranks are replicated (head_shard).
+  std::unique_ptr<ColumnParallelLinear> heads(const std::string& prefix, int64_t heads,
+                                              int64_t head_dim, bool bias,
+                                              const std::string& what) const {
+    const ShardRange h = head_shard(heads, tp_->rank(), tp_->size(), what);
+    const ShardRange r{h.begin * head_dim, h.end * head_dim};
+    std::optional<at::Tensor> b;
+    if (bias) b = w_.load(prefix + ".bias", WeightSlice::along(0, r.begin, r.end)).to(dtype_);
+    at::Tensor w = w_.load(prefix + ".weight", WeightSlice::along(0, r.begin, r.end)).to(dtype_);
+    return std::make_unique<ColumnParallelLinear>(tp_, w, b, heads * head_dim, r,
+                                                  head_replicas(heads, tp_->size()));
+  }
   std::unique_ptr<RowParallelLinear> row(const std::string& prefix, int64_t in, bool bias,
                                          const std::string& what) const {
     std::optional<at::Tensor> b;
@@ -82,9 +95,12 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
             "model dtype must be fp32, bf16 or fp16");
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, D = c.head_dim;
-  TLM_CHECK(c.num_heads % tp_->size() == 0 && c.num_kv_heads % tp_->size() == 0,
-            "num_attention_heads = ", c.num_heads, " and num_key_value_heads = ",
-            c.num_kv_heads, " must both be divisible by the tensor-parallel size ", tp_->size());
+  TLM_CHECK(c.num_heads % tp_->size() == 0, "num_attention_heads = ", c.num_heads,
+            " is not divisible by the tensor-parallel size ", tp_->size(),
+            "; choose a tp size that divides it");
+  TLM_CHECK(c.num_kv_heads % tp_->size() == 0 || tp_->size() % c.num_kv_heads == 0,
+            "num_key_value_heads = ", c.num_kv_heads, " and the tensor-parallel size ", tp_->size(),
+            " clash: one must divide the other (KV heads are split, or replicated when fewer)");
   ShardLoader load(weights, tp_, dtype_);
 
   check_shape(weights, "model.embed_tokens.weight", {c.vocab_size, H});
@@ -126,9 +142,9 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
     layer.input_norm = load.whole(p + "input_layernorm.weight");
     layer.post_norm = load.whole(p + "post_attention_layernorm.weight");
     layer.attention = std::make_unique<Attention>(
-        load.column(p + "self_attn.q_proj", c.num_heads * D, c.qkv_bias, "q_proj rows (heads x head_dim)"),
-        load.column(p + "self_attn.k_proj", c.num_kv_heads * D, c.qkv_bias, "k_proj rows (kv heads x head_dim)"),
-        load.column(p + "self_attn.v_proj", c.num_kv_heads * D, c.qkv_bias, "v_proj rows (kv heads x head_dim)"),
+        load.heads(p + "self_attn.q_proj", c.num_heads, D, c.qkv_bias, "num_attention_heads"),
+        load.heads(p + "self_attn.k_proj", c.num_kv_heads, D, c.qkv_bias, "num_key_value_heads"),
+        load.heads(p + "self_attn.v_proj", c.num_kv_heads, D, c.qkv_bias, "num_key_value_heads"),
         load.row(p + "self_attn.o_proj", c.num_heads * D, c.o_bias, "o_proj columns"), D);
     layer.mlp = std::make_unique<Mlp>(
         load.column(p + "mlp.gate_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"),
@@ -211,7 +227,7 @@ at::Tensor LlamaModel::token_log_likelihoods(const at::Tensor& ids,
 
 KvCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {
   KvCache c;
-  const int64_t kv_local = config_.num_kv_heads / tp_->size();
+  const int64_t kv_local = head_shard(config_.num_kv_heads, tp_->rank(), tp_->size(), "num_key_value_heads").size();
   for (size_t i = 0; i < layers_.size(); ++i) {
     c.keys.push_back(at::zeros({batch, kv_local, capacity, config_.head_dim}, at::TensorOptions().dtype(dtype_)));
     c.values.push_back(at::zeros({batch, kv_local, capacity, config_.head_dim}, at::TensorOptions().dtype(dtype_)));

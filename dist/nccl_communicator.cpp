@@ -1,0 +1,193 @@
+#include "dist/nccl_communicator.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include "dist/mpi_communicator.h"
+#include "dist/mpi_session.h"
+#include "engine/common/error.h"
+
+namespace tlm {
+
+bool nccl_compiled_in() { return true; }
+
+namespace {
+
+void check_nccl(ncclResult_t code, const std::string& operation) {
+  TLM_CHECK(code == ncclSuccess, "NCCL error in ", operation, " on rank ", mpi_world_rank(), ": ",
+            ncclGetErrorString(code));
+}
+
+void check_cuda(cudaError_t code, const std::string& operation) {
+  TLM_CHECK(code == cudaSuccess, "CUDA error in ", operation, " on rank ", mpi_world_rank(), ": ",
+            cudaGetErrorString(code));
+}
+
+ncclDataType_t nccl_type(const at::Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return ncclFloat32;
+    case at::kDouble: return ncclFloat64;
+    case at::kBFloat16: return ncclBfloat16;
+    case at::kHalf: return ncclFloat16;
+    case at::kLong: return ncclInt64;
+    case at::kInt: return ncclInt32;
+    case at::kByte: return ncclUint8;
+    default: TLM_FAIL("NCCL: unsupported dtype ", t.scalar_type());
+  }
+}
+
+int local_rank() {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
+    if (const char* v = std::getenv(var)) return std::atoi(v);
+  return 0;
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(MPI_Comm comm, std::string group, double timeout)
+      : group_(std::move(group)), timeout_(timeout) {
+    MPI_Comm_rank(comm, &rank_);
+    MPI_Comm_size(comm, &size_);
+    const int devices = c10::cuda::device_count();
+    TLM_CHECK(devices > 0, "--backend nccl needs a CUDA GPU, but rank ", mpi_world_rank(),
+              " sees none (CUDA_VISIBLE_DEVICES=",
+              std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "unset",
+              "); use --backend mpi to run on CPUs");
+    device_ = static_cast<c10::DeviceIndex>(local_rank() % devices);
+    c10::cuda::set_device(device_);
+    ncclUniqueId id;
+    if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    check_mpi(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm), "MPI_Bcast (NCCL unique id)");
+    // Non-blocking init so that a missing peer hits the timeout instead of hanging.
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    check_nccl(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config), "ncclCommInitRank");
+    wait_comm("ncclCommInitRank");
+  }
+  ~NcclCommunicator() override {
+    if (comm_) ncclCommDestroy(comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void all_reduce(at::Tensor& tensor, ReduceOp op) override {
+    check_tensor(tensor, "all_reduce");
+    if (tensor.numel() == 0) return;
+    auto stream = c10::cuda::getCurrentCUDAStream(device_);
+    check_nccl(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), nccl_type(tensor),
+                             op == ReduceOp::Sum ? ncclSum : ncclMax, comm_, stream.stream()),
+               "ncclAllReduce");
+    wait_stream(stream.stream(), "all_reduce");
+  }
+
+  at::Tensor all_gather(const at::Tensor& tensor, int64_t dim) override {
+    at::Tensor local = tensor.contiguous();
+    check_tensor(local, "all_gather");
+    std::vector<int64_t> shape = {size_};
+    for (int64_t s : local.sizes()) shape.push_back(s);
+    at::Tensor out = at::empty(shape, local.options());
+    if (local.numel() > 0) {
+      auto stream = c10::cuda::getCurrentCUDAStream(device_);
+      check_nccl(ncclAllGather(local.data_ptr(), out.data_ptr(), local.numel(), nccl_type(local),
+                               comm_, stream.stream()),
+                 "ncclAllGather");
+      wait_stream(stream.stream(), "all_gather");
+    }
+    if (local.dim() == 0) return out;
+    return at::cat(out.unbind(0), dim);
+  }
+
+  void broadcast(at::Tensor& tensor, int root) override {
+    check_tensor(tensor, "broadcast");
+    if (tensor.numel() == 0) return;
+    auto stream = c10::cuda::getCurrentCUDAStream(device_);
+    check_nccl(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), nccl_type(tensor),
+                             root, comm_, stream.stream()),
+               "ncclBroadcast");
+    wait_stream(stream.stream(), "broadcast");
+  }
+
+  void barrier() override {
+    at::Tensor one = at::ones({1}, at::TensorOptions().dtype(at::kFloat).device(at::kCUDA, device_));
+    all_reduce(one, ReduceOp::Sum);
+  }
+
+  std::string name() const override { return str_cat("nccl ", group_, " group (", size_, " ranks)"); }
+
+ private:
+  void check_tensor(const at::Tensor& t, const char* op) const {
+    TLM_CHECK(t.is_cuda(), "NCCL ", op, ": the NCCL back end takes CUDA tensors, got ", t.device());
+    TLM_CHECK(t.is_contiguous(), "NCCL ", op, ": tensor must be contiguous");
+  }
+
+  void fail_timeout(const char* op) {
+    ncclCommAbort(comm_);
+    comm_ = nullptr;
+    abort_job(str_cat("rank ", mpi_world_rank(), ": ", op, " on the ", group_, " group (", size_,
+                      " ranks) did not complete within ", timeout_,
+                      " s: a peer rank died or stopped answering; aborting all ranks"));
+  }
+
+  bool expired(std::chrono::steady_clock::time_point start) const {
+    return timeout_ > 0 &&
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_;
+  }
+
+  // Waits for the communicator's pending (non-blocking) work, checking its async error.
+  void wait_comm(const char* op) {
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      ncclResult_t state = ncclInProgress;
+      check_nccl(ncclCommGetAsyncError(comm_, &state), "ncclCommGetAsyncError");
+      if (state == ncclSuccess) return;
+      if (state != ncclInProgress) check_nccl(state, op);
+      if (expired(start)) fail_timeout(op);
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
+
+  // Waits until the stream has run the collective, so that a lost peer is seen within the
+  // timeout (NCCL would otherwise spin on the GPU forever).
+  void wait_stream(cudaStream_t stream, const char* op) {
+    cudaEvent_t done;
+    check_cuda(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreate");
+    check_cuda(cudaEventRecord(done, stream), "cudaEventRecord");
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      cudaError_t q = cudaEventQuery(done);
+      if (q == cudaSuccess) break;
+      if (q != cudaErrorNotReady) check_cuda(q, op);
+      ncclResult_t state = ncclSuccess;
+      check_nccl(ncclCommGetAsyncError(comm_, &state), "ncclCommGetAsyncError");
+      if (state != ncclSuccess && state != ncclInProgress) check_nccl(state, op);
+      if (expired(start)) fail_timeout(op);
+      std::this_thread::yield();
+    }
+    cudaEventDestroy(done);
+  }
+
+  ncclComm_t comm_ = nullptr;
+  int rank_ = 0;
+  int size_ = 1;
+  c10::DeviceIndex device_ = 0;
+  std::string group_;
+  double timeout_;
+};
+
+}  // namespace
+
+CommunicatorPtr make_nccl_communicator(MPI_Comm comm, const std::string& group,
+                                       double timeout_seconds) {
+  return std::make_shared<NcclCommunicator>(comm, group, timeout_seconds);
+}
+
+}  // namespace tlm

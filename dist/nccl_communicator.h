@@ -1,0 +1,24 @@
+// The NCCL back end of Communicator: CUDA tensors, work enqueued on LibTorch's current CUDA
+// stream. The group's unique id is created on its rank 0 and broadcast over the group's MPI
+// communicator. Compiled and linked in every build (TLM_WITH_NCCL); without a visible GPU
+// creating one fails at start with a message saying so.
+#pragma once
+
+#include <string>
+
+#include <mpi.h>
+
+#include "dist/communicator.h"
+
+namespace tlm {
+
+// True when this build has the NCCL back end.
+bool nccl_compiled_in();
+
+// A NCCL communicator over the ranks of `comm` (which must stay valid while it is created).
+// Each rank uses CUDA device `local_rank % device_count`. timeout_seconds bounds every
+// operation: a peer that stops answering aborts the job with rank, operation and group.
+CommunicatorPtr make_nccl_communicator(MPI_Comm comm, const std::string& group,
+                                       double timeout_seconds);
+
+}  // namespace tlm
