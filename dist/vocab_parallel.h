@@ -37,8 +37,9 @@ at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const at::Tensor& wei
 // them: per chunk, all-reduces of the row max, of the sum of exponentials and of the target
 // logit. hidden [N, H] (replicated over TP), targets [N] int64 (-100 = ignore, gives 0).
 // Returns fp32 [N]. Differentiable w.r.t. `hidden` only (base weights are frozen); the
-// backward recomputes each chunk's logits and is local: the caller routes `hidden` through
-// copy_to_tp_region so the partial input gradients are summed.
+// backward recomputes each chunk's logits and is local; `hidden` goes through
+// copy_to_tp_region inside, so the partial input gradients are summed over TP (callers must
+// not wrap it again).
 at::Tensor vocab_parallel_token_log_likelihood(const at::Tensor& hidden,
                                                const at::Tensor& weight_shard,
                                                const at::Tensor& targets,

@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include "dist/fault_injection.h"
 #include "dist/gather_objects.h"
 #include "dist/shard.h"
 #include "engine/common/error.h"
@@ -141,6 +142,7 @@ void train_range(TestTimeLearner& learner, const AdaptConfig& config, const Proc
     std::vector<double> sel;
     if (!selection_ce.empty())
       sel.assign(selection_ce.begin() + static_cast<long>(lb), selection_ce.begin() + static_cast<long>(le));
+    fault_injection_point(grid.world_rank, learner.steps() + 1);
     StepRecord rec = learner.train_step(ids_of(samples, lb, le), schedule.lr(k), sel);
     samples_seen += static_cast<int64_t>(e - b);
     outputs.write_step(rec, samples_seen);

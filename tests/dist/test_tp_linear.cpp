@@ -115,8 +115,8 @@ void check_lora(const char* what, bool row) {
   EXPECT_FALSE(slot->merged) << what;
   // Which LoRA tensor TP would split: B with the column layer's rows, A with the row layer's
   // columns.
-  EXPECT_EQ(slot->a_split_dim, row ? 1 : -1) << what;
-  EXPECT_EQ(slot->b_split_dim, row ? -1 : 0) << what;
+  EXPECT_EQ(slot->a_part.dim, row ? 1 : -1) << what;
+  EXPECT_EQ(slot->b_part.dim, row ? -1 : 0) << what;
 
   const at::Tensor base = at::linear(x0, w, b);
   const at::Tensor expected = base + lora_reference(x0, A, B, scale);

@@ -1,0 +1,15 @@
+// Harness for GoogleTest binaries that run under mpirun (CTest label mpi): main() starts
+// MPI, every rank runs every test, and a rank whose test fails or hangs takes the job down
+// through the collective timeout instead of leaving the others waiting.
+#pragma once
+
+#include "dist/process_grid.h"
+
+namespace tlm::test {
+
+// A grid over every rank of the job with the MPI back end (timeout 120 s).
+ProcessGrid mpi_grid(int tp, int dp);
+int world_size();
+int world_rank();
+
+}  // namespace tlm::test

@@ -1,0 +1,149 @@
+// TestTimeLearner under mpirun against the same learner in one process: five online TLM
+// steps with a global batch of 4 (the threshold at the median initial ce, so some samples
+// are masked out and some kept; gradient clipping active), LoRA on every projection (column,
+// row and, at TP = 4, replicated KV heads), for TP = 2 and DP = 2 on 2 ranks and TP = 4 and
+// TP = 2 x DP = 2 on 4 ranks; on 3 ranks one step of the real default model at TP = 3.
+// Tolerances: losses 1e-5 relative, adapters 1e-5 absolute (fp32). The default-model step
+// uses the official settings (lr 5e-5, threshold 3, lambda 0.1): Adam's first update is
+// lr * g / (|g| + eps), which turns the ~1e-9 absolute differences of reduction order in
+// gradients near eps = 1e-8 into update differences up to ~lr / 40, so the adapter
+// difference scales with lr (measured 4.9e-5 at lr 1e-3 over 184k LoRA B elements).
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include "dist/shard.h"
+#include "engine/generate/scoring.h"
+#include "engine/learn/test_time_learner.h"
+#include "engine/model/model_files.h"
+#include "tests/dist/mpi_test_main.h"
+#include "tests/engine/model/tiny_llama.h"
+
+namespace tlm {
+namespace {
+
+std::vector<std::pair<int, int>> layouts(int world) {
+  if (world == 2) return {{2, 1}, {1, 2}};
+  if (world == 4) return {{4, 1}, {2, 2}};
+  return {{world, 1}};
+}
+
+std::vector<std::vector<int32_t>> random_sequences(int count, int64_t vocab, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<std::vector<int32_t>> out;
+  for (int i = 0; i < count; ++i) {
+    const int64_t len = 5 + (i * 7) % 8;
+    at::Tensor ids = at::randint(vocab, {len}, gen, at::kLong);
+    std::vector<int32_t> s;
+    for (int64_t t = 0; t < len; ++t) s.push_back(static_cast<int32_t>(ids[t].item<int64_t>()));
+    out.push_back(s);
+  }
+  return out;
+}
+
+double max_adapter_diff(const std::map<std::string, at::Tensor>& a,
+                        const std::map<std::string, at::Tensor>& b) {
+  double worst = 0;
+  for (const auto& [name, t] : a) {
+    EXPECT_TRUE(b.count(name)) << name;
+    worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  }
+  return worst;
+}
+
+std::vector<std::vector<int32_t>> block(const std::vector<std::vector<int32_t>>& batch,
+                                        const ProcessGrid& g) {
+  const ShardRange r = balanced_range(static_cast<int64_t>(batch.size()), g.dp_rank, g.dp_size);
+  return {batch.begin() + r.begin, batch.begin() + r.end};
+}
+
+TEST(TestTimeLearnerMpi, FiveOnlineStepsEqualOneProcess) {
+  if (test::world_size() == 3) GTEST_SKIP() << "tiny model layouts run on 2 and 4 ranks";
+  const test::TinyLlamaSpec spec;
+  const auto seqs = random_sequences(20, spec.vocab_size, 5);
+  LoraConfig lc;
+  lc.targets = lora_target_names();
+  lc.rank = 4;
+  StepOptions step;
+  step.max_grad_norm = 1.0;
+  const double lr = 1e-2;
+  for (auto [tp, dp] : layouts(test::world_size())) {
+    test::TinyLlama ref = test::load_tiny_llama(spec, at::kFloat);
+    std::vector<double> ce0 = mean_token_nll(*ref.model, seqs, 8, 0);
+    std::nth_element(ce0.begin(), ce0.begin() + 10, ce0.end());
+    TlmObjectiveOptions objective;
+    objective.threshold = ce0[10];
+    LoraAdapters ref_lora(*ref.model, lc);
+    TestTimeLearner ref_learner(*ref.model, ref_lora, objective, step, AdamWOptions{});
+
+    ProcessGrid g = test::mpi_grid(tp, dp);
+    LlamaModel model(ref.config, *ref.weights, g.tp, at::kFloat);
+    LoraAdapters lora(model, lc);
+    TestTimeLearner learner(model, lora, objective, step, AdamWOptions{}, g.dp);
+    int selected = 0, masked = 0;
+    double worst_loss = 0;
+    for (int k = 0; k < 5; ++k) {
+      const std::vector<std::vector<int32_t>> batch(seqs.begin() + 4 * k, seqs.begin() + 4 * k + 4);
+      const StepRecord want = ref_learner.train_step(batch, lr);
+      const StepRecord got = learner.train_step(block(batch, g), lr);
+      EXPECT_EQ(got.selected, want.selected) << "step " << k;
+      EXPECT_EQ(got.tokens, want.tokens);
+      EXPECT_EQ(got.updated, want.updated);
+      const double rel = std::abs(got.loss - want.loss) / std::max(1e-30, std::abs(want.loss));
+      worst_loss = std::max(worst_loss, rel);
+      EXPECT_LE(rel, 1e-5) << "step " << k << ": " << got.loss << " vs " << want.loss;
+      EXPECT_NEAR(got.grad_norm, want.grad_norm, 1e-5 * want.grad_norm) << "step " << k;
+      ASSERT_EQ(got.current_ce.size(), want.current_ce.size());
+      for (size_t i = 0; i < got.current_ce.size(); ++i)
+        EXPECT_NEAR(got.current_ce[i], want.current_ce[i], 1e-5);
+      for (bool s : want.selected) (s ? selected : masked)++;
+    }
+    EXPECT_GT(selected, 0);
+    EXPECT_GT(masked, 0);
+    const double adapter_diff = max_adapter_diff(lora.full_state(), ref_lora.full_state());
+    EXPECT_LE(adapter_diff, 1e-5) << "tp " << tp << " dp " << dp;
+    if (g.is_root())
+      std::printf("[parity] 5 TLM steps tp %d x dp %d (%d selected, %d masked): loss max rel diff %.3e, "
+                  "adapter max abs diff %.3e\n", tp, dp, selected, masked, worst_loss, adapter_diff);
+  }
+}
+
+TEST(TestTimeLearnerMpi, DefaultModelOneStepAtTp3) {
+  const char* path = std::getenv("TLM_DEFAULT_MODEL");
+  if (test::world_size() != 3 || !path || !*path) GTEST_SKIP() << "runs on 3 ranks with TLM_DEFAULT_MODEL";
+  ModelFiles files = open_model_files(path);
+  std::vector<std::vector<int32_t>> batch;
+  for (const char* text : {"Which cover crops fix nitrogen before a wheat season?",
+                           "How do bond prices respond when interest rates rise?"})
+    batch.push_back(files.tokenizer->encode(text, false));
+  LoraConfig lc;                  // q_proj, v_proj, r 8, alpha 16
+  TlmObjectiveOptions objective;  // threshold 3, lambda 0.1
+  const double lr = 5e-5;
+  LlamaModel single(files.config, *files.weights, make_single_process_communicator(), at::kFloat);
+  LoraAdapters ref_lora(single, lc);
+  TestTimeLearner ref_learner(single, ref_lora, objective, StepOptions{}, AdamWOptions{});
+  const StepRecord want = ref_learner.train_step(batch, lr);
+
+  ProcessGrid g = test::mpi_grid(3, 1);
+  LlamaModel sharded(files.config, *files.weights, g.tp, at::kFloat);
+  LoraAdapters lora(sharded, lc);
+  TestTimeLearner learner(sharded, lora, objective, StepOptions{}, AdamWOptions{}, g.dp);
+  const StepRecord got = learner.train_step(batch, lr);
+  EXPECT_EQ(got.selected, want.selected);
+  EXPECT_TRUE(got.updated);
+  EXPECT_LE(std::abs(got.loss - want.loss), 1e-5 * std::abs(want.loss));
+  const double diff = max_adapter_diff(lora.full_state(), ref_lora.full_state());
+  EXPECT_LE(diff, 1e-5);
+  if (g.is_root())
+    std::printf("[parity] default model one TLM step at tp 3: loss %.6f vs %.6f, adapter max abs diff %.3e\n",
+                got.loss, want.loss, diff);
+}
+
+}  // namespace
+}  // namespace tlm
