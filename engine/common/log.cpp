@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 namespace tlm {
@@ -12,8 +13,10 @@ std::string& prefix() {
   return p;
 }
 
+// Log lines go to stderr: stdout carries command output (JSONL, answers) that scripts parse.
 void ensure_pattern() {
   static const bool done = [] {
+    spdlog::set_default_logger(spdlog::stderr_color_mt("tlm"));
     spdlog::set_pattern("[tlm %H:%M:%S] %^%l%$: %v");
     return true;
   }();
@@ -36,6 +39,7 @@ void log_error(const std::string& m) {
 }
 void set_log_prefix(const std::string& p) { prefix() = p; }
 void set_log_info_enabled(bool enabled) {
+  ensure_pattern();
   spdlog::set_level(enabled ? spdlog::level::info : spdlog::level::warn);
 }
 

@@ -37,8 +37,10 @@ PROMPTS = [
 ]
 
 
-def make_tiny_llama(directory: pathlib.Path, seed: int = 0):
-    """Saves model + tokenizer into `directory`; returns (model, tokenizer)."""
+def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int = 1):
+    """Saves model + tokenizer into `directory`; returns (model, tokenizer). The embedding has
+    the tokenizer's vocabulary rounded up to `vocab_multiple` rows (as models pad theirs so
+    that tensor-parallel ranks split it evenly)."""
     torch.manual_seed(seed)
     directory.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE())
@@ -51,7 +53,8 @@ def make_tiny_llama(directory: pathlib.Path, seed: int = 0):
                                                   pad_token="<|endoftext|>")
     hf_tok.chat_template = CHATML
     hf_tok.save_pretrained(directory)
-    cfg = transformers.LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128,
+    vocab = -(-tok.get_vocab_size() // vocab_multiple) * vocab_multiple
+    cfg = transformers.LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                    max_position_embeddings=512, rms_norm_eps=1e-5,
                                    eos_token_id=tok.token_to_id("<|im_end|>"),

@@ -1,0 +1,115 @@
+"""`tlm adapt` under mpirun against the same job in one process, on a tiny random Llama made
+here (4 heads, 2 KV heads, vocabulary padded to a multiple of 4): five online TLM steps
+(10 prompts, chunks of 4, train batch 2, threshold at the median initial ce so that some
+samples are masked and some kept), LoRA on q/k/v/o/gate/up/down, for TP=2 and DP=2 on 2 ranks
+and TP=4 (KV heads replicated) and TP=2 x DP=2 on 4 ranks. Checks: per-step losses within
+1e-5 relative, adapter tensors within 1e-5 absolute, selections equal, predictions.jsonl
+byte-identical.
+
+Then the failure behaviour, with the collective timeout set to 5 s: a rank killed with
+SIGKILL, a rank stopped with SIGSTOP (hung) and a rank that fails with an error each end the
+whole job non-zero, well within the timeout plus start-up, with a message naming the rank.
+"""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import time
+import unittest
+
+import numpy as np
+from safetensors.numpy import load_file
+
+from tiny_llama import PROMPTS, make_tiny_llama
+from tlm_testing import SOURCE_DIR, assert_close, binary, run, tmpdir
+
+MPIRUN = [shutil.which("mpirun") or "mpirun", "--oversubscribe", "--bind-to", "none"]
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+LAYOUTS = [(2, 1), (1, 2), (4, 1), (2, 2)]
+
+
+class AdaptUnderMpirun(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tmpdir("tlm-adapt-mpi-")
+        cls.model_dir = cls.work / "model"
+        make_tiny_llama(cls.model_dir, vocab_multiple=4)
+        cls.data = cls.work / "stream.jsonl"
+        cls.data.write_text("".join(json.dumps({"instruction": p, "output": "a short answer"}) + "\n"
+                                    for p in PROMPTS))
+        scores = run([binary("launch/tlm"), "score", "--model", cls.model_dir, "--data", cls.data,
+                      "--chat-template", "chatml", "--cutoff-len", 0], env=ENV).stdout
+        ce = [json.loads(line)["ce"] for line in scores.splitlines()]
+        cls.threshold = statistics.median(ce)
+        cls.single = cls.adapt(cls.work / "single", ranks=1)
+
+    @classmethod
+    def adapt(cls, out, ranks, tp=1, dp=1, extra_env=None, check=True, timeout=None):
+        cmd = [binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "tlm-online.yaml",
+               "--model", cls.model_dir, "--data", cls.data, "--output-dir", out, "--chat-template", "chatml",
+               "--cutoff-len", 0, "--lr", "1e-3", "--threshold", cls.threshold, "--stream-batch", 4,
+               "--train-batch-size", 2, "--max-new-tokens", 6, "--score-batch", 4,
+               "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
+        if ranks > 1:
+            cmd = MPIRUN + ["-np", str(ranks)] + cmd + ["--tp-size", tp, "--dp-size", dp,
+                                                        "--collective-timeout", 5]
+        env = dict(ENV, **(extra_env or {}))
+        if check:
+            return run(cmd, env=env, timeout=timeout)
+        return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=timeout)
+
+    def outputs(self, out):
+        steps = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+        adapter = load_file(out / "adapter" / "adapter_model.safetensors")
+        return steps, adapter, (out / "predictions.jsonl").read_bytes()
+
+    def test_layouts_equal_one_process(self):
+        ref_steps, ref_adapter, ref_pred = self.outputs(self.work / "single")
+        self.assertEqual(len(ref_steps), 5)
+        selected = [s for st in ref_steps for s in st["selected"]]
+        self.assertIn(True, selected)
+        self.assertIn(False, selected)
+        for tp, dp in LAYOUTS:
+            with self.subTest(tp=tp, dp=dp):
+                out = self.work / f"tp{tp}-dp{dp}"
+                self.adapt(out, tp * dp, tp, dp)
+                steps, adapter, pred = self.outputs(out)
+                self.assertEqual([st["selected"] for st in steps], [st["selected"] for st in ref_steps])
+                assert_close(self, [s["loss"] for s in steps], [s["loss"] for s in ref_steps], rtol=1e-5,
+                             atol=1e-12, what=f"tp {tp} x dp {dp} per-step losses")
+                self.assertEqual(sorted(adapter), sorted(ref_adapter))
+                worst = max(float(np.abs(adapter[k] - ref_adapter[k]).max()) for k in ref_adapter)
+                print(f"[parity] tp {tp} x dp {dp}: adapter max abs diff {worst:.3e} over {len(ref_adapter)} tensors",
+                      flush=True)
+                self.assertLessEqual(worst, 1e-5)
+                self.assertEqual(pred, ref_pred, "predictions.jsonl differs from the one-process run")
+                summary = json.loads((out / "summary.json").read_text())
+                self.assertIn(f"tp {tp} x dp {dp}", summary["layout"])
+
+    def check_failure(self, action, failing_rank, expect):
+        start = time.monotonic()
+        proc = self.adapt(self.work / f"fail-{action}", 2, 2, 1, check=False, timeout=180,
+                          extra_env={"TLM_FAULT_INJECT": f"rank={failing_rank},step=2,action={action}"})
+        elapsed = time.monotonic() - start
+        text = proc.stdout + proc.stderr
+        print(f"[mpi] {action} of rank {failing_rank}: exit {proc.returncode} after {elapsed:.1f} s; "
+              f"message: {[l for l in text.splitlines() if expect in l][:1]}", flush=True)
+        self.assertNotEqual(proc.returncode, 0, text[-3000:])
+        self.assertIn(expect, text, text[-3000:])
+        self.assertLess(elapsed, 120, "the job outlived the timeout by far")
+
+    def test_killed_rank_ends_the_job(self):
+        # mpirun sees the dead rank and ends the others: "... process rank 1 ... signal 9".
+        self.check_failure("kill", 1, "process rank 1")
+
+    def test_hung_rank_times_out(self):
+        # Rank 1 stops answering; rank 0 waits 5 s in its collective, then aborts every rank.
+        self.check_failure("stop", 1, "did not complete within 5 s")
+
+    def test_failing_rank_aborts_the_others(self):
+        self.check_failure("throw", 1, "rank 1: TLM_FAULT_INJECT: injected failure at step 2")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
