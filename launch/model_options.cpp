@@ -82,6 +82,10 @@ LoadedModel load_model(const ModelOptions& options) {
   const at::ScalarType dtype = options.dtype == "bf16" ? at::kBFloat16 : at::kFloat;
   const double rss_before = resident_bytes();
   m.model = std::make_unique<LlamaModel>(m.files.config, *m.files.weights, m.grid.tp, dtype);
+  // The model holds its own copies; unmapping the files drops the pages the slices touched
+  // from the resident set (the kernel keeps them as reclaimable page cache).
+  m.files.weights.reset();
+  m.files.gguf.reset();
   // What the weights cost each rank: about 1/TP of the model when slices load from the mmap.
   const std::vector<double> weights_mib =
       all_gather_doubles({(resident_bytes() - rss_before) / (1024.0 * 1024.0)}, m.grid.world);

@@ -22,7 +22,7 @@ struct ModelFiles {
   std::string format;  // "gguf" or "hf"
   ModelConfig config;
   std::shared_ptr<const GgufFile> gguf;  // set for "gguf"
-  std::unique_ptr<WeightSource> weights;
+  std::unique_ptr<WeightSource> weights;  // load_model releases it once the model is built
   std::unique_ptr<Tokenizer> tokenizer;
   std::optional<std::string> chat_template_text;  // the model's own Jinja template, if any
   std::vector<int32_t> eos_ids;                   // every id that ends generation

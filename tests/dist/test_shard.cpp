@@ -1,4 +1,5 @@
-// shard_range: even splits only, and errors that name both numbers.
+// shard_range, head_shard and balanced_range: even splits, KV-head replication, contiguous
+// data-parallel blocks, and errors that name both numbers.
 #include <string>
 
 #include <gtest/gtest.h>
@@ -49,6 +50,57 @@ TEST(ShardRange, BadRankThrows) {
   EXPECT_NE(error_of(8, 2, 2, "x").find("invalid rank 2 of 2"), std::string::npos);
   EXPECT_NE(error_of(8, -1, 2, "x").find("invalid rank -1 of 2"), std::string::npos);
   EXPECT_FALSE(error_of(8, 0, 0, "x").empty());
+}
+
+}  // namespace
+}  // namespace tlm
+
+namespace tlm {
+namespace {
+
+TEST(HeadShard, SplitsHeadsOrReplicatesFewerThanRanks) {
+  // 8 heads over 4 ranks: two each.
+  EXPECT_EQ(head_shard(8, 3, 4, "h").begin, 6);
+  EXPECT_EQ(head_shard(8, 3, 4, "h").end, 8);
+  EXPECT_EQ(head_replicas(8, 4), 1);
+  // 2 KV heads over 8 ranks: ranks 0-3 hold head 0, ranks 4-7 head 1.
+  for (int r = 0; r < 8; ++r) {
+    ShardRange s = head_shard(2, r, 8, "kv");
+    EXPECT_EQ(s.begin, r / 4);
+    EXPECT_EQ(s.size(), 1);
+  }
+  EXPECT_EQ(head_replicas(2, 8), 4);
+}
+
+TEST(HeadShard, RefusesLayoutsThatNeedPadding) {
+  std::string m;
+  try {
+    head_shard(3, 0, 2, "num_key_value_heads");
+  } catch (const Error& e) {
+    m = e.what();
+  }
+  EXPECT_NE(m.find("num_key_value_heads = 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("tensor-parallel size 2"), std::string::npos) << m;
+  m.clear();
+  try {
+    head_shard(3, 0, 4, "num_key_value_heads");
+  } catch (const Error& e) {
+    m = e.what();
+  }
+  EXPECT_NE(m.find("fewer than the tensor-parallel size 4 and does not divide it"), std::string::npos) << m;
+}
+
+TEST(BalancedRange, ContiguousBlocksCoverEveryItemOnce) {
+  for (int64_t n : {0, 1, 3, 7, 8}) {
+    int64_t next = 0;
+    for (int r = 0; r < 4; ++r) {
+      ShardRange s = balanced_range(n, r, 4);
+      EXPECT_EQ(s.begin, next);
+      EXPECT_LE(s.size(), (n + 3) / 4);
+      next = s.end;
+    }
+    EXPECT_EQ(next, n);
+  }
 }
 
 }  // namespace

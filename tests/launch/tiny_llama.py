@@ -37,11 +37,9 @@ PROMPTS = [
 ]
 
 
-def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int = 1):
-    """Saves model + tokenizer into `directory`; returns (model, tokenizer). The embedding has
-    the tokenizer's vocabulary rounded up to `vocab_multiple` rows (as models pad theirs so
-    that tensor-parallel ranks split it evenly)."""
-    torch.manual_seed(seed)
+def make_tokenizer_files(directory: pathlib.Path):
+    """Trains the small byte-level BPE tokenizer on CORPUS + PROMPTS and saves it with the
+    chatml template into `directory`; returns (tokenizers.Tokenizer, PreTrainedTokenizerFast)."""
     directory.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -53,6 +51,15 @@ def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int 
                                                   pad_token="<|endoftext|>")
     hf_tok.chat_template = CHATML
     hf_tok.save_pretrained(directory)
+    return tok, hf_tok
+
+
+def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int = 1):
+    """Saves model + tokenizer into `directory`; returns (model, tokenizer). The embedding has
+    the tokenizer's vocabulary rounded up to `vocab_multiple` rows (as models pad theirs so
+    that tensor-parallel ranks split it evenly)."""
+    torch.manual_seed(seed)
+    tok, hf_tok = make_tokenizer_files(directory)
     vocab = -(-tok.get_vocab_size() // vocab_multiple) * vocab_multiple
     cfg = transformers.LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
                                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
