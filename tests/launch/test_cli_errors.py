@@ -6,7 +6,7 @@ import subprocess
 import unittest
 
 from tiny_llama import make_tiny_llama
-from tlm_testing import binary, tmpdir
+from tlm_testing import SOURCE_DIR, binary, tmpdir
 
 
 def tlm(*args):
@@ -32,6 +32,24 @@ class CliErrors(unittest.TestCase):
             code, out = tlm(cmd, "--help")
             self.assertEqual(code, 0, out)
             self.assertIn("--model", out)
+
+    def test_layout_recipes_parse_and_layout_errors_name_the_numbers(self):
+        # Every recipe in configs/ is valid; the layout ones stop at the launcher check.
+        for recipe in sorted((SOURCE_DIR / "configs").glob("*.yaml")):
+            code, out = tlm("adapt", "--config", recipe, "--model", self.model, "--data", "/nonexistent.jsonl",
+                            "--backend", "single")
+            self.assertNotEqual(code, 0)
+            self.assertNotIn("unknown key", out, recipe)
+            self.assertNotIn("wrong type", out, recipe)
+        code, out = tlm("adapt", "--model", self.model, "--data", "/nonexistent.jsonl", "--tp-size", 2, "--dp-size", 3)
+        self.assertNotEqual(code, 0)
+        self.assertIn("--tp-size 2 x --dp-size 3 = 6 ranks, but this process was not started by mpirun", out)
+        data = self.work / "one.jsonl"
+        data.write_text(json.dumps({"instruction": "How do legumes fix nitrogen?"}) + "\n")
+        code, out = tlm("score", "--model", self.model, "--data", data, "--dp-size", 2)
+        self.assertIn("only tlm adapt splits its work over data-parallel replicas", out)
+        code, out = tlm("adapt", "--model", self.model, "--data", "/nonexistent.jsonl", "--backend", "gloo")
+        self.assertIn("parallel.backend must be auto, single, mpi or nccl", out)
 
     def test_recipe_errors_name_file_line_or_flag(self):
         recipe = self.work / "bad.yaml"
