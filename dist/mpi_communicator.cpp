@@ -132,9 +132,7 @@ class MpiCommunicator final : public Communicator {
       check_mpi(MPI_Test(&request, &done, MPI_STATUS_IGNORE), std::string("MPI_Test (") + op + ")");
       if (!done && timeout_ > 0 &&
           std::chrono::duration<double>(clock::now() - start).count() > timeout_) {
-        abort_job(str_cat("rank ", mpi_world_rank(), ": ", op, " on the ", group_, " group (",
-                          size_, " ranks) did not complete within ", timeout_,
-                          " s: a peer rank died or stopped answering; aborting all ranks"));
+        abort_collective_timeout(op, group_, size_, timeout_);
       }
     }
   }

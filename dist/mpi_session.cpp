@@ -45,4 +45,11 @@ void abort_job(const std::string& message) {
   std::exit(1);
 }
 
+void abort_collective_timeout(const char* operation, const std::string& group, int group_size,
+                              double timeout_seconds) {
+  abort_job(str_cat("rank ", g_rank, ": ", operation, " on the ", group, " group (", group_size,
+                    " ranks) did not complete within ", timeout_seconds,
+                    " s: a peer rank died or stopped answering; aborting all ranks"));
+}
+
 }  // namespace tlm

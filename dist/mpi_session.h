@@ -32,5 +32,9 @@ int mpi_world_rank();
 // Logs `message` and ends the job: every rank when MPI is active (MPI_Abort), else this
 // process. Exit status 1. For errors after which peers would otherwise wait forever.
 [[noreturn]] void abort_job(const std::string& message);
+// abort_job for a collective that outlived its timeout, naming this rank, the operation and
+// the group (the one message every back end gives).
+[[noreturn]] void abort_collective_timeout(const char* operation, const std::string& group,
+                                           int group_size, double timeout_seconds);
 
 }  // namespace tlm

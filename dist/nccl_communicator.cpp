@@ -132,9 +132,7 @@ class NcclCommunicator final : public Communicator {
   void fail_timeout(const char* op) {
     ncclCommAbort(comm_);
     comm_ = nullptr;
-    abort_job(str_cat("rank ", mpi_world_rank(), ": ", op, " on the ", group_, " group (", size_,
-                      " ranks) did not complete within ", timeout_,
-                      " s: a peer rank died or stopped answering; aborting all ranks"));
+    abort_collective_timeout(op, group_, size_, timeout_);
   }
 
   bool expired(std::chrono::steady_clock::time_point start) const {

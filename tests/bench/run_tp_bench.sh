@@ -7,9 +7,9 @@
 #   tests/bench/run_tp_bench.sh [WORK_DIR]
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-source "$root/launch/setup.sh" >/dev/null
 work=${1:-/tmp/tlm-tp-bench}
 mkdir -p "$work"
+source "$root/launch/setup.sh" > "$work/setup.log" 2>&1 || { echo "set-up failed: see $work/setup.log"; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mpirun=(mpirun --oversubscribe --bind-to none)
 head -n 1 "$root/configs/demo-stream.jsonl" > "$work/one.jsonl"

@@ -29,6 +29,12 @@ int world_rank() {
   return r;
 }
 
+std::vector<std::pair<int, int>> test_layouts(int world) {
+  if (world == 2) return {{2, 1}, {1, 2}};
+  if (world == 4) return {{4, 1}, {2, 2}};
+  return {{world, 1}};
+}
+
 }  // namespace tlm::test
 
 int main(int argc, char** argv) {

@@ -3,6 +3,9 @@
 // through the collective timeout instead of leaving the others waiting.
 #pragma once
 
+#include <utility>
+#include <vector>
+
 #include "dist/process_grid.h"
 
 namespace tlm::test {
@@ -11,5 +14,8 @@ namespace tlm::test {
 ProcessGrid mpi_grid(int tp, int dp);
 int world_size();
 int world_rank();
+// The (tp, dp) layouts the multi-rank tests run: TP 2 and DP 2 on 2 ranks, TP 4 and
+// TP 2 x DP 2 on 4 ranks, TP = world otherwise.
+std::vector<std::pair<int, int>> test_layouts(int world);
 
 }  // namespace tlm::test

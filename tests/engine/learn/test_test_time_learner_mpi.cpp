@@ -28,25 +28,6 @@
 namespace tlm {
 namespace {
 
-std::vector<std::pair<int, int>> layouts(int world) {
-  if (world == 2) return {{2, 1}, {1, 2}};
-  if (world == 4) return {{4, 1}, {2, 2}};
-  return {{world, 1}};
-}
-
-std::vector<std::vector<int32_t>> random_sequences(int count, int64_t vocab, uint64_t seed) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::vector<std::vector<int32_t>> out;
-  for (int i = 0; i < count; ++i) {
-    const int64_t len = 5 + (i * 7) % 8;
-    at::Tensor ids = at::randint(vocab, {len}, gen, at::kLong);
-    std::vector<int32_t> s;
-    for (int64_t t = 0; t < len; ++t) s.push_back(static_cast<int32_t>(ids[t].item<int64_t>()));
-    out.push_back(s);
-  }
-  return out;
-}
-
 double max_adapter_diff(const std::map<std::string, at::Tensor>& a,
                         const std::map<std::string, at::Tensor>& b) {
   double worst = 0;
@@ -66,14 +47,14 @@ std::vector<std::vector<int32_t>> block(const std::vector<std::vector<int32_t>>&
 TEST(TestTimeLearnerMpi, FiveOnlineStepsEqualOneProcess) {
   if (test::world_size() == 3) GTEST_SKIP() << "tiny model layouts run on 2 and 4 ranks";
   const test::TinyLlamaSpec spec;
-  const auto seqs = random_sequences(20, spec.vocab_size, 5);
+  const auto seqs = test::random_token_sequences(20, spec.vocab_size, 5, 5);
   LoraConfig lc;
   lc.targets = lora_target_names();
   lc.rank = 4;
   StepOptions step;
   step.max_grad_norm = 1.0;
   const double lr = 1e-2;
-  for (auto [tp, dp] : layouts(test::world_size())) {
+  for (auto [tp, dp] : test::test_layouts(test::world_size())) {
     test::TinyLlama ref = test::load_tiny_llama(spec, at::kFloat);
     std::vector<double> ce0 = mean_token_nll(*ref.model, seqs, 8, 0);
     std::nth_element(ce0.begin(), ce0.begin() + 10, ce0.end());

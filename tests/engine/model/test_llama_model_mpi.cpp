@@ -30,26 +30,6 @@ double max_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
 
-// (tp, dp) layouts this many ranks run.
-std::vector<std::pair<int, int>> layouts(int world) {
-  if (world == 2) return {{2, 1}, {1, 2}};
-  if (world == 4) return {{4, 1}, {2, 2}};
-  return {{world, 1}};
-}
-
-std::vector<std::vector<int32_t>> random_sequences(int count, int64_t vocab, uint64_t seed) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  std::vector<std::vector<int32_t>> out;
-  for (int i = 0; i < count; ++i) {
-    const int64_t len = 4 + (i * 5) % 9;
-    at::Tensor ids = at::randint(vocab, {len}, gen, at::kLong);
-    std::vector<int32_t> s;
-    for (int64_t t = 0; t < len; ++t) s.push_back(static_cast<int32_t>(ids[t].item<int64_t>()));
-    out.push_back(s);
-  }
-  return out;
-}
-
 // Mean next-token NLL per sequence of a right-padded batch.
 at::Tensor per_sample_ce(const LlamaModel& model, const TokenBatch& batch) {
   at::Tensor logp = model.token_log_likelihoods(batch.ids, batch.mask);
@@ -59,11 +39,11 @@ at::Tensor per_sample_ce(const LlamaModel& model, const TokenBatch& batch) {
 void check_layouts(const test::TinyLlamaSpec& spec, const std::string& what) {
   c10::InferenceMode guard;
   test::TinyLlama ref = test::load_tiny_llama(spec, at::kFloat);
-  const auto seqs = random_sequences(6, spec.vocab_size, 77);
+  const auto seqs = test::random_token_sequences(6, spec.vocab_size, 77);
   const TokenBatch all = right_padded_batch(seqs, 0);
   const at::Tensor ref_logits = ref.model->logits(all.ids, all.mask);
   const at::Tensor ref_ce = per_sample_ce(*ref.model, all);
-  for (auto [tp, dp] : layouts(test::world_size())) {
+  for (auto [tp, dp] : test::test_layouts(test::world_size())) {
     ProcessGrid g = test::mpi_grid(tp, dp);
     LlamaModel model(ref.config, *ref.weights, g.tp, at::kFloat);
     const double scale = std::max(1.0, ref_logits.abs().max().item<double>());

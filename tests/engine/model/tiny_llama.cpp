@@ -141,4 +141,16 @@ std::string lacks(const std::string& message, std::initializer_list<std::string>
   return "";
 }
 
+std::vector<std::vector<int32_t>> random_token_sequences(int count, int64_t vocab, uint64_t seed,
+                                                         int64_t min_len) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<std::vector<int32_t>> out;
+  for (int i = 0; i < count; ++i) {
+    const int64_t len = min_len + (i * 7) % 8;
+    at::Tensor ids = at::randint(vocab, {len}, gen, at::kLong).to(at::kInt).contiguous();
+    out.emplace_back(ids.data_ptr<int32_t>(), ids.data_ptr<int32_t>() + len);
+  }
+  return out;
+}
+
 }  // namespace tlm::test

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -68,6 +69,11 @@ struct TinyLlama {
 };
 
 TinyLlama load_tiny_llama(const TinyLlamaSpec& spec, at::ScalarType dtype);
+
+// `count` random token sequences of lengths min_len + (i * 7) % 8 (varied, so batches pad),
+// ids in [0, vocab), from `seed`.
+std::vector<std::vector<int32_t>> random_token_sequences(int count, int64_t vocab, uint64_t seed,
+                                                         int64_t min_len = 4);
 
 // The message of the tlm::Error `fn` throws; "" when it throws nothing. Any other exception
 // propagates, so a test expecting tlm::Error fails on a c10::Error or std::exception.
