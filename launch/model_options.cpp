@@ -1,6 +1,7 @@
 #include "launch/model_options.h"
 
 #include <chrono>
+#include <malloc.h>
 #include <fstream>
 #include <iostream>
 
@@ -86,6 +87,11 @@ LoadedModel load_model(const ModelOptions& options) {
   // from the resident set (the kernel keeps them as reclaimable page cache).
   m.files.weights.reset();
   m.files.gguf.reset();
+#ifdef __GLIBC__
+  // Loading converts every slice through an fp32 temporary; hand the freed heap back so the
+  // resident set is the weights, not the allocator's high-water mark.
+  malloc_trim(0);
+#endif
   // What the weights cost each rank: about 1/TP of the model when slices load from the mmap.
   const std::vector<double> weights_mib =
       all_gather_doubles({(resident_bytes() - rss_before) / (1024.0 * 1024.0)}, m.grid.world);

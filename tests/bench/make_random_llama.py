@@ -9,7 +9,8 @@ import pathlib
 import sys
 
 import numpy as np
-from safetensors.numpy import save_file
+import torch
+from safetensors.torch import save_file
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "launch"))
 
@@ -83,31 +84,15 @@ def main():
                 x = np.ones(dims, np.float32)
             else:
                 x = (rng.standard_normal(dims, dtype=np.float32) * 0.02)
-            if a.dtype == "bf16":  # round-to-nearest-even to bf16, stored as its bit pattern
-                bits = x.view(np.uint32)
-                bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-                out[name] = bits
-            else:
-                out[name] = x
+            t = torch.from_numpy(x)
+            out[name] = t.to(torch.bfloat16) if a.dtype == "bf16" else t
             weight_map[name] = fname
             total += x.size * bytes_per
         save_file(out, str(a.out / fname))
-        if a.dtype == "bf16":  # safetensors.numpy has no bf16: relabel the dtype in the header
-            relabel_bf16(a.out / fname)
         print(f"{fname}: {len(shard)} tensors", flush=True)
     (a.out / "model.safetensors.index.json").write_text(
         json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
     print(f"{a.shape}: {sum(int(np.prod(d)) for _, d in specs) / 1e9:.2f}B parameters, {total / 2**30:.1f} GiB")
-
-
-def relabel_bf16(path):
-    with open(path, "r+b") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = f.read(n).decode()
-        new = header.replace('"dtype":"U16"', '"dtype":"BF16"')
-        assert len(new) == len(header)
-        f.seek(8)
-        f.write(new.encode())
 
 
 if __name__ == "__main__":
