@@ -6,7 +6,8 @@ and TP=4 (KV heads replicated) and TP=2 x DP=2 on 4 ranks. Checks: per-step loss
 1e-5 relative, adapter tensors within 1e-5 absolute, selections equal, predictions.jsonl
 byte-identical.
 
-Then the failure behaviour, with the collective timeout set to 5 s: a rank killed with
+The NCCL back end (built in every build) stops at start without a GPU, saying so. Then the
+failure behaviour, with the collective timeout set to 5 s: a rank killed with
 SIGKILL, a rank stopped with SIGSTOP (hung) and a rank that fails with an error each end the
 whole job non-zero, well within the timeout plus start-up, with a message naming the rank.
 """
@@ -106,6 +107,13 @@ class AdaptUnderMpirun(unittest.TestCase):
     def test_hung_rank_times_out(self):
         # Rank 1 stops answering; rank 0 waits 5 s in its collective, then aborts every rank.
         self.check_failure("stop", 1, "did not complete within 5 s")
+
+    def test_nccl_without_a_gpu_stops_at_start(self):
+        cmd = MPIRUN + ["-np", "2", binary("launch/tlm"), "score", "--model", self.model_dir, "--data", self.data,
+                        "--tp-size", 2, "--backend", "nccl"]
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=ENV, timeout=120)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("--backend nccl needs a CUDA GPU, but rank", proc.stderr)
 
     def test_failing_rank_aborts_the_others(self):
         self.check_failure("throw", 1, "rank 1: TLM_FAULT_INJECT: injected failure at step 2")
