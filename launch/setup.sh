@@ -25,7 +25,7 @@ apt_packages=(
   python3 python3-venv python3-dev
   clang libclang-rt-14-dev
   libopenmpi-dev openmpi-bin
-  libhdf5-dev hdf5-tools
+  libhdf5-dev hdf5-tools zlib1g-dev
   libcxxopts-dev libgtest-dev nlohmann-json3-dev libyaml-cpp-dev
   libpcre2-dev libsentencepiece-dev libicu-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
 )

@@ -1,0 +1,417 @@
+#include "checkpoints/adapter_checkpoint.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <ctime>
+#include <filesystem>
+#include <functional>
+
+#include <ATen/ATen.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "engine/common/error.h"
+
+namespace tlm {
+namespace {
+
+// An HDF5 identifier closed on scope exit; every creation and call is checked, and the
+// message names the file and the object.
+class H5Id {
+ public:
+  H5Id(hid_t id, herr_t (*close)(hid_t), const std::string& what) : id_(id), close_(close) {
+    TLM_CHECK(id_ >= 0, what);
+  }
+  ~H5Id() {
+    if (id_ >= 0) close_(id_);
+  }
+  H5Id(const H5Id&) = delete;
+  H5Id& operator=(const H5Id&) = delete;
+  hid_t get() const { return id_; }
+
+ private:
+  hid_t id_;
+  herr_t (*close_)(hid_t);
+};
+
+void h5_check(herr_t status, const std::string& what) { TLM_CHECK(status >= 0, what); }
+
+// HDF5 prints its own error stack to stderr by default; tlm reports errors itself.
+void silence_hdf5() {
+  static const bool done = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)done;
+}
+
+uint32_t crc32_of(const at::Tensor& t) {
+  at::Tensor c = t.contiguous();
+  const auto* p = static_cast<const Bytef*>(c.data_ptr());
+  uLong crc = crc32(0L, Z_NULL, 0);
+  size_t left = c.nbytes();
+  while (left > 0) {
+    const uInt n = static_cast<uInt>(std::min<size_t>(left, 1u << 30));
+    crc = crc32(crc, p, n);
+    p += n;
+    left -= n;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// ---- writing ---------------------------------------------------------------------------
+
+struct Writer {
+  std::string path;
+
+  void attr_string(hid_t obj, const char* name, const std::string& value) const {
+    H5Id type(H5Tcopy(H5T_C_S1), H5Tclose, path + ": H5Tcopy");
+    h5_check(H5Tset_size(type.get(), H5T_VARIABLE), path + ": H5Tset_size");
+    h5_check(H5Tset_cset(type.get(), H5T_CSET_UTF8), path + ": H5Tset_cset");
+    H5Id space(H5Screate(H5S_SCALAR), H5Sclose, path + ": H5Screate");
+    H5Id attr(H5Acreate2(obj, name, type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
+              str_cat(path, ": cannot create attribute '", name, "'"));
+    const char* data = value.c_str();
+    h5_check(H5Awrite(attr.get(), type.get(), &data), str_cat(path, ": cannot write attribute '", name, "'"));
+  }
+
+  void attr_int(hid_t obj, const char* name, int64_t value) const {
+    H5Id space(H5Screate(H5S_SCALAR), H5Sclose, path + ": H5Screate");
+    H5Id attr(H5Acreate2(obj, name, H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose,
+              str_cat(path, ": cannot create attribute '", name, "'"));
+    h5_check(H5Awrite(attr.get(), H5T_NATIVE_INT64, &value), str_cat(path, ": cannot write attribute '", name, "'"));
+  }
+
+  hid_t group(hid_t parent, const std::string& name) const {
+    hid_t g = H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    TLM_CHECK(g >= 0, path, ": cannot create group '", name, "'");
+    return g;
+  }
+
+  // A chunked fp32 dataset with Fletcher32 and the crc32 of the tensor's bytes as attribute.
+  void tensor(hid_t parent, const std::string& name, const at::Tensor& value) const {
+    at::Tensor t = value.detach().to(at::kFloat).contiguous().cpu();
+    TLM_CHECK(t.numel() > 0, path, ": tensor '", name, "' is empty");
+    std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
+    H5Id space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose,
+               path + ": H5Screate_simple");
+    H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, path + ": H5Pcreate");
+    h5_check(H5Pset_chunk(dcpl.get(), static_cast<int>(dims.size()), dims.data()), path + ": H5Pset_chunk");
+    h5_check(H5Pset_fletcher32(dcpl.get()), path + ": H5Pset_fletcher32");
+    H5Id ds(H5Dcreate2(parent, name.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+            H5Dclose, str_cat(path, ": cannot create dataset '", name, "'"));
+    h5_check(H5Dwrite(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()),
+             str_cat(path, ": cannot write dataset '", name, "'"));
+    attr_int(ds.get(), "crc32", crc32_of(t));
+  }
+
+  // An extendable 1-D float64 dataset (unlimited maximum size) holding `values`.
+  void series(hid_t parent, const std::string& name, const std::vector<double>& values) const {
+    hsize_t dims[1] = {values.size()};
+    hsize_t max[1] = {H5S_UNLIMITED};
+    hsize_t chunk[1] = {1024};
+    H5Id space(H5Screate_simple(1, dims, max), H5Sclose, path + ": H5Screate_simple");
+    H5Id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose, path + ": H5Pcreate");
+    h5_check(H5Pset_chunk(dcpl.get(), 1, chunk), path + ": H5Pset_chunk");
+    h5_check(H5Pset_fletcher32(dcpl.get()), path + ": H5Pset_fletcher32");
+    H5Id ds(H5Dcreate2(parent, name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
+            H5Dclose, str_cat(path, ": cannot create dataset '", name, "'"));
+    if (!values.empty())
+      h5_check(H5Dwrite(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
+               str_cat(path, ": cannot write dataset '", name, "'"));
+  }
+};
+
+// "<module>.lora_A" -> {"<module>", "lora_A"}
+std::pair<std::string, std::string> split_parameter(const std::string& name) {
+  const auto dot = name.rfind('.');
+  TLM_CHECK(dot != std::string::npos, "adapter tensor name '", name, "' is not <module>.lora_A/B");
+  return {name.substr(0, dot), name.substr(dot + 1)};
+}
+
+void fsync_path(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
+  TLM_CHECK(fd >= 0, path, ": cannot open for fsync: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  TLM_CHECK(rc == 0, path, ": fsync failed: ", std::strerror(err));
+}
+
+void write_file(const std::string& path, const CheckpointState& s) {
+  Writer w{path};
+  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
+            path + ": cannot create the file");
+  const hid_t root = file.get();
+  const CheckpointIdentity& id = s.identity;
+  w.attr_int(root, "format_version", kCheckpointFormatVersion);
+  w.attr_string(root, "engine_version", id.engine_version);
+  w.attr_string(root, "created_utc", id.created_utc.empty() ? utc_now() : id.created_utc);
+  w.attr_string(root, "base_model_path", id.base_model_path);
+  w.attr_string(root, "base_config_hash", id.base_config_hash);
+  w.attr_string(root, "base_weights_hash", id.base_weights_hash);
+  w.attr_int(root, "tp_at_save", id.tp_at_save);
+  w.attr_int(root, "dp_at_save", id.dp_at_save);
+  w.attr_string(root, "method", id.method_json);
+
+  H5Id adapter(w.group(root, "adapter"), H5Gclose, path);
+  std::map<std::string, hid_t> modules;
+  std::vector<std::unique_ptr<H5Id>> open_groups;
+  for (const auto& [name, t] : s.adapter) {
+    auto [module, part] = split_parameter(name);
+    if (!modules.count(module)) {
+      open_groups.push_back(std::make_unique<H5Id>(w.group(adapter.get(), module), H5Gclose, path));
+      modules[module] = open_groups.back()->get();
+    }
+    w.tensor(modules[module], part, t);
+  }
+  H5Id optimizer(w.group(root, "optimizer"), H5Gclose, path);
+  w.attr_int(optimizer.get(), "step", s.optimizer_step);
+  std::map<std::string, hid_t> opt_modules;
+  for (const auto* moments : {&s.exp_avg, &s.exp_avg_sq}) {
+    const char* suffix = moments == &s.exp_avg ? ".exp_avg" : ".exp_avg_sq";
+    for (const auto& [name, t] : *moments) {
+      auto [module, part] = split_parameter(name);
+      if (!opt_modules.count(module)) {
+        open_groups.push_back(std::make_unique<H5Id>(w.group(optimizer.get(), module), H5Gclose, path));
+        opt_modules[module] = open_groups.back()->get();
+        w.attr_int(opt_modules[module], "step", s.optimizer_step);
+      }
+      w.tensor(opt_modules[module], part + suffix, t);
+    }
+  }
+  H5Id state(w.group(root, "state"), H5Gclose, path);
+  w.attr_int(state.get(), "global_step", s.global_step);
+  w.attr_int(state.get(), "samples_consumed", s.samples_consumed);
+  w.attr_string(state.get(), "stream_identity", s.stream_identity);
+  w.attr_int(state.get(), "stream_offset", s.stream_offset);
+  w.attr_string(state.get(), "rng_state", s.rng_state);
+  w.attr_string(state.get(), "scheduler_state", s.scheduler_state);
+  H5Id stats(w.group(root, "stats"), H5Gclose, path);
+  for (const auto& [name, values] : s.stats) w.series(stats.get(), name, values);
+  open_groups.clear();
+  h5_check(H5Fflush(root, H5F_SCOPE_GLOBAL), path + ": H5Fflush");
+}
+
+// ---- reading ---------------------------------------------------------------------------
+
+struct Reader {
+  std::string path;
+  VerifyReport* report;
+
+  void problem(const std::string& what) const {
+    report->ok = false;
+    report->problems.push_back(what);
+  }
+
+  bool has_attr(hid_t obj, const char* name, const std::string& where) const {
+    const htri_t e = H5Aexists(obj, name);
+    if (e <= 0) problem(str_cat(where, ": attribute '", name, "' is missing"));
+    return e > 0;
+  }
+
+  std::string attr_string(hid_t obj, const char* name, const std::string& where) const {
+    if (!has_attr(obj, name, where)) return "";
+    H5Id attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, path + ": H5Aopen");
+    H5Id type(H5Aget_type(attr.get()), H5Tclose, path + ": H5Aget_type");
+    if (H5Tget_class(type.get()) != H5T_STRING || !H5Tis_variable_str(type.get())) {
+      problem(str_cat(where, ": attribute '", name, "' is not a string"));
+      return "";
+    }
+    H5Id mem(H5Tcopy(H5T_C_S1), H5Tclose, path + ": H5Tcopy");
+    H5Tset_size(mem.get(), H5T_VARIABLE);
+    H5Tset_cset(mem.get(), H5T_CSET_UTF8);
+    char* data = nullptr;
+    if (H5Aread(attr.get(), mem.get(), &data) < 0 || !data) {
+      problem(str_cat(where, ": attribute '", name, "' cannot be read"));
+      return "";
+    }
+    std::string out(data);
+    H5free_memory(data);
+    return out;
+  }
+
+  int64_t attr_int(hid_t obj, const char* name, const std::string& where) const {
+    if (!has_attr(obj, name, where)) return 0;
+    H5Id attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose, path + ": H5Aopen");
+    int64_t v = 0;
+    if (H5Aread(attr.get(), H5T_NATIVE_INT64, &v) < 0) problem(str_cat(where, ": attribute '", name, "' cannot be read"));
+    return v;
+  }
+
+  at::Tensor tensor(hid_t parent, const std::string& name, const std::string& where) const {
+    H5Id ds(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), H5Dclose, str_cat(path, ": cannot open '", where, "'"));
+    H5Id space(H5Dget_space(ds.get()), H5Sclose, path + ": H5Dget_space");
+    const int rank = H5Sget_simple_extent_ndims(space.get());
+    std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
+    H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+    std::vector<int64_t> shape(dims.begin(), dims.end());
+    at::Tensor t = at::empty(shape, at::kFloat);
+    if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data_ptr()) < 0) {
+      problem(str_cat(where, ": data cannot be read (Fletcher32 checksum mismatch or damaged file)"));
+      return at::Tensor();
+    }
+    if (!has_attr(ds.get(), "crc32", where)) return t;
+    const int64_t want = attr_int(ds.get(), "crc32", where);
+    const uint32_t got = crc32_of(t);
+    if (want != static_cast<int64_t>(got))
+      problem(str_cat(where, ": crc32 of the tensor bytes is ", got, ", the file says ", want));
+    return t;
+  }
+
+  std::vector<double> series(hid_t parent, const std::string& name, const std::string& where) const {
+    H5Id ds(H5Dopen2(parent, name.c_str(), H5P_DEFAULT), H5Dclose, str_cat(path, ": cannot open '", where, "'"));
+    H5Id space(H5Dget_space(ds.get()), H5Sclose, path + ": H5Dget_space");
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space.get(), &n, nullptr);
+    std::vector<double> v(n);
+    if (n > 0 && H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0)
+      problem(str_cat(where, ": data cannot be read (Fletcher32 checksum mismatch or damaged file)"));
+    return v;
+  }
+};
+
+herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->push_back(name);
+  return 0;
+}
+
+std::vector<std::string> children(hid_t group, const std::string& what) {
+  std::vector<std::string> names;
+  h5_check(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name, &names), what);
+  return names;
+}
+
+CheckpointState read_file(const std::string& path, VerifyReport& report) {
+  silence_hdf5();
+  CheckpointState s;
+  Reader r{path, &report};
+  TLM_CHECK(std::filesystem::exists(path), path, ": no such checkpoint");
+  const htri_t is_h5 = H5Fis_hdf5(path.c_str());
+  if (is_h5 <= 0) {
+    r.problem(str_cat(path, ": not an HDF5 file (truncated or overwritten?)"));
+    return s;
+  }
+  hid_t fid = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (fid < 0) {
+    r.problem(str_cat(path, ": HDF5 cannot open it (truncated or damaged)"));
+    return s;
+  }
+  H5Id file(fid, H5Fclose, path);
+  const hid_t root = file.get();
+  const int64_t version = r.attr_int(root, "format_version", "/");
+  if (report.ok && version != kCheckpointFormatVersion) {
+    r.problem(str_cat("/: format_version ", version, " but this tlm reads version ", kCheckpointFormatVersion,
+                      version > kCheckpointFormatVersion ? " (written by a newer tlm: upgrade tlm)"
+                                                         : " (written by an older tlm: no converter exists)"));
+    return s;
+  }
+  CheckpointIdentity& id = s.identity;
+  id.engine_version = r.attr_string(root, "engine_version", "/");
+  id.created_utc = r.attr_string(root, "created_utc", "/");
+  id.base_model_path = r.attr_string(root, "base_model_path", "/");
+  id.base_config_hash = r.attr_string(root, "base_config_hash", "/");
+  id.base_weights_hash = r.attr_string(root, "base_weights_hash", "/");
+  id.tp_at_save = r.attr_int(root, "tp_at_save", "/");
+  id.dp_at_save = r.attr_int(root, "dp_at_save", "/");
+  id.method_json = r.attr_string(root, "method", "/");
+  for (const char* g : {"adapter", "optimizer", "state", "stats"}) {
+    if (H5Lexists(root, g, H5P_DEFAULT) <= 0) r.problem(str_cat("/", g, ": group is missing"));
+  }
+  if (!report.ok) return s;
+
+  H5Id adapter(H5Gopen2(root, "adapter", H5P_DEFAULT), H5Gclose, path + ": /adapter");
+  for (const std::string& module : children(adapter.get(), path + ": /adapter")) {
+    H5Id g(H5Gopen2(adapter.get(), module.c_str(), H5P_DEFAULT), H5Gclose, path + ": /adapter/" + module);
+    for (const std::string& part : children(g.get(), path + ": /adapter/" + module))
+      s.adapter[module + "." + part] = r.tensor(g.get(), part, "/adapter/" + module + "/" + part);
+  }
+  H5Id optimizer(H5Gopen2(root, "optimizer", H5P_DEFAULT), H5Gclose, path + ": /optimizer");
+  s.optimizer_step = r.attr_int(optimizer.get(), "step", "/optimizer");
+  for (const std::string& module : children(optimizer.get(), path + ": /optimizer")) {
+    H5Id g(H5Gopen2(optimizer.get(), module.c_str(), H5P_DEFAULT), H5Gclose, path + ": /optimizer/" + module);
+    for (const std::string& name : children(g.get(), path + ": /optimizer/" + module)) {
+      const auto dot = name.find('.');
+      const std::string part = name.substr(0, dot), moment = dot == std::string::npos ? "" : name.substr(dot + 1);
+      at::Tensor t = r.tensor(g.get(), name, "/optimizer/" + module + "/" + name);
+      if (moment == "exp_avg") s.exp_avg[module + "." + part] = t;
+      else if (moment == "exp_avg_sq") s.exp_avg_sq[module + "." + part] = t;
+      else r.problem(str_cat("/optimizer/", module, "/", name, ": not an exp_avg or exp_avg_sq dataset"));
+    }
+  }
+  H5Id state(H5Gopen2(root, "state", H5P_DEFAULT), H5Gclose, path + ": /state");
+  s.global_step = r.attr_int(state.get(), "global_step", "/state");
+  s.samples_consumed = r.attr_int(state.get(), "samples_consumed", "/state");
+  s.stream_identity = r.attr_string(state.get(), "stream_identity", "/state");
+  s.stream_offset = r.attr_int(state.get(), "stream_offset", "/state");
+  s.rng_state = r.attr_string(state.get(), "rng_state", "/state");
+  s.scheduler_state = r.attr_string(state.get(), "scheduler_state", "/state");
+  H5Id stats(H5Gopen2(root, "stats", H5P_DEFAULT), H5Gclose, path + ": /stats");
+  for (const std::string& name : children(stats.get(), path + ": /stats"))
+    s.stats[name] = r.series(stats.get(), name, "/stats/" + name);
+  if (s.adapter.empty()) r.problem("/adapter: holds no tensors");
+  return s;
+}
+
+}  // namespace
+
+bool is_temporary_checkpoint_name(const std::string& filename) {
+  return !filename.empty() && filename[0] == '.' && filename.find(".tmp.") != std::string::npos;
+}
+
+void AdapterCheckpoint::save_atomic(const std::string& path, const CheckpointState& state) {
+  silence_hdf5();
+  const std::filesystem::path target(path);
+  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+  std::filesystem::create_directories(dir);
+  const std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+  try {
+    write_file(tmp, state);
+    fsync_path(tmp, false);
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw;
+  }
+  if (const char* hook = std::getenv("TLM_TEST_PAUSE_BEFORE_RENAME"))
+    ::usleep(static_cast<useconds_t>(std::atof(hook) * 1e6));
+  TLM_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, path, ": cannot rename ", tmp, " into place: ",
+            std::strerror(errno));
+  fsync_path(dir.string(), true);
+}
+
+VerifyReport AdapterCheckpoint::verify(const std::string& path) {
+  VerifyReport report;
+  try {
+    read_file(path, report);
+  } catch (const Error& e) {
+    report.ok = false;
+    report.problems.push_back(e.what());
+  }
+  return report;
+}
+
+CheckpointState AdapterCheckpoint::load(const std::string& path) {
+  VerifyReport report;
+  CheckpointState s = read_file(path, report);
+  if (!report.ok) {
+    std::string all;
+    for (const std::string& p : report.problems) all += "\n  " + p;
+    TLM_FAIL(path, ": checkpoint does not verify, not loaded:", all);
+  }
+  return s;
+}
+
+}  // namespace tlm
