@@ -1,5 +1,6 @@
 #include "checkpoints/adapter_checkpoint.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -152,7 +153,11 @@ void fsync_path(const std::string& path, bool directory) {
 
 void write_file(const std::string& path, const CheckpointState& s) {
   Writer w{path};
-  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose,
+  // HDF5 1.8+ object formats: object headers and the superblock carry their own checksums,
+  // so damaged metadata fails to open instead of reading as something else.
+  H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, path + ": H5Pcreate");
+  h5_check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), path + ": H5Pset_libver_bounds");
+  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
             path + ": cannot create the file");
   const hid_t root = file.get();
   const CheckpointIdentity& id = s.identity;
@@ -366,6 +371,14 @@ CheckpointState read_file(const std::string& path, VerifyReport& report) {
 }
 
 }  // namespace
+
+std::string content_fingerprint(const std::string& text) {
+  const uLong crc = crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(text.data()),
+                          static_cast<uInt>(text.size()));
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%08lx", static_cast<unsigned long>(crc));
+  return buf;
+}
 
 bool is_temporary_checkpoint_name(const std::string& filename) {
   return !filename.empty() && filename[0] == '.' && filename.find(".tmp.") != std::string::npos;

@@ -71,6 +71,10 @@ class AdapterCheckpoint {
   static CheckpointState load(const std::string& path);
 };
 
+// A short, stable fingerprint of `text` (crc32, hex) for identities such as the base
+// model's config.
+std::string content_fingerprint(const std::string& text);
+
 // Temporary files of interrupted saves in a checkpoint folder carry this marker; they are
 // never taken for checkpoints.
 bool is_temporary_checkpoint_name(const std::string& filename);

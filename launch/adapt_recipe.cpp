@@ -68,6 +68,9 @@ const std::vector<RecipeFlag> kFlags = {
     {"generate", "generation.enabled", "false: adapt only, write no predictions"},
     {"answer-nll", "eval.answer_nll", "summary: reference NLL under the base and adapted model"},
     {"score-batch", "eval.score_batch", "prompts per scoring forward"},
+    {"checkpoint-dir", "checkpoint.dir", "write HDF5 checkpoints (step-<k>.h5) here"},
+    {"checkpoint-every-steps", "checkpoint.every_steps", "a checkpoint every N optimiser steps (0 = only at the end)"},
+    {"keep-last", "checkpoint.keep_last", "checkpoints kept (the newest; 0 = all)"},
 };
 
 // The recipe's schema: every key a recipe may hold.
@@ -250,6 +253,11 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.lora.dropout = r.get<double>("lora.dropout", c.lora.dropout);
   c.lora.seed = r.get<uint64_t>("lora.seed", c.lora.seed);
   c.init_adapter = r.get<std::string>("lora.init_adapter", "");
+  c.checkpoints.directory = r.get<std::string>("checkpoint.dir", "");
+  c.checkpoints.every_steps = r.get<int64_t>("checkpoint.every_steps", 0);
+  c.checkpoints.keep_last = r.get<int64_t>("checkpoint.keep_last", 3);
+  TLM_CHECK(c.checkpoints.every_steps >= 0, r.origin("checkpoint.every_steps"), ": checkpoint.every_steps must be >= 0");
+  TLM_CHECK(c.checkpoints.keep_last >= 0, r.origin("checkpoint.keep_last"), ": checkpoint.keep_last must be >= 0");
   c.generation.max_new_tokens = r.get<int64_t>("generation.max_new_tokens", c.generation.max_new_tokens);
   c.generation.sampling.temperature = r.get<double>("generation.temperature", 0.0);
   c.generation.sampling.top_p = r.get<double>("generation.top_p", 1.0);

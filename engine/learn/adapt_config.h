@@ -8,6 +8,7 @@
 #include "engine/data/prompt_stream.h"
 #include "engine/generate/generator.h"
 #include "engine/learn/adamw.h"
+#include "engine/learn/job_checkpoints.h"
 #include "engine/learn/lora.h"
 #include "engine/learn/test_time_learner.h"
 #include "engine/learn/tlm_objective.h"
@@ -40,6 +41,7 @@ struct AdaptConfig {
   bool generate = true;          // false: adapt only (no predictions)
   bool answer_nll = true;        // summary: reference NLL under the base and adapted model
   std::string init_adapter;      // PEFT adapter directory to start from (parity tests, warm starts)
+  CheckpointOptions checkpoints; // HDF5 checkpoints of the job (no resume yet)
 
   std::string schedule_name() const;
   double warmup() const;

@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include "checkpoints/adapter_checkpoint.h"
 #include "dist/fault_injection.h"
 #include "dist/gather_objects.h"
 #include "dist/shard.h"
@@ -131,7 +132,8 @@ ContinuationNll answer_nll_all(const LlamaModel& model, const std::vector<std::v
 
 // Trains on samples[begin, end) in batches of train_batch_size. `k` counts the steps of the
 // current schedule (its lr is schedule.lr(k)); `selection_ce` (offline) is indexed like samples.
-void train_range(TestTimeLearner& learner, const AdaptConfig& config, const ProcessGrid& grid,
+void train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& checkpoints,
+                 const AdaptConfig& config, const ProcessGrid& grid,
                  const LrSchedule& schedule, const std::vector<Sample>& samples, size_t begin, size_t end,
                  const std::vector<double>& selection_ce, RunOutputs& outputs, int64_t& samples_seen,
                  int64_t& k) {
@@ -146,7 +148,23 @@ void train_range(TestTimeLearner& learner, const AdaptConfig& config, const Proc
     StepRecord rec = learner.train_step(ids_of(samples, lb, le), schedule.lr(k), sel);
     samples_seen += static_cast<int64_t>(e - b);
     outputs.write_step(rec, samples_seen);
+    checkpoints.after_step(rec, samples_seen, lora, learner.optimizer());
   }
+}
+
+// The method and its hyperparameters (summary.json "config", checkpoint "method").
+nlohmann::json method_json(const AdaptConfig& config) {
+  return {{"method", "TLM"}, {"mode", config.mode == AdaptMode::Online ? "online" : "offline"},
+          {"lr", config.learning_rate}, {"schedule", config.schedule_name()},
+          {"warmup_ratio", config.warmup()}, {"stream_batch", config.stream_batch},
+          {"train_batch_size", config.train_batch_size}, {"threshold", config.objective.threshold},
+          {"lambda", config.objective.lambda}, {"sample_selection", config.objective.sample_selection},
+          {"perplexity_loss", config.objective.perplexity_loss},
+          {"fresh_optimizer_per_chunk", config.fresh_optimizer_per_chunk},
+          {"skip_unselected_steps", config.step.skip_unselected},
+          {"max_grad_norm", config.step.max_grad_norm}, {"lora_rank", config.lora.rank},
+          {"lora_alpha", config.lora.alpha}, {"lora_targets", config.lora.targets},
+          {"max_new_tokens", config.generation.max_new_tokens}};
 }
 
 int64_t steps_for(size_t n, int64_t batch) {
@@ -191,6 +209,16 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   }
   TestTimeLearner learner(model, lora, config.objective, config.step, config.adamw, grid.dp);
   RunOutputs outputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root());
+  const nlohmann::json method = method_json(config);
+  CheckpointIdentity identity;
+  identity.engine_version = "tlm 0.1.0";
+  identity.base_model_path = model_path;
+  identity.base_config_hash = content_fingerprint(model.config().summary());
+  identity.tp_at_save = grid.tp_size;
+  identity.dp_at_save = grid.dp_size;
+  identity.method_json = method.dump();
+  JobCheckpoints checkpoints(config.checkpoints, identity,
+                             str_cat(config.data, " (", samples.size(), " prompts)"), grid);
   const ScheduleKind kind = parse_schedule(config.schedule_name());
   std::vector<std::string> predictions;
   int64_t samples_seen = 0;
@@ -223,7 +251,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
         k = 0;
       }
       auto t = std::chrono::steady_clock::now();
-      train_range(learner, config, grid, schedule, samples, b, e, {}, outputs, samples_seen, k);
+      train_range(learner, lora, checkpoints, config, grid, schedule, samples, b, e, {}, outputs, samples_seen, k);
       train_seconds += seconds_since(t);
       outputs.log_progress(static_cast<int64_t>(e));
     }
@@ -239,7 +267,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     int64_t k = 0;
     for (size_t b = 0; b < samples.size(); b += chunk) {
       const size_t e = std::min(samples.size(), b + chunk);
-      train_range(learner, config, grid, schedule, samples, b, e, base_ce, outputs, samples_seen, k);
+      train_range(learner, lora, checkpoints, config, grid, schedule, samples, b, e, base_ce, outputs, samples_seen, k);
       outputs.log_progress(static_cast<int64_t>(e));
     }
     train_seconds += seconds_since(t);
@@ -251,6 +279,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   }
 
   const std::string adapter_dir = config.output_dir + "/adapter";
+  checkpoints.finish(samples_seen, learner.steps(), lora, learner.optimizer());
   const auto full_adapter = lora.full_state();  // collective over TP
   if (grid.is_root()) save_peft_adapter(adapter_dir, full_adapter, config.lora, model_path);
 
@@ -272,16 +301,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       {"train_seconds", train_seconds}, {"generate_seconds", generate_seconds},
       {"train_tokens_per_s", outputs.train_tokens_per_second()},
       {"adapter", adapter_dir}, {"layout", grid.describe()},
-      {"config", {{"lr", config.learning_rate}, {"schedule", config.schedule_name()},
-                  {"warmup_ratio", config.warmup()}, {"stream_batch", config.stream_batch},
-                  {"train_batch_size", config.train_batch_size}, {"threshold", config.objective.threshold},
-                  {"lambda", config.objective.lambda}, {"sample_selection", config.objective.sample_selection},
-                  {"perplexity_loss", config.objective.perplexity_loss},
-                  {"fresh_optimizer_per_chunk", config.fresh_optimizer_per_chunk},
-                  {"skip_unselected_steps", config.step.skip_unselected},
-                  {"max_grad_norm", config.step.max_grad_norm}, {"lora_rank", config.lora.rank},
-                  {"lora_alpha", config.lora.alpha}, {"lora_targets", config.lora.targets},
-                  {"max_new_tokens", config.generation.max_new_tokens}}}};
+      {"config", method}};
 
   // Reference-based metrics for records that carry one.
   std::vector<std::vector<int32_t>> prompts, answers;

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "launch"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "pylib"))
 
 SHAPES = {
     # name: hidden, intermediate, layers, heads, kv heads, vocab, rope theta, tied

@@ -1,0 +1,46 @@
+// Periodic HDF5 checkpoints of an adaptation job (checkpoints/adapter_checkpoint.h): every
+// `every_steps` optimiser steps the full-size adapter and AdamW moments are assembled over
+// TP (a collective on every rank), rank 0 writes DIR/step-<k>.h5 atomically and keeps the
+// newest `keep_last`. Resuming from these files is not built yet.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "checkpoints/adapter_checkpoint.h"
+#include "dist/process_grid.h"
+#include "engine/learn/test_time_learner.h"
+
+namespace tlm {
+
+struct CheckpointOptions {
+  std::string directory;       // empty: no checkpoints
+  int64_t every_steps = 0;     // 0: only the final one
+  int64_t keep_last = 3;       // 0: keep all
+};
+
+class JobCheckpoints {
+ public:
+  JobCheckpoints(CheckpointOptions options, CheckpointIdentity identity, std::string stream_identity,
+                 const ProcessGrid& grid);
+
+  bool enabled() const { return !options_.directory.empty(); }
+  // Records the step's statistics; saves when the step count reaches a multiple of every_steps.
+  void after_step(const StepRecord& step, int64_t samples_consumed, LoraAdapters& lora, AdamW& optimizer);
+  // The checkpoint at the end of the job (skipped when the last step already saved one).
+  void finish(int64_t samples_consumed, int64_t steps, LoraAdapters& lora, AdamW& optimizer);
+
+ private:
+  void save(int64_t step, int64_t samples_consumed, LoraAdapters& lora, AdamW& optimizer);
+
+  CheckpointOptions options_;
+  CheckpointIdentity identity_;
+  std::string stream_identity_;
+  const ProcessGrid& grid_;
+  std::map<std::string, std::vector<double>> stats_;
+  int64_t last_saved_step_ = -1;
+  std::vector<std::string> written_;
+};
+
+}  // namespace tlm

@@ -1,0 +1,322 @@
+// tlm-ckpt: inspect the HDF5 checkpoints `tlm adapt --checkpoint-dir` writes.
+//   tlm-ckpt ls DIR                 checkpoints with step, samples, time, size, verified or not
+//   tlm-ckpt show FILE              identity, method, per-module norms, selection statistics
+//   tlm-ckpt diff A B               per-module change between two checkpoints
+//   tlm-ckpt verify FILE            checksums and structure; exit 0 good, 1 bad
+//   tlm-ckpt export-peft FILE OUT   adapter_model.safetensors + adapter_config.json for HF PEFT
+// Tables for people by default; --json for scripts.
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include "checkpoints/adapter_checkpoint.h"
+#include "engine/common/error.h"
+#include "engine/common/log.h"
+#include "engine/learn/peft_adapter.h"
+
+namespace tlm {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+double frobenius(const at::Tensor& t) { return t.defined() ? at::linalg_vector_norm(t.to(at::kDouble), 2).item<double>() : 0.0; }
+
+double lora_scale(const CheckpointState& s) {
+  const json m = json::parse(s.identity.method_json, nullptr, false);
+  if (m.is_discarded() || !m.contains("lora_rank") || !m.contains("lora_alpha")) return 1.0;
+  return m["lora_alpha"].get<double>() / m["lora_rank"].get<double>();
+}
+
+// "model.layers.10.x" after "model.layers.9.x": digit runs compare as numbers.
+bool natural_less(const std::string& a, const std::string& b) {
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    if (std::isdigit(static_cast<unsigned char>(a[i])) && std::isdigit(static_cast<unsigned char>(b[j]))) {
+      size_t ie = i, je = j;
+      while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+      while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+      const long long x = std::stoll(a.substr(i, ie - i)), y = std::stoll(b.substr(j, je - j));
+      if (x != y) return x < y;
+      i = ie;
+      j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i;
+      ++j;
+    }
+  }
+  return a.size() - i < b.size() - j;
+}
+
+// The adapted modules in model order.
+std::vector<std::string> modules_of(const CheckpointState& s) {
+  std::vector<std::string> out;
+  for (const auto& [name, t] : s.adapter) {
+    const std::string module = name.substr(0, name.rfind('.'));
+    if (std::find(out.begin(), out.end(), module) == out.end()) out.push_back(module);
+  }
+  std::sort(out.begin(), out.end(), natural_less);
+  return out;
+}
+
+// Per module: |A|, |B| and |scale * B A| (the weight change the adapter makes).
+json module_norms(const CheckpointState& s) {
+  json rows = json::array();
+  const double scale = lora_scale(s);
+  for (const std::string& m : modules_of(s)) {
+    const at::Tensor& A = s.adapter.at(m + ".lora_A");
+    const at::Tensor& B = s.adapter.at(m + ".lora_B");
+    rows.push_back({{"module", m}, {"norm_A", frobenius(A)}, {"norm_B", frobenius(B)},
+                    {"norm_delta", frobenius(at::matmul(B, A) * scale)}});
+  }
+  return rows;
+}
+
+json stats_summary(const CheckpointState& s) {
+  json out = {{"steps_recorded", 0}};
+  auto get = [&](const char* k) -> const std::vector<double>* {
+    auto it = s.stats.find(k);
+    return it == s.stats.end() ? nullptr : &it->second;
+  };
+  const auto* samples = get("samples");
+  const auto* selected = get("selected");
+  const auto* loss = get("loss");
+  const auto* ce = get("ce_mean");
+  if (samples) out["steps_recorded"] = samples->size();
+  if (samples && selected && !samples->empty()) {
+    double n = 0, k = 0;
+    for (size_t i = 0; i < samples->size(); ++i) {
+      n += (*samples)[i];
+      k += (*selected)[i];
+    }
+    out["samples"] = n;
+    out["selected"] = k;
+    out["selected_fraction"] = n > 0 ? k / n : 0.0;
+  }
+  if (loss && !loss->empty()) out["last_loss"] = loss->back();
+  if (ce && !ce->empty()) {
+    out["first_ce_mean"] = ce->front();
+    out["last_ce_mean"] = ce->back();
+  }
+  return out;
+}
+
+json describe(const std::string& path, const CheckpointState& s) {
+  const CheckpointIdentity& id = s.identity;
+  return {{"file", path}, {"format_version", kCheckpointFormatVersion},
+          {"engine_version", id.engine_version}, {"created_utc", id.created_utc},
+          {"base_model", {{"path", id.base_model_path}, {"config_hash", id.base_config_hash},
+                          {"weights_hash", id.base_weights_hash}}},
+          {"layout_at_save", {{"tp", id.tp_at_save}, {"dp", id.dp_at_save}}},
+          {"method", json::parse(id.method_json, nullptr, false)},
+          {"state", {{"global_step", s.global_step}, {"samples_consumed", s.samples_consumed},
+                     {"stream", s.stream_identity}, {"stream_offset", s.stream_offset},
+                     {"optimizer_step", s.optimizer_step}}},
+          {"modules", module_norms(s)}, {"stats", stats_summary(s)}};
+}
+
+std::string num(double v, int digits = 4) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+  return buf;
+}
+
+int cmd_show(const std::string& file, bool as_json) {
+  const CheckpointState s = AdapterCheckpoint::load(file);
+  const json d = describe(file, s);
+  if (as_json) {
+    std::cout << d.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << file << "\n"
+            << "  created      " << s.identity.created_utc << " by " << s.identity.engine_version << "\n"
+            << "  base model   " << s.identity.base_model_path << " (config " << s.identity.base_config_hash
+            << ", weights " << (s.identity.base_weights_hash.empty() ? "not recorded" : s.identity.base_weights_hash) << ")\n"
+            << "  layout       tp " << s.identity.tp_at_save << " x dp " << s.identity.dp_at_save << " at save\n"
+            << "  state        step " << s.global_step << ", " << s.samples_consumed << " samples consumed of "
+            << s.stream_identity << ", optimizer step " << s.optimizer_step << "\n"
+            << "  method       " << s.identity.method_json << "\n";
+  const json st = d["stats"];
+  if (st.contains("selected_fraction"))
+    std::cout << "  selection    " << st["selected"].get<double>() << " of " << st["samples"].get<double>()
+              << " samples selected (" << num(100 * st["selected_fraction"].get<double>(), 3) << "%) over "
+              << st["steps_recorded"] << " steps; mean ce " << num(st["first_ce_mean"].get<double>()) << " (first step) -> "
+              << num(st["last_ce_mean"].get<double>()) << " (last); last loss " << num(st["last_loss"].get<double>()) << "\n";
+  std::cout << "  module                                        |A|        |B|        |scale*B*A|\n";
+  for (const json& m : d["modules"]) {
+    char line[256];
+    std::snprintf(line, sizeof line, "  %-44s %-10s %-10s %s\n", m["module"].get<std::string>().c_str(),
+                  num(m["norm_A"].get<double>()).c_str(), num(m["norm_B"].get<double>()).c_str(),
+                  num(m["norm_delta"].get<double>()).c_str());
+    std::cout << line;
+  }
+  return 0;
+}
+
+int cmd_verify(const std::string& file, bool as_json) {
+  const VerifyReport r = AdapterCheckpoint::verify(file);
+  if (as_json) {
+    std::cout << json{{"file", file}, {"ok", r.ok}, {"problems", r.problems}}.dump(2) << "\n";
+  } else if (r.ok) {
+    std::cout << file << ": OK (structure, Fletcher32 and crc32 of every tensor)\n";
+  } else {
+    std::cout << file << ": BAD\n";
+    for (const std::string& p : r.problems) std::cout << "  " << p << "\n";
+  }
+  return r.ok ? 0 : 1;
+}
+
+int cmd_ls(const std::string& dir, bool as_json) {
+  TLM_CHECK(fs::is_directory(dir), dir, ": not a directory");
+  struct Row { int64_t step; json j; };
+  std::vector<Row> rows;
+  int64_t temporary = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (is_temporary_checkpoint_name(name)) {
+      ++temporary;
+      continue;
+    }
+    if (e.path().extension() != ".h5") continue;
+    const std::string path = e.path().string();
+    const VerifyReport r = AdapterCheckpoint::verify(path);
+    json j = {{"file", name}, {"bytes", fs::file_size(e.path())}, {"verified", r.ok}};
+    int64_t step = -1;
+    if (r.ok) {
+      const CheckpointState s = AdapterCheckpoint::load(path);
+      step = s.global_step;
+      j["step"] = s.global_step;
+      j["samples"] = s.samples_consumed;
+      j["created_utc"] = s.identity.created_utc;
+    } else {
+      j["problem"] = r.problems.empty() ? "" : r.problems.front();
+    }
+    rows.push_back({step, j});
+  }
+  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.step < b.step; });
+  if (as_json) {
+    json out = json::array();
+    for (const Row& r : rows) out.push_back(r.j);
+    std::cout << json{{"directory", dir}, {"checkpoints", out}, {"temporary_files", temporary}}.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "step    samples  created               size       verified  file\n";
+  for (const Row& r : rows) {
+    char line[512];
+    const json& j = r.j;
+    std::snprintf(line, sizeof line, "%-7s %-8s %-21s %-10s %-9s %s\n",
+                  j.contains("step") ? std::to_string(j["step"].get<int64_t>()).c_str() : "?",
+                  j.contains("samples") ? std::to_string(j["samples"].get<int64_t>()).c_str() : "?",
+                  j.value("created_utc", std::string("?")).c_str(),
+                  (num(j["bytes"].get<double>() / (1024.0 * 1024.0), 3) + " MiB").c_str(),
+                  j["verified"].get<bool>() ? "yes" : "NO", j["file"].get<std::string>().c_str());
+    std::cout << line;
+    if (!j["verified"].get<bool>()) std::cout << "        " << j["problem"].get<std::string>() << "\n";
+  }
+  if (temporary) std::cout << temporary << " temporary file(s) of interrupted saves (not checkpoints)\n";
+  return 0;
+}
+
+int cmd_diff(const std::string& a_path, const std::string& b_path, bool as_json) {
+  const CheckpointState a = AdapterCheckpoint::load(a_path), b = AdapterCheckpoint::load(b_path);
+  TLM_CHECK(modules_of(a) == modules_of(b), a_path, " and ", b_path, " adapt different modules");
+  json rows = json::array();
+  const double sa = lora_scale(a), sb = lora_scale(b);
+  for (const std::string& m : modules_of(a)) {
+    const at::Tensor &A1 = a.adapter.at(m + ".lora_A"), &B1 = a.adapter.at(m + ".lora_B");
+    const at::Tensor &A2 = b.adapter.at(m + ".lora_A"), &B2 = b.adapter.at(m + ".lora_B");
+    TLM_CHECK(A1.sizes() == A2.sizes() && B1.sizes() == B2.sizes(), "module ", m, ": shapes differ: A ",
+              A1.sizes(), " vs ", A2.sizes(), ", B ", B1.sizes(), " vs ", B2.sizes());
+    rows.push_back({{"module", m}, {"change_A", frobenius(A2 - A1)}, {"change_B", frobenius(B2 - B1)},
+                    {"change_delta", frobenius(at::matmul(B2, A2) * sb - at::matmul(B1, A1) * sa)}});
+  }
+  if (as_json) {
+    std::cout << json{{"a", a_path}, {"b", b_path}, {"steps", {a.global_step, b.global_step}}, {"modules", rows}}.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << a_path << " (step " << a.global_step << ") -> " << b_path << " (step " << b.global_step << ")\n";
+  std::cout << "  module                                        |dA|       |dB|       |d(scale*B*A)|\n";
+  for (const json& r : rows) {
+    char line[256];
+    std::snprintf(line, sizeof line, "  %-44s %-10s %-10s %s\n", r["module"].get<std::string>().c_str(),
+                  num(r["change_A"].get<double>()).c_str(), num(r["change_B"].get<double>()).c_str(),
+                  num(r["change_delta"].get<double>()).c_str());
+    std::cout << line;
+  }
+  return 0;
+}
+
+int cmd_export_peft(const std::string& file, const std::string& out, bool as_json) {
+  const CheckpointState s = AdapterCheckpoint::load(file);
+  const json m = json::parse(s.identity.method_json, nullptr, false);
+  TLM_CHECK(!m.is_discarded() && m.contains("lora_rank") && m.contains("lora_alpha") && m.contains("lora_targets"),
+            file, ": the method attribute lacks lora_rank / lora_alpha / lora_targets");
+  LoraConfig config;
+  config.rank = m["lora_rank"].get<int64_t>();
+  config.alpha = m["lora_alpha"].get<double>();
+  config.targets = m["lora_targets"].get<std::vector<std::string>>();
+  save_peft_adapter(out, s.adapter, config, s.identity.base_model_path);
+  if (as_json) std::cout << json{{"file", file}, {"peft_adapter", out}, {"tensors", s.adapter.size()}}.dump(2) << "\n";
+  else std::cout << file << " -> " << out << " (" << s.adapter.size() << " tensors, r=" << config.rank
+                 << ", alpha=" << config.alpha << ")\n";
+  return 0;
+}
+
+void usage(std::ostream& os) {
+  os << "tlm-ckpt: inspect tlm's HDF5 adapter checkpoints\n\n"
+        "  tlm-ckpt ls DIR [--json]\n"
+        "  tlm-ckpt show FILE [--json]\n"
+        "  tlm-ckpt diff A B [--json]\n"
+        "  tlm-ckpt verify FILE [--json]          exit 0 when it verifies, 1 when not\n"
+        "  tlm-ckpt export-peft FILE OUT [--json] adapter_model.safetensors + adapter_config.json\n";
+}
+
+}  // namespace
+}  // namespace tlm
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args;
+  bool as_json = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--json") as_json = true;
+    else if (a == "-h" || a == "--help") {
+      tlm::usage(std::cout);
+      return 0;
+    } else args.push_back(a);
+  }
+  if (args.empty()) {
+    tlm::usage(std::cerr);
+    return 2;
+  }
+  const std::string cmd = args[0];
+  const size_t want = cmd == "diff" || cmd == "export-peft" ? 3 : 2;
+  const bool known = cmd == "ls" || cmd == "show" || cmd == "diff" || cmd == "verify" || cmd == "export-peft";
+  if (!known || args.size() != want) {
+    std::cerr << "tlm-ckpt: " << (known ? "wrong number of arguments for '" + cmd + "'" : "unknown command '" + cmd + "'")
+              << "\n\n";
+    tlm::usage(std::cerr);
+    return 2;
+  }
+  try {
+    if (cmd == "ls") return tlm::cmd_ls(args[1], as_json);
+    if (cmd == "show") return tlm::cmd_show(args[1], as_json);
+    if (cmd == "verify") return tlm::cmd_verify(args[1], as_json);
+    if (cmd == "diff") return tlm::cmd_diff(args[1], args[2], as_json);
+    return tlm::cmd_export_peft(args[1], args[2], as_json);
+  } catch (const std::exception& e) {
+    tlm::log_error(e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,122 @@
+"""tlm adapt --checkpoint-dir and tlm-ckpt on a tiny random Llama made here: periodic
+checkpoints with keep-last, every tlm-ckpt command's table and --json output, verify's exit
+code on a damaged file, temporary files never listed as checkpoints, and export-peft output
+that HF PEFT loads onto the same model, giving the answer NLL tlm computes with the
+adapter within 1e-5."""
+import json
+import math
+import shutil
+import subprocess
+import unittest
+
+import h5py
+import numpy as np
+import peft
+import torch
+from safetensors.torch import load_file
+
+from tiny_llama import PROMPTS, chat_ids, make_tiny_llama
+from tlm_testing import SOURCE_DIR, binary, run, tmpdir
+
+
+def ckpt(*args, check=True):
+    cmd = [binary("launch/tlm-ckpt"), *map(str, args)]
+    if check:
+        return run(cmd).stdout
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+class TlmCkpt(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tmpdir("tlm-ckpt-")
+        cls.model_dir = cls.work / "model"
+        cls.model, cls.tok = make_tiny_llama(cls.model_dir)
+        cls.data = cls.work / "stream.jsonl"
+        cls.data.write_text("".join(json.dumps({"instruction": p, "output": "It depends on the soil."}) + "\n"
+                                    for p in PROMPTS))
+        cls.dir = cls.work / "ckpt"
+        run([binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "tlm-online.yaml",
+             "--model", cls.model_dir, "--data", cls.data, "--output-dir", cls.work / "run", "--chat-template",
+             "chatml", "--lr", "1e-3", "--threshold", 0, "--stream-batch", 4, "--train-batch-size", 2,
+             "--max-new-tokens", 4, "--checkpoint-dir", cls.dir, "--checkpoint-every-steps", 2, "--keep-last", 2])
+
+    def test_ls_keeps_the_newest_and_skips_temporary_files(self):
+        (self.dir / ".step-9.h5.tmp.123").write_bytes(b"partial")
+        listing = json.loads(ckpt("ls", self.dir, "--json"))
+        steps = [c["step"] for c in listing["checkpoints"]]
+        self.assertEqual(steps, [4, 5])  # every 2 steps, the final one, keep-last 2
+        self.assertTrue(all(c["verified"] for c in listing["checkpoints"]))
+        self.assertEqual(listing["temporary_files"], 1)
+        table = ckpt("ls", self.dir)
+        self.assertIn("step-5.h5", table)
+        self.assertIn("1 temporary file(s) of interrupted saves", table)
+        (self.dir / ".step-9.h5.tmp.123").unlink()
+
+    def test_show_and_diff(self):
+        show = json.loads(ckpt("show", self.dir / "step-5.h5", "--json"))
+        self.assertEqual(show["state"]["global_step"], 5)
+        self.assertEqual(show["state"]["samples_consumed"], 10)
+        self.assertEqual(show["method"]["lora_rank"], 8)
+        self.assertEqual(len(show["modules"]), 4)  # q_proj, v_proj of 2 layers
+        self.assertEqual(show["modules"][0]["module"], "model.layers.0.self_attn.q_proj")
+        self.assertGreater(show["modules"][0]["norm_delta"], 0)
+        self.assertEqual(show["stats"]["steps_recorded"], 5)
+        self.assertEqual(show["stats"]["samples"], 10)
+        table = ckpt("show", self.dir / "step-5.h5")
+        self.assertIn("|scale*B*A|", table)
+        self.assertIn("10 samples consumed", table)
+        diff = json.loads(ckpt("diff", self.dir / "step-4.h5", self.dir / "step-5.h5", "--json"))
+        self.assertEqual(diff["steps"], [4, 5])
+        self.assertTrue(all(m["change_B"] > 0 for m in diff["modules"]))
+        self.assertIn("|d(scale*B*A)|", ckpt("diff", self.dir / "step-4.h5", self.dir / "step-5.h5"))
+
+    def test_verify_exit_code_and_message(self):
+        good = self.dir / "step-5.h5"
+        self.assertEqual(ckpt("verify", good, check=False).returncode, 0)
+        bad = self.work / "bad.h5"
+        shutil.copy(good, bad)
+        with h5py.File(bad, "r") as f:  # a byte inside one tensor's stored chunk
+            offset = f["adapter/model.layers.1.self_attn.v_proj/lora_B"].id.get_chunk_info(0).byte_offset
+        data = bytearray(bad.read_bytes())
+        data[offset + 3] ^= 0xFF
+        bad.write_bytes(bytes(data))
+        proc = ckpt("verify", bad, "--json", check=False)
+        self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+        report = json.loads(proc.stdout)
+        self.assertFalse(report["ok"])
+        self.assertTrue(report["problems"])
+        print(f"[ckpt] flipped byte: {report['problems'][0]}", flush=True)
+
+    def test_export_peft_loads_in_peft_and_matches_tlm(self):
+        out = self.work / "peft"
+        ckpt("export-peft", self.dir / "step-5.h5", out)
+        ours = load_file(out / "adapter_model.safetensors")
+        run_adapter = load_file(self.work / "run" / "adapter" / "adapter_model.safetensors")
+        self.assertEqual(sorted(ours), sorted(run_adapter))
+        for k in ours:  # the final checkpoint holds the run's final adapter, bitwise
+            self.assertTrue(torch.equal(ours[k], run_adapter[k]), k)
+        model = peft.PeftModel.from_pretrained(self.model, str(out))
+        model.eval()
+        nll, count = 0.0, 0
+        for p in PROMPTS:
+            prompt = chat_ids(self.tok, p)
+            answer = self.tok("It depends on the soil.", add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([prompt + answer])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+            tgt = ids[0, 1:]
+            lp = logp[torch.arange(len(tgt)), tgt][len(prompt) - 1:]
+            nll -= float(lp.sum())
+            count += len(answer)
+        peft_nll = nll / count
+        ev = json.loads(run([binary("launch/tlm"), "eval", "--model", self.model_dir, "--data", self.data,
+                             "--chat-template", "chatml", "--cutoff-len", 0, "--adapter", out]).stdout)
+        ours_nll = ev["answer_nll"]["answer_nll_adapted"]
+        print(f"[parity] export-peft: answer NLL with the adapter, PEFT {peft_nll:.7f} vs tlm {ours_nll:.7f}", flush=True)
+        self.assertLess(abs(peft_nll - ours_nll), 1e-5)
+        self.assertGreater(abs(ev["answer_nll"]["answer_nll_base"] - ours_nll), 1e-4, "the adapter changed nothing")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
