@@ -32,8 +32,9 @@ void fault_injection_point(int world_rank, int64_t step) {
   log_warn(str_cat("TLM_FAULT_INJECT: rank ", world_rank, " ", action, " at step ", step));
   if (action == "kill") ::kill(::getpid(), SIGKILL);
   else if (action == "stop") ::kill(::getpid(), SIGSTOP);
+  else if (action == "term") ::kill(::getpid(), SIGTERM);
   else if (action == "throw") TLM_FAIL("TLM_FAULT_INJECT: injected failure at step ", step);
-  else TLM_FAIL("TLM_FAULT_INJECT: action must be kill, stop or throw, got '", action, "'");
+  else TLM_FAIL("TLM_FAULT_INJECT: action must be kill, stop, term or throw, got '", action, "'");
 }
 
 }  // namespace tlm

@@ -1,6 +1,6 @@
-// Test hook for failure behaviour: TLM_FAULT_INJECT="rank=R,step=S,action=kill|stop|throw"
+// Test hook for failure behaviour: TLM_FAULT_INJECT="rank=R,step=S,action=kill|stop|term|throw"
 // makes world rank R, on reaching step S of a job, SIGKILL itself (a crashed node), SIGSTOP
-// itself (a hung one) or throw (a failing one). Unset in production: one getenv per call.
+// itself (a hung one), SIGTERM itself (a scheduler's stop) or throw (a failing one). Unset in production: one getenv per call.
 #pragma once
 
 #include <cstdint>

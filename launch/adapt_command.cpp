@@ -1,5 +1,6 @@
 // tlm adapt: test-time learning over a prompt stream (online or offline), from a YAML recipe
 // (configs/tlm-online.yaml, configs/tlm-offline.yaml) with flags overriding its keys.
+#include <csignal>
 #include <iostream>
 
 #include <cxxopts.hpp>
@@ -11,6 +12,13 @@
 #include "launch/commands.h"
 
 namespace tlm {
+namespace {
+
+// SIGTERM (a scheduler's stop, mpirun forwarding one) and SIGINT: finish the step, checkpoint,
+// exit 0. Only sets an atomic flag: async-signal-safe.
+extern "C" void on_stop_signal(int) { request_stop(); }
+
+}  // namespace
 
 int run_adapt(int argc, char** argv) {
   cxxopts::Options options(
@@ -32,6 +40,8 @@ int run_adapt(int argc, char** argv) {
   LoadedModel m = load_model(recipe.model);
   recipe.adapt.generation.stop_ids = m.files.eos_ids;
   recipe.adapt.generation.pad_id = m.files.tokenizer->pad_id().value_or(0);
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
   run_adaptation(*m.model, *m.encoder, recipe.adapt, recipe.model.model, m.grid);
   log_info("outputs in " + recipe.adapt.output_dir);
   return 0;

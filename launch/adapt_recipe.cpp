@@ -71,6 +71,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"checkpoint-dir", "checkpoint.dir", "write HDF5 checkpoints (step-<k>.h5) here"},
     {"checkpoint-every-steps", "checkpoint.every_steps", "a checkpoint every N optimiser steps (0 = only at the end)"},
     {"keep-last", "checkpoint.keep_last", "checkpoints kept (the newest; 0 = all)"},
+    {"resume", "checkpoint.resume", "continue a stopped online job: latest (newest that verifies) or FILE"},
 };
 
 // The recipe's schema: every key a recipe may hold.
@@ -256,6 +257,7 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.checkpoints.directory = r.get<std::string>("checkpoint.dir", "");
   c.checkpoints.every_steps = r.get<int64_t>("checkpoint.every_steps", 0);
   c.checkpoints.keep_last = r.get<int64_t>("checkpoint.keep_last", 3);
+  c.resume = r.get<std::string>("checkpoint.resume", "");
   TLM_CHECK(c.checkpoints.every_steps >= 0, r.origin("checkpoint.every_steps"), ": checkpoint.every_steps must be >= 0");
   TLM_CHECK(c.checkpoints.keep_last >= 0, r.origin("checkpoint.keep_last"), ": checkpoint.keep_last must be >= 0");
   c.generation.max_new_tokens = r.get<int64_t>("generation.max_new_tokens", c.generation.max_new_tokens);

@@ -41,7 +41,8 @@ struct AdaptConfig {
   bool generate = true;          // false: adapt only (no predictions)
   bool answer_nll = true;        // summary: reference NLL under the base and adapted model
   std::string init_adapter;      // PEFT adapter directory to start from (parity tests, warm starts)
-  CheckpointOptions checkpoints; // HDF5 checkpoints of the job (no resume yet)
+  CheckpointOptions checkpoints; // HDF5 checkpoints of the job
+  std::string resume;            // "latest" (in checkpoints.directory) or a checkpoint file
 
   std::string schedule_name() const;
   double warmup() const;

@@ -132,7 +132,8 @@ ContinuationNll answer_nll_all(const LlamaModel& model, const std::vector<std::v
 
 // Trains on samples[begin, end) in batches of train_batch_size. `k` counts the steps of the
 // current schedule (its lr is schedule.lr(k)); `selection_ce` (offline) is indexed like samples.
-void train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& checkpoints,
+// Returns false when the job was asked to stop (checked before every step, on every rank).
+bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& checkpoints,
                  const AdaptConfig& config, const ProcessGrid& grid,
                  const LrSchedule& schedule, const std::vector<Sample>& samples, size_t begin, size_t end,
                  const std::vector<double>& selection_ce, RunOutputs& outputs, int64_t& samples_seen,
@@ -140,6 +141,7 @@ void train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& c
   const size_t bs = static_cast<size_t>(config.train_batch_size);
   for (size_t b = begin; b < end; b += bs, ++k) {
     const size_t e = std::min(end, b + bs);
+    if (checkpoints.stop_agreed()) return false;
     const auto [lb, le] = replica_block(b, e, grid);
     std::vector<double> sel;
     if (!selection_ce.empty())
@@ -150,6 +152,7 @@ void train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& c
     outputs.write_step(rec, samples_seen);
     checkpoints.after_step(rec, samples_seen, lora, learner.optimizer());
   }
+  return true;
 }
 
 // The method and its hyperparameters (summary.json "config", checkpoint "method").
@@ -208,7 +211,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     log_info("adapter initialised from " + config.init_adapter);
   }
   TestTimeLearner learner(model, lora, config.objective, config.step, config.adamw, grid.dp);
-  RunOutputs outputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root());
+  const bool online = config.mode == AdaptMode::Online;
   const nlohmann::json method = method_json(config);
   CheckpointIdentity identity;
   identity.engine_version = "tlm 0.1.0";
@@ -217,14 +220,36 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   identity.tp_at_save = grid.tp_size;
   identity.dp_at_save = grid.dp_size;
   identity.method_json = method.dump();
-  JobCheckpoints checkpoints(config.checkpoints, identity,
-                             str_cat(config.data, " (", samples.size(), " prompts)"), grid);
+  const std::string stream_identity = str_cat(config.data, " (", samples.size(), " prompts)");
+  JobCheckpoints checkpoints(config.checkpoints, identity, stream_identity, grid);
   const ScheduleKind kind = parse_schedule(config.schedule_name());
-  std::vector<std::string> predictions;
   int64_t samples_seen = 0;
   double generate_seconds = 0, train_seconds = 0;
 
-  const bool online = config.mode == AdaptMode::Online;
+  // Resume: the checkpoint's adapter, moments, counts and stream offset; the output files keep
+  // the lines consistent with it (answers are written chunk by chunk before training).
+  ResumePoint resume_point;
+  if (!config.resume.empty()) {
+    TLM_CHECK(online, "--resume: only online jobs resume so far (an offline job reruns from the start)");
+    const std::string path = find_resume_checkpoint(config.resume, config.checkpoints.directory);
+    const CheckpointState state = AdapterCheckpoint::load(path);
+    apply_checkpoint(state, identity, stream_identity, lora, learner.optimizer(), path);
+    learner.set_steps(state.global_step);
+    checkpoints.restore(state);
+    samples_seen = state.samples_consumed;
+    const int64_t chunk = config.stream_batch, n = static_cast<int64_t>(samples.size());
+    resume_point.steps = state.global_step;
+    resume_point.predictions = config.generate ? std::min(n, (samples_seen + chunk - 1) / chunk * chunk) : 0;
+    log_info(str_cat("resumed from ", path, ": step ", state.global_step, ", ", samples_seen, " of ", n,
+                     " prompts learned (saved at tp ", state.identity.tp_at_save, ", running at tp ", grid.tp_size, ")"));
+  }
+  RunOutputs outputs = config.resume.empty()
+                           ? RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root())
+                           : RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root(), resume_point);
+  std::vector<std::string> predictions = outputs.kept_predictions();
+  const size_t offset = static_cast<size_t>(samples_seen);
+  bool stopped = false;
+
   std::string targets;
   for (const std::string& t : config.lora.targets) targets += (targets.empty() ? "" : ",") + t;
   log_info(str_cat(online ? "online" : "offline", " TLM on ", samples.size(), " prompts from ",
@@ -234,26 +259,34 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
                    config.objective.sample_selection ? "" : " (no sample selection)"));
   if (online) {
     const size_t chunk = static_cast<size_t>(config.stream_batch);
+    const size_t bs = static_cast<size_t>(config.train_batch_size);
     LrSchedule schedule;
     int64_t k = 0;
-    for (size_t b = 0; b < samples.size(); b += chunk) {
+    bool schedule_ready = false;
+    for (size_t b = 0; b < samples.size() && !stopped; b += chunk) {
       const size_t e = std::min(samples.size(), b + chunk);
-      if (config.generate) {
+      if (e <= offset) continue;  // learned before the resume
+      const size_t from = std::max(b, offset);
+      if (config.generate && from == b) {
         auto t = std::chrono::steady_clock::now();
         answer(model, encoder, config, grid, samples, b, e, outputs, predictions);
         generate_seconds += seconds_since(t);
       }
-      if (config.fresh_optimizer_per_chunk || b == 0) {
-        if (b > 0) learner.optimizer().reset();
-        const int64_t total = config.fresh_optimizer_per_chunk ? steps_for(e - b, config.train_batch_size)
-                                                               : steps_for(samples.size(), config.train_batch_size);
-        schedule = LrSchedule::make(kind, config.learning_rate, total, config.warmup());
-        k = 0;
+      if (config.fresh_optimizer_per_chunk) {
+        if (from == b && b > 0) learner.optimizer().reset();
+        schedule = LrSchedule::make(kind, config.learning_rate, steps_for(e - b, config.train_batch_size), config.warmup());
+        k = static_cast<int64_t>((from - b + bs - 1) / bs);
+      } else if (!schedule_ready) {
+        schedule = LrSchedule::make(kind, config.learning_rate, steps_for(samples.size(), config.train_batch_size),
+                                    config.warmup());
+        k = learner.steps();
+        schedule_ready = true;
       }
       auto t = std::chrono::steady_clock::now();
-      train_range(learner, lora, checkpoints, config, grid, schedule, samples, b, e, {}, outputs, samples_seen, k);
+      stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, from, e, {}, outputs,
+                             samples_seen, k);
       train_seconds += seconds_since(t);
-      outputs.log_progress(static_cast<int64_t>(e));
+      outputs.log_progress(samples_seen);
     }
   } else {
     lora.set_enabled(false);
@@ -267,11 +300,13 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     int64_t k = 0;
     for (size_t b = 0; b < samples.size(); b += chunk) {
       const size_t e = std::min(samples.size(), b + chunk);
-      train_range(learner, lora, checkpoints, config, grid, schedule, samples, b, e, base_ce, outputs, samples_seen, k);
+      stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, b, e, base_ce, outputs,
+                             samples_seen, k);
+      if (stopped) break;
       outputs.log_progress(static_cast<int64_t>(e));
     }
     train_seconds += seconds_since(t);
-    if (config.generate) {
+    if (config.generate && !stopped) {
       auto g = std::chrono::steady_clock::now();
       answer(model, encoder, config, grid, samples, 0, samples.size(), outputs, predictions);
       generate_seconds += seconds_since(g);
@@ -280,6 +315,16 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
 
   const std::string adapter_dir = config.output_dir + "/adapter";
   checkpoints.finish(samples_seen, learner.steps(), lora, learner.optimizer());
+  if (stopped) {
+    if (!checkpoints.enabled())
+      log_warn("stopped by a signal without --checkpoint-dir: what this run learned is not saved");
+    log_info(str_cat("stopped by a signal after step ", learner.steps(), " (", samples_seen, " of ", samples.size(),
+                     " prompts learned); continue with --resume latest"));
+    nlohmann::json summary = {{"stopped", true}, {"steps", learner.steps()}, {"samples_learned", samples_seen},
+                              {"samples", samples.size()}, {"layout", grid.describe()}, {"config", method}};
+    outputs.write_summary(summary);
+    return summary;
+  }
   const auto full_adapter = lora.full_state();  // collective over TP
   if (grid.is_root()) save_peft_adapter(adapter_dir, full_adapter, config.lora, model_path);
 

@@ -1,15 +1,91 @@
 #include "engine/learn/job_checkpoints.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+#include <nlohmann/json.hpp>
 
 #include "dist/lora_parallel.h"
 #include "engine/common/error.h"
 #include "engine/common/log.h"
 
 namespace tlm {
+
+namespace {
+std::atomic<bool> g_stop_requested{false};
+}  // namespace
+
+void request_stop() { g_stop_requested.store(true); }
+
+bool JobCheckpoints::stop_agreed() const {
+  at::Tensor flag = at::tensor({static_cast<int64_t>(g_stop_requested.load() ? 1 : 0)}, at::kLong);
+  grid_.world->all_reduce(flag, ReduceOp::Max);
+  return flag.item<int64_t>() != 0;
+}
+
+void JobCheckpoints::restore(const CheckpointState& state) {
+  stats_ = state.stats;
+  last_saved_step_ = state.global_step;
+}
+
+std::string find_resume_checkpoint(const std::string& spec, const std::string& directory) {
+  if (spec != "latest") return spec;
+  TLM_CHECK(!directory.empty(), "--resume latest needs --checkpoint-dir");
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (std::filesystem::is_directory(directory)) {
+    for (const auto& e : std::filesystem::directory_iterator(directory)) {
+      const std::string name = e.path().filename().string();
+      if (is_temporary_checkpoint_name(name) || name.rfind("step-", 0) != 0 || e.path().extension() != ".h5") continue;
+      found.emplace_back(std::stoll(name.substr(5)), e.path().string());
+    }
+  }
+  std::sort(found.rbegin(), found.rend());
+  for (const auto& [step, path] : found) {
+    const VerifyReport r = AdapterCheckpoint::verify(path);
+    if (r.ok) return path;
+    log_warn(str_cat("--resume latest: skipping ", path, ": ", r.problems.empty() ? "" : r.problems.front()));
+  }
+  TLM_FAIL("--resume latest: no checkpoint in ", directory, " verifies (", found.size(), " found)");
+}
+
+void apply_checkpoint(const CheckpointState& state, const CheckpointIdentity& expected,
+                      const std::string& stream_identity, LoraAdapters& lora, AdamW& optimizer,
+                      const std::string& path) {
+  TLM_CHECK(state.identity.base_config_hash == expected.base_config_hash, path,
+            ": saved for a base model with config fingerprint ", state.identity.base_config_hash,
+            " (", state.identity.base_model_path, "), this job's model has ", expected.base_config_hash);
+  const nlohmann::json saved = nlohmann::json::parse(state.identity.method_json, nullptr, false);
+  const nlohmann::json now = nlohmann::json::parse(expected.method_json);
+  for (const char* key : {"lora_rank", "lora_alpha", "lora_targets", "mode"}) {
+    TLM_CHECK(!saved.is_discarded() && saved.contains(key) && saved[key] == now[key], path, ": method '", key,
+              "' is ", saved.is_discarded() || !saved.contains(key) ? "missing" : saved[key].dump(),
+              " in the checkpoint but ", now[key].dump(), " in this job");
+  }
+  TLM_CHECK(state.stream_identity == stream_identity, path, ": saved for stream '", state.stream_identity,
+            "', this job reads '", stream_identity, "'");
+  lora.load_full_state(state.adapter, path);
+  const std::vector<std::string> names = lora.parameter_names();
+  const std::vector<LoraSlot*> slots = lora.slots();
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < names.size(); ++i) {
+    const LoraPart& part = i % 2 == 0 ? slots[i / 2]->a_part : slots[i / 2]->b_part;
+    auto m = state.exp_avg.find(names[i]);
+    auto v = state.exp_avg_sq.find(names[i]);
+    TLM_CHECK(m != state.exp_avg.end() && v != state.exp_avg_sq.end(), path, ": no AdamW moments for '",
+              names[i], "'");
+    TLM_CHECK(m->second.sizes() == v->second.sizes() &&
+                  m->second.sizes().vec() == part.full_shape,
+              path, ": moments of '", names[i], "' have shape ", m->second.sizes(), ", the adapter needs ",
+              at::IntArrayRef(part.full_shape));
+    optimizer.exp_avg()[i].copy_(part.slice_of(m->second));
+    optimizer.exp_avg_sq()[i].copy_(part.slice_of(v->second));
+  }
+  optimizer.set_step_count(state.optimizer_step);
+}
 
 JobCheckpoints::JobCheckpoints(CheckpointOptions options, CheckpointIdentity identity,
                                std::string stream_identity, const ProcessGrid& grid)

@@ -1,7 +1,8 @@
 // Periodic HDF5 checkpoints of an adaptation job (checkpoints/adapter_checkpoint.h): every
 // `every_steps` optimiser steps the full-size adapter and AdamW moments are assembled over
 // TP (a collective on every rank), rank 0 writes DIR/step-<k>.h5 atomically and keeps the
-// newest `keep_last`. Resuming from these files is not built yet.
+// newest `keep_last`. A job resumes from one (online mode): adapter, moments, step counts,
+// statistics and stream offset come back exactly.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,10 @@ class JobCheckpoints {
   void after_step(const StepRecord& step, int64_t samples_consumed, LoraAdapters& lora, AdamW& optimizer);
   // The checkpoint at the end of the job (skipped when the last step already saved one).
   void finish(int64_t samples_consumed, int64_t steps, LoraAdapters& lora, AdamW& optimizer);
+  // Continues the statistics of a resumed job.
+  void restore(const CheckpointState& state);
+  // True on every rank when any rank was asked to stop (SIGTERM/SIGINT): a collective.
+  bool stop_agreed() const;
 
  private:
   void save(int64_t step, int64_t samples_consumed, LoraAdapters& lora, AdamW& optimizer);
@@ -42,5 +47,19 @@ class JobCheckpoints {
   int64_t last_saved_step_ = -1;
   std::vector<std::string> written_;
 };
+
+// Set from a signal handler (async-signal-safe): the job finishes its step, checkpoints, exits.
+void request_stop();
+
+// The checkpoint to resume from: `spec` is a file, or "latest" (the newest file in `directory`
+// that verifies; the ones skipped and why are logged). Throws when none qualifies.
+std::string find_resume_checkpoint(const std::string& spec, const std::string& directory);
+
+// Puts the checkpoint's full-size adapter and AdamW moments into this rank's slices and sets
+// the optimiser step. Refuses (naming both values) a checkpoint of another base model config,
+// LoRA rank, alpha or targets, or another stream.
+void apply_checkpoint(const CheckpointState& state, const CheckpointIdentity& expected,
+                      const std::string& stream_identity, LoraAdapters& lora, AdamW& optimizer,
+                      const std::string& path);
 
 }  // namespace tlm

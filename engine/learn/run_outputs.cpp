@@ -33,6 +33,52 @@ RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples, bool
   metrics_ = open_for_write(directory + "/metrics.jsonl");
 }
 
+namespace {
+
+// The first `keep` lines of `path` (throws when it has fewer: the outputs do not belong to
+// the checkpoint's job).
+std::vector<std::string> first_lines(const std::string& path, int64_t keep) {
+  std::ifstream in(path);
+  TLM_CHECK(keep == 0 || in.good(), path, ": cannot read it to resume (", keep, " lines expected)");
+  std::vector<std::string> lines;
+  for (std::string line; static_cast<int64_t>(lines.size()) < keep && std::getline(in, line);) lines.push_back(line);
+  TLM_CHECK(static_cast<int64_t>(lines.size()) == keep, path, ": has ", lines.size(),
+            " lines but the checkpoint needs ", keep, "; resume into the output directory of the stopped run");
+  return lines;
+}
+
+}  // namespace
+
+RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples, bool writer,
+                       const ResumePoint& resume)
+    : directory_(directory), total_(total_samples), writer_(writer),
+      start_(std::chrono::steady_clock::now()) {
+  if (!writer_) return;
+  const std::vector<std::string> predictions = first_lines(directory + "/predictions.jsonl", resume.predictions);
+  const std::vector<std::string> steps = first_lines(directory + "/metrics.jsonl", resume.steps);
+  predictions_ = open_for_write(directory + "/predictions.jsonl");
+  metrics_ = open_for_write(directory + "/metrics.jsonl");
+  for (const std::string& line : predictions) {
+    predictions_ << line << "\n";
+    kept_predictions_.push_back(nlohmann::json::parse(line).value("predict", std::string()));
+  }
+  for (const std::string& line : steps) {
+    metrics_ << line << "\n";
+    const nlohmann::json j = nlohmann::json::parse(line);
+    const auto ce = j["ce"].get<std::vector<double>>();
+    const auto selected = j["selected"].get<std::vector<bool>>();
+    for (size_t i = 0; i < ce.size(); ++i) {
+      ++trained_;
+      ce_sum_ += ce[i];
+      if (selected[i]) ++selected_;
+    }
+    train_tokens_ += j["tokens"].get<int64_t>();
+    train_seconds_ += j["seconds"].get<double>();
+  }
+  predictions_.flush();
+  metrics_.flush();
+}
+
 void RunOutputs::write_prediction(const PromptRecord& record, const std::string& prediction) {
   if (!writer_) return;
   nlohmann::json j = {{"index", record.index}, {"prompt", record.prompt}, {"predict", prediction}};

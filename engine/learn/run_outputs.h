@@ -10,6 +10,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -18,11 +19,22 @@
 
 namespace tlm {
 
+// Where a resumed job picks its files up: the lines consistent with its checkpoint.
+struct ResumePoint {
+  int64_t predictions = 0;
+  int64_t steps = 0;
+};
+
 class RunOutputs {
  public:
   // Only the `writer` (rank 0 of a distributed job) creates and writes files and logs
   // progress; every rank keeps the counters.
   RunOutputs(const std::string& directory, int64_t total_samples, bool writer = true);
+  // Resuming: keeps the first resume.predictions / resume.steps lines of the existing files (a
+  // crash may have left more), appends after them, restores the counters from the kept steps.
+  RunOutputs(const std::string& directory, int64_t total_samples, bool writer, const ResumePoint& resume);
+  // The answers kept by a resumed job, in stream order.
+  const std::vector<std::string>& kept_predictions() const { return kept_predictions_; }
 
   void write_prediction(const PromptRecord& record, const std::string& prediction);
   void write_step(const StepRecord& step, int64_t samples_seen);
@@ -48,6 +60,7 @@ class RunOutputs {
   double ce_sum_ = 0.0;
   int64_t train_tokens_ = 0;
   double train_seconds_ = 0.0;
+  std::vector<std::string> kept_predictions_;
 };
 
 }  // namespace tlm

@@ -55,6 +55,7 @@ class TestTimeLearner {
 
   AdamW& optimizer() { return optimizer_; }
   int64_t steps() const { return steps_; }
+  void set_steps(int64_t steps) { steps_ = steps; }  // a resumed job continues the count
   int64_t skipped_steps() const { return skipped_; }
 
  private:
