@@ -72,6 +72,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"checkpoint-every-steps", "checkpoint.every_steps", "a checkpoint every N optimiser steps (0 = only at the end)"},
     {"keep-last", "checkpoint.keep_last", "checkpoints kept (the newest; 0 = all)"},
     {"resume", "checkpoint.resume", "continue a stopped online job: latest (newest that verifies) or FILE"},
+    {"resume-ignore-base", "checkpoint.ignore_base_mismatch", "resume even if the checkpoint was saved for another base model config (loud in the log)"},
 };
 
 // The recipe's schema: every key a recipe may hold.
@@ -258,6 +259,7 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.checkpoints.every_steps = r.get<int64_t>("checkpoint.every_steps", 0);
   c.checkpoints.keep_last = r.get<int64_t>("checkpoint.keep_last", 3);
   c.resume = r.get<std::string>("checkpoint.resume", "");
+  c.resume_ignore_base = r.get<bool>("checkpoint.ignore_base_mismatch", false);
   TLM_CHECK(c.checkpoints.every_steps >= 0, r.origin("checkpoint.every_steps"), ": checkpoint.every_steps must be >= 0");
   TLM_CHECK(c.checkpoints.keep_last >= 0, r.origin("checkpoint.keep_last"), ": checkpoint.keep_last must be >= 0");
   c.generation.max_new_tokens = r.get<int64_t>("generation.max_new_tokens", c.generation.max_new_tokens);

@@ -43,6 +43,7 @@ struct AdaptConfig {
   std::string init_adapter;      // PEFT adapter directory to start from (parity tests, warm starts)
   CheckpointOptions checkpoints; // HDF5 checkpoints of the job
   std::string resume;            // "latest" (in checkpoints.directory) or a checkpoint file
+  bool resume_ignore_base = false;  // load a checkpoint saved for another base model config
 
   std::string schedule_name() const;
   double warmup() const;

@@ -233,7 +233,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     TLM_CHECK(online, "--resume: only online jobs resume so far (an offline job reruns from the start)");
     const std::string path = find_resume_checkpoint(config.resume, config.checkpoints.directory);
     const CheckpointState state = AdapterCheckpoint::load(path);
-    apply_checkpoint(state, identity, stream_identity, lora, learner.optimizer(), path);
+    apply_checkpoint(state, identity, stream_identity, lora, learner.optimizer(), path, config.resume_ignore_base);
     learner.set_steps(state.global_step);
     checkpoints.restore(state);
     samples_seen = state.samples_consumed;

@@ -54,10 +54,15 @@ std::string find_resume_checkpoint(const std::string& spec, const std::string& d
 
 void apply_checkpoint(const CheckpointState& state, const CheckpointIdentity& expected,
                       const std::string& stream_identity, LoraAdapters& lora, AdamW& optimizer,
-                      const std::string& path) {
-  TLM_CHECK(state.identity.base_config_hash == expected.base_config_hash, path,
-            ": saved for a base model with config fingerprint ", state.identity.base_config_hash,
-            " (", state.identity.base_model_path, "), this job's model has ", expected.base_config_hash);
+                      const std::string& path, bool ignore_base_mismatch) {
+  if (state.identity.base_config_hash != expected.base_config_hash) {
+    const std::string what = str_cat(path, ": saved for a base model with config fingerprint ",
+                                     state.identity.base_config_hash, " (", state.identity.base_model_path,
+                                     "), this job's model has ", expected.base_config_hash, " (",
+                                     expected.base_model_path, ")");
+    TLM_CHECK(ignore_base_mismatch, what, "; pass --resume-ignore-base to load it anyway");
+    log_warn("RESUMING ONTO A DIFFERENT BASE MODEL (--resume-ignore-base): " + what);
+  }
   const nlohmann::json saved = nlohmann::json::parse(state.identity.method_json, nullptr, false);
   const nlohmann::json now = nlohmann::json::parse(expected.method_json);
   for (const char* key : {"lora_rank", "lora_alpha", "lora_targets", "mode"}) {

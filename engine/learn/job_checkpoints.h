@@ -56,10 +56,11 @@ void request_stop();
 std::string find_resume_checkpoint(const std::string& spec, const std::string& directory);
 
 // Puts the checkpoint's full-size adapter and AdamW moments into this rank's slices and sets
-// the optimiser step. Refuses (naming both values) a checkpoint of another base model config,
-// LoRA rank, alpha or targets, or another stream.
+// the optimiser step. Refuses (naming both values) a checkpoint of another base model config
+// (unless `ignore_base_mismatch`, which says so in the log), LoRA rank, alpha or targets, or
+// another stream; tensors that do not fit the model are refused with module and shapes.
 void apply_checkpoint(const CheckpointState& state, const CheckpointIdentity& expected,
                       const std::string& stream_identity, LoraAdapters& lora, AdamW& optimizer,
-                      const std::string& path);
+                      const std::string& path, bool ignore_base_mismatch = false);
 
 }  // namespace tlm

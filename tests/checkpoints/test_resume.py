@@ -115,6 +115,22 @@ class Resume(unittest.TestCase):
         print(f"[resume] {trials} kill -9 trials: {counts}", flush=True)
         self.assertGreater(len(counts["resumed from step"]), trials // 2)
 
+    def test_checkpoint_of_another_base_model_is_refused(self):
+        other = self.work / "other-model"  # the same model with another rope theta: another config
+        shutil.copytree(self.model_dir, other)
+        config = json.loads((other / "config.json").read_text())
+        config["rope_theta"] = 20000.0
+        config.pop("rope_parameters", None)
+        (other / "config.json").write_text(json.dumps(config))
+        out = self.work / "other-base"
+        shutil.copytree(self.full / "ckpt", out / "ckpt")
+        cmd = self.cmd(out, "--resume", out / "ckpt" / "step-6.h5")
+        cmd[cmd.index("--model") + 1] = other
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=ENV)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("saved for a base model with config fingerprint", proc.stderr)
+        self.assertIn("--resume-ignore-base", proc.stderr)
+
     def test_resharding_tp2_checkpoint_to_tp1_and_tp4(self):
         base = self.work / "tp2"
         run(MPIRUN + ["-np", "2"] + self.cmd(base) + ["--tp-size", 2], env=ENV)
