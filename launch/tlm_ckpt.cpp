@@ -4,6 +4,7 @@
 //   tlm-ckpt diff A B               per-module change between two checkpoints
 //   tlm-ckpt verify FILE            checksums and structure; exit 0 good, 1 bad
 //   tlm-ckpt export-peft FILE OUT   adapter_model.safetensors + adapter_config.json for HF PEFT
+//   tlm-ckpt merge FILE --base DIR OUT   the base model with the adapter folded in (HF directory)
 // Tables for people by default; --json for scripts.
 #include <algorithm>
 #include <cctype>
@@ -22,7 +23,10 @@
 #include "checkpoints/adapter_checkpoint.h"
 #include "engine/common/error.h"
 #include "engine/common/log.h"
+#include "engine/formats/safetensors_writer.h"
 #include "engine/learn/peft_adapter.h"
+#include "engine/model/model_files.h"
+#include "engine/model/weight_source.h"
 
 namespace tlm {
 namespace {
@@ -273,13 +277,58 @@ int cmd_export_peft(const std::string& file, const std::string& out, bool as_jso
   return 0;
 }
 
+// W + scale * B A for every adapted projection, every other tensor as it is, written in fp32
+// as OUT/model.safetensors beside the base's config and tokenizer files.
+int cmd_merge(const std::string& file, const std::string& base, const std::string& out, bool as_json) {
+  TLM_CHECK(fs::is_directory(base) && fs::exists(fs::path(base) / "config.json"), base,
+            ": merge needs an HF model directory (config.json + safetensors) as --base; GGUF bases are not "
+            "supported yet");
+  const CheckpointState s = AdapterCheckpoint::load(file);
+  ModelFiles files = open_model_files(base);
+  const std::string fingerprint = content_fingerprint(files.config.summary());
+  TLM_CHECK(fingerprint == s.identity.base_config_hash, file, ": saved for a base model with config fingerprint ",
+            s.identity.base_config_hash, " (", s.identity.base_model_path, "), ", base, " has ", fingerprint);
+  const double scale = lora_scale(s);
+  SafetensorsModel model(base);
+  std::vector<at::Tensor> keep;
+  std::vector<SafetensorsEntry> entries;
+  int64_t merged = 0;
+  for (const std::string& name : model.tensor_names()) {
+    at::Tensor w = files.weights->load(name, WeightSlice::whole()).to(at::kFloat).contiguous();
+    const std::string module = name.size() > 7 ? name.substr(0, name.size() - 7) : "";
+    auto a = s.adapter.find(module + ".lora_A");
+    if (name.size() > 7 && name.substr(name.size() - 7) == ".weight" && a != s.adapter.end()) {
+      const at::Tensor delta = at::matmul(s.adapter.at(module + ".lora_B"), a->second) * scale;
+      TLM_CHECK(delta.sizes() == w.sizes(), file, ": module '", module, "': B A is ", delta.sizes(),
+                " but the base weight is ", w.sizes());
+      w = (w + delta).contiguous();
+      ++merged;
+    }
+    keep.push_back(w);
+    entries.push_back({name, StDtype::F32, w.sizes().vec(), w.data_ptr()});
+  }
+  TLM_CHECK(2 * merged == static_cast<int64_t>(s.adapter.size()), file, ": ", s.adapter.size() / 2,
+            " adapted modules but only ", merged, " found in ", base);
+  fs::create_directories(out);
+  write_safetensors((fs::path(out) / "model.safetensors").string(), entries, {{"format", "pt"}});
+  for (const auto& e : fs::directory_iterator(base)) {
+    const std::string name = e.path().filename().string();
+    if (e.path().extension() == ".safetensors" || name == "model.safetensors.index.json" || !e.is_regular_file()) continue;
+    fs::copy_file(e.path(), fs::path(out) / name, fs::copy_options::overwrite_existing);
+  }
+  if (as_json) std::cout << json{{"file", file}, {"base", base}, {"out", out}, {"merged_modules", merged}}.dump(2) << "\n";
+  else std::cout << file << " + " << base << " -> " << out << " (" << merged << " projections merged, scale " << scale << ")\n";
+  return 0;
+}
+
 void usage(std::ostream& os) {
   os << "tlm-ckpt: inspect tlm's HDF5 adapter checkpoints\n\n"
         "  tlm-ckpt ls DIR [--json]\n"
         "  tlm-ckpt show FILE [--json]\n"
         "  tlm-ckpt diff A B [--json]\n"
         "  tlm-ckpt verify FILE [--json]          exit 0 when it verifies, 1 when not\n"
-        "  tlm-ckpt export-peft FILE OUT [--json] adapter_model.safetensors + adapter_config.json\n";
+        "  tlm-ckpt export-peft FILE OUT [--json] adapter_model.safetensors + adapter_config.json\n"
+        "  tlm-ckpt merge FILE --base DIR OUT [--json]  base (HF directory) with the adapter folded in\n";
 }
 
 }  // namespace
@@ -288,9 +337,11 @@ void usage(std::ostream& os) {
 int main(int argc, char** argv) {
   std::vector<std::string> args;
   bool as_json = false;
+  std::string base;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json") as_json = true;
+    else if (a == "--base" && i + 1 < argc) base = argv[++i];
     else if (a == "-h" || a == "--help") {
       tlm::usage(std::cout);
       return 0;
@@ -301,8 +352,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string cmd = args[0];
-  const size_t want = cmd == "diff" || cmd == "export-peft" ? 3 : 2;
-  const bool known = cmd == "ls" || cmd == "show" || cmd == "diff" || cmd == "verify" || cmd == "export-peft";
+  const size_t want = cmd == "diff" || cmd == "export-peft" || cmd == "merge" ? 3 : 2;
+  const bool known = cmd == "ls" || cmd == "show" || cmd == "diff" || cmd == "verify" || cmd == "export-peft" ||
+                     cmd == "merge";
+  if (cmd == "merge" && base.empty()) {
+    std::cerr << "tlm-ckpt merge: --base DIR is required\n";
+    return 2;
+  }
   if (!known || args.size() != want) {
     std::cerr << "tlm-ckpt: " << (known ? "wrong number of arguments for '" + cmd + "'" : "unknown command '" + cmd + "'")
               << "\n\n";
@@ -314,6 +370,7 @@ int main(int argc, char** argv) {
     if (cmd == "show") return tlm::cmd_show(args[1], as_json);
     if (cmd == "verify") return tlm::cmd_verify(args[1], as_json);
     if (cmd == "diff") return tlm::cmd_diff(args[1], args[2], as_json);
+    if (cmd == "merge") return tlm::cmd_merge(args[1], base, args[2], as_json);
     return tlm::cmd_export_peft(args[1], args[2], as_json);
   } catch (const std::exception& e) {
     tlm::log_error(e.what());

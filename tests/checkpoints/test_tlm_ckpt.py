@@ -3,6 +3,7 @@ checkpoints with keep-last, every tlm-ckpt command's table and --json output, ve
 code on a damaged file, temporary files never listed as checkpoints, and export-peft output
 that HF PEFT loads onto the same model, giving the answer NLL tlm computes with the
 adapter within 1e-5."""
+import copy
 import json
 import math
 import shutil
@@ -13,6 +14,7 @@ import h5py
 import numpy as np
 import peft
 import torch
+import transformers
 from safetensors.torch import load_file
 
 from tiny_llama import PROMPTS, chat_ids, make_tiny_llama
@@ -96,7 +98,7 @@ class TlmCkpt(unittest.TestCase):
         self.assertEqual(sorted(ours), sorted(run_adapter))
         for k in ours:  # the final checkpoint holds the run's final adapter, bitwise
             self.assertTrue(torch.equal(ours[k], run_adapter[k]), k)
-        model = peft.PeftModel.from_pretrained(self.model, str(out))
+        model = peft.PeftModel.from_pretrained(copy.deepcopy(self.model), str(out))
         model.eval()
         nll, count = 0.0, 0
         for p in PROMPTS:
@@ -116,6 +118,28 @@ class TlmCkpt(unittest.TestCase):
         print(f"[parity] export-peft: answer NLL with the adapter, PEFT {peft_nll:.7f} vs tlm {ours_nll:.7f}", flush=True)
         self.assertLess(abs(peft_nll - ours_nll), 1e-5)
         self.assertGreater(abs(ev["answer_nll"]["answer_nll_base"] - ours_nll), 1e-4, "the adapter changed nothing")
+
+    def test_merge_loads_in_transformers_with_the_adapted_logits(self):
+        merged = self.work / "merged"
+        out = ckpt("merge", self.dir / "step-5.h5", "--base", self.model_dir, merged)
+        self.assertIn("4 projections merged", out)
+        peft_dir = self.work / "peft-for-merge"
+        ckpt("export-peft", self.dir / "step-5.h5", peft_dir)
+        adapted = peft.PeftModel.from_pretrained(copy.deepcopy(self.model), str(peft_dir)).eval()
+        folded = transformers.AutoModelForCausalLM.from_pretrained(merged, torch_dtype=torch.float32).eval()
+        ids = torch.tensor([chat_ids(self.tok, p) for p in PROMPTS[:1]])
+        with torch.no_grad():
+            want = adapted(input_ids=ids).logits
+            got = folded(input_ids=ids).logits
+            base = transformers.AutoModelForCausalLM.from_pretrained(self.model_dir).eval()(input_ids=ids).logits
+        diff = float((got - want).abs().max())
+        print(f"[parity] merge: transformers on the merged directory vs PEFT adapter, logits max abs diff {diff:.2e} "
+              f"(adapter moves logits by {float((want - base).abs().max()):.2e})", flush=True)
+        self.assertLess(diff, 1e-4)
+        self.assertGreater(float((want - base).abs().max()), 1e-3)
+        proc = ckpt("merge", self.dir / "step-5.h5", "--base", self.work / "nope", self.work / "m2", check=False)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("needs an HF model directory", proc.stderr)
 
 
 if __name__ == "__main__":
