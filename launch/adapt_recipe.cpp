@@ -70,6 +70,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"score-batch", "eval.score_batch", "prompts per scoring forward"},
     {"checkpoint-dir", "checkpoint.dir", "write HDF5 checkpoints (step-<k>.h5) here"},
     {"checkpoint-every-steps", "checkpoint.every_steps", "a checkpoint every N optimiser steps (0 = only at the end)"},
+    {"checkpoint-every-seconds", "checkpoint.every_seconds", "also a checkpoint when this many seconds passed since the last (0 = off)"},
     {"keep-last", "checkpoint.keep_last", "checkpoints kept (the newest; 0 = all)"},
     {"resume", "checkpoint.resume", "continue a stopped online job: latest (newest that verifies) or FILE"},
     {"resume-ignore-base", "checkpoint.ignore_base_mismatch", "resume even if the checkpoint was saved for another base model config (loud in the log)"},
@@ -258,6 +259,8 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.checkpoints.directory = r.get<std::string>("checkpoint.dir", "");
   c.checkpoints.every_steps = r.get<int64_t>("checkpoint.every_steps", 0);
   c.checkpoints.keep_last = r.get<int64_t>("checkpoint.keep_last", 3);
+  c.checkpoints.every_seconds = r.get<double>("checkpoint.every_seconds", 0.0);
+  TLM_CHECK(c.checkpoints.every_seconds >= 0, r.origin("checkpoint.every_seconds"), ": checkpoint.every_seconds must be >= 0");
   c.resume = r.get<std::string>("checkpoint.resume", "");
   c.resume_ignore_base = r.get<bool>("checkpoint.ignore_base_mismatch", false);
   TLM_CHECK(c.checkpoints.every_steps >= 0, r.origin("checkpoint.every_steps"), ": checkpoint.every_steps must be >= 0");

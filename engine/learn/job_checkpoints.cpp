@@ -96,8 +96,8 @@ JobCheckpoints::JobCheckpoints(CheckpointOptions options, CheckpointIdentity ide
                                std::string stream_identity, const ProcessGrid& grid)
     : options_(std::move(options)), identity_(std::move(identity)),
       stream_identity_(std::move(stream_identity)), grid_(grid) {
-  TLM_CHECK(options_.every_steps >= 0 && options_.keep_last >= 0,
-            "checkpoint every_steps and keep_last must be >= 0");
+  TLM_CHECK(options_.every_steps >= 0 && options_.keep_last >= 0 && options_.every_seconds >= 0,
+            "checkpoint every_steps, every_seconds and keep_last must be >= 0");
 }
 
 void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed, LoraAdapters& lora,
@@ -120,8 +120,15 @@ void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed
   stats_["lr"].push_back(step.lr);
   stats_["grad_norm"].push_back(step.grad_norm);
   stats_["updated"].push_back(step.updated ? 1.0 : 0.0);
-  if (options_.every_steps > 0 && step.step % options_.every_steps == 0)
-    save(step.step, samples_consumed, lora, optimizer);
+  bool due = options_.every_steps > 0 && step.step % options_.every_steps == 0;
+  if (!due && options_.every_seconds > 0) {
+    // Clocks differ between ranks and the save is collective: rank 0's clock decides.
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_time_).count();
+    at::Tensor flag = at::tensor({static_cast<int64_t>(elapsed >= options_.every_seconds ? 1 : 0)}, at::kLong);
+    grid_.world->broadcast(flag, 0);
+    due = flag.item<int64_t>() != 0;
+  }
+  if (due) save(step.step, samples_consumed, lora, optimizer);
 }
 
 void JobCheckpoints::finish(int64_t samples_consumed, int64_t steps, LoraAdapters& lora, AdamW& optimizer) {
@@ -147,6 +154,7 @@ void JobCheckpoints::save(int64_t step, int64_t samples_consumed, LoraAdapters& 
   s.stream_offset = samples_consumed;
   s.stats = stats_;
   last_saved_step_ = step;
+  last_save_time_ = std::chrono::steady_clock::now();
   if (!grid_.is_root()) return;
   const std::string path = (std::filesystem::path(options_.directory) / ("step-" + std::to_string(step) + ".h5")).string();
   AdapterCheckpoint::save_atomic(path, s);

@@ -5,6 +5,7 @@
 // statistics and stream offset come back exactly.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@ namespace tlm {
 struct CheckpointOptions {
   std::string directory;       // empty: no checkpoints
   int64_t every_steps = 0;     // 0: only the final one
+  double every_seconds = 0;    // also when this long has passed since the last save; 0: off
   int64_t keep_last = 3;       // 0: keep all
 };
 
@@ -45,6 +47,7 @@ class JobCheckpoints {
   const ProcessGrid& grid_;
   std::map<std::string, std::vector<double>> stats_;
   int64_t last_saved_step_ = -1;
+  std::chrono::steady_clock::time_point last_save_time_ = std::chrono::steady_clock::now();
   std::vector<std::string> written_;
 };
 

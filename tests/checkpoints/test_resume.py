@@ -9,6 +9,9 @@ made here (4 heads, 2 KV heads, vocabulary padded to a multiple of 4):
                 newest checkpoint still verifies, temporary files are never taken for
                 checkpoints, and resuming ends with the uninterrupted run's adapter (no prompt
                 learned twice or skipped);
+  corruption    --resume latest skips a damaged newest checkpoint (logged with the reason) and
+                continues from the previous one to the same result;
+  identity      a checkpoint of another base model config is refused, naming both;
   resharding    a final checkpoint saved at TP 2 resumed at TP 1 and TP 4 under mpirun: the
                 same adapter, and the input ce with it within 1e-5."""
 import json
@@ -114,6 +117,21 @@ class Resume(unittest.TestCase):
             self.assert_same_as_full(out, f"trial {trial}")
         print(f"[resume] {trials} kill -9 trials: {counts}", flush=True)
         self.assertGreater(len(counts["resumed from step"]), trials // 2)
+
+    def test_resume_latest_falls_back_past_a_damaged_checkpoint(self):
+        out = self.work / "damaged"
+        self.adapt(out, env={"TLM_FAULT_INJECT": "rank=0,step=8,action=term"})  # checkpoints 1..8
+        newest = out / "ckpt" / "step-8.h5"
+        with h5py.File(newest, "r") as f:
+            offset = f["adapter/model.layers.0.self_attn.q_proj/lora_B"].id.get_chunk_info(0).byte_offset
+        data = bytearray(newest.read_bytes())
+        data[offset + 1] ^= 0x10
+        newest.write_bytes(bytes(data))
+        proc = self.adapt(out, "--resume", "latest")
+        self.assertIn(f"--resume latest: skipping {newest}", proc.stderr)
+        self.assertIn("resumed from", proc.stderr)
+        self.assertIn("step-7.h5: step 7", proc.stderr)
+        self.assert_same_as_full(out, "resumed past a damaged checkpoint")
 
     def test_checkpoint_of_another_base_model_is_refused(self):
         other = self.work / "other-model"  # the same model with another rope theta: another config

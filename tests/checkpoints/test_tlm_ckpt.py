@@ -119,6 +119,14 @@ class TlmCkpt(unittest.TestCase):
         self.assertLess(abs(peft_nll - ours_nll), 1e-5)
         self.assertGreater(abs(ev["answer_nll"]["answer_nll_base"] - ours_nll), 1e-4, "the adapter changed nothing")
 
+    def test_checkpoint_every_seconds(self):
+        out = self.work / "timed"
+        run([binary("launch/tlm"), "adapt", "--model", self.model_dir, "--data", self.data, "--output-dir", out,
+             "--chat-template", "chatml", "--max-new-tokens", 2, "--checkpoint-dir", out / "ckpt",
+             "--checkpoint-every-seconds", "0.000001", "--keep-last", 0])
+        steps = [c["step"] for c in json.loads(ckpt("ls", out / "ckpt", "--json"))["checkpoints"]]
+        self.assertEqual(steps, list(range(1, 11)))  # due after every step
+
     def test_merge_loads_in_transformers_with_the_adapted_logits(self):
         merged = self.work / "merged"
         out = ckpt("merge", self.dir / "step-5.h5", "--base", self.model_dir, merged)
