@@ -100,7 +100,13 @@ class Resume(unittest.TestCase):
             env = dict(ENV, TLM_TEST_PAUSE_BEFORE_RENAME="0.15")
             p = subprocess.Popen([str(c) for c in self.cmd(out)], env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
-            time.sleep(rng.uniform(0.8, 2.5))
+            # Kill at a random moment once the job has started checkpointing (start-up time varies
+            # with the machine's load; a kill before the first checkpoint tests nothing).
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and p.poll() is None and not (
+                    (out / "ckpt").exists() and os.listdir(out / "ckpt")):
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 1.5))
             p.send_signal(signal.SIGKILL)
             _, err = p.communicate()
             names = sorted(os.listdir(out / "ckpt")) if (out / "ckpt").exists() else []
