@@ -150,7 +150,10 @@ bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& c
     StepRecord rec = learner.train_step(ids_of(samples, lb, le), schedule.lr(k), sel);
     samples_seen += static_cast<int64_t>(e - b);
     outputs.write_step(rec, samples_seen);
-    checkpoints.after_step(rec, samples_seen, lora, learner.optimizer());
+    const nlohmann::json scheduler = {{"kind", schedule_name(schedule.kind)}, {"base_lr", schedule.base_lr},
+                                      {"total_steps", schedule.total_steps}, {"warmup_steps", schedule.warmup_steps},
+                                      {"next_step", k + 1}};
+    checkpoints.after_step(rec, samples_seen, scheduler.dump(), lora, learner.optimizer());
   }
   return true;
 }
@@ -201,6 +204,10 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
             " bad records, ", counters.too_short, " too short)");
   const int32_t pad = encoder.tokenizer().pad_id().value_or(0);
 
+  // LibTorch seeds its default generator nondeterministically; seed it (as HF Trainer's
+  // set_seed does) so LoRA dropout draws the same masks in every run, and a resumed run can
+  // continue them from the checkpoint's generator state.
+  at::manual_seed(config.lora.seed);
   LoraAdapters lora(model, config.lora);
   if (!config.init_adapter.empty()) {
     PeftAdapter init = load_peft_adapter(config.init_adapter);
@@ -229,6 +236,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   // Resume: the checkpoint's adapter, moments, counts and stream offset; the output files keep
   // the lines consistent with it (answers are written chunk by chunk before training).
   ResumePoint resume_point;
+  nlohmann::json resumed_scheduler;
   if (!config.resume.empty()) {
     TLM_CHECK(online, "--resume: only online jobs resume so far (an offline job reruns from the start)");
     const std::string path = find_resume_checkpoint(config.resume, config.checkpoints.directory);
@@ -236,6 +244,8 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     apply_checkpoint(state, identity, stream_identity, lora, learner.optimizer(), path, config.resume_ignore_base);
     learner.set_steps(state.global_step);
     checkpoints.restore(state);
+    restore_rng_state(state.rng_state, path);
+    resumed_scheduler = nlohmann::json::parse(state.scheduler_state, nullptr, false);
     samples_seen = state.samples_consumed;
     const int64_t chunk = config.stream_batch, n = static_cast<int64_t>(samples.size());
     resume_point.steps = state.global_step;
@@ -282,6 +292,15 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
         k = learner.steps();
         schedule_ready = true;
       }
+      if (from > b && resumed_scheduler.is_object() && resumed_scheduler.contains("next_step")) {
+        // Mid-chunk resume: the schedule rebuilt from the stream position must be the saved one.
+        const nlohmann::json& r = resumed_scheduler;
+        TLM_CHECK(r["next_step"].get<int64_t>() == k && r["total_steps"].get<int64_t>() == schedule.total_steps &&
+                      r["base_lr"].get<double>() == schedule.base_lr,
+                  config.resume, ": the checkpoint's schedule ", r.dump(), " does not match this job's at sample ",
+                  from, " (step ", k, " of ", schedule.total_steps, ", lr ", schedule.base_lr, ")");
+      }
+      resumed_scheduler = nullptr;
       auto t = std::chrono::steady_clock::now();
       stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, from, e, {}, outputs,
                              samples_seen, k);

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <chrono>
 #include <filesystem>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
 
@@ -29,6 +31,7 @@ bool JobCheckpoints::stop_agreed() const {
 
 void JobCheckpoints::restore(const CheckpointState& state) {
   stats_ = state.stats;
+  scheduler_state_ = state.scheduler_state;
   last_saved_step_ = state.global_step;
 }
 
@@ -100,9 +103,38 @@ JobCheckpoints::JobCheckpoints(CheckpointOptions options, CheckpointIdentity ide
             "checkpoint every_steps, every_seconds and keep_last must be >= 0");
 }
 
-void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed, LoraAdapters& lora,
-                                AdamW& optimizer) {
+std::string capture_rng_state() {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  at::Tensor state;
+  {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state = gen.get_state().contiguous();
+  }
+  static const char* digits = "0123456789abcdef";
+  std::string hex;
+  const uint8_t* p = state.data_ptr<uint8_t>();
+  for (int64_t i = 0; i < state.numel(); ++i) {
+    hex += digits[p[i] >> 4];
+    hex += digits[p[i] & 15];
+  }
+  return hex;
+}
+
+void restore_rng_state(const std::string& hex, const std::string& source) {
+  if (hex.empty()) return;
+  TLM_CHECK(hex.size() % 2 == 0, source, ": /state rng_state is not hex bytes");
+  at::Tensor state = at::empty({static_cast<int64_t>(hex.size() / 2)}, at::kByte);
+  uint8_t* p = state.data_ptr<uint8_t>();
+  for (size_t i = 0; i < hex.size(); i += 2) p[i / 2] = static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed,
+                                const std::string& scheduler_state, LoraAdapters& lora, AdamW& optimizer) {
   if (!enabled()) return;
+  scheduler_state_ = scheduler_state;
   double ce = 0, coeff = 0;
   int64_t selected = 0;
   for (size_t i = 0; i < step.ce.size(); ++i) {
@@ -153,6 +185,8 @@ void JobCheckpoints::save(int64_t step, int64_t samples_consumed, LoraAdapters& 
   s.stream_identity = stream_identity_;
   s.stream_offset = samples_consumed;
   s.stats = stats_;
+  s.scheduler_state = scheduler_state_;
+  s.rng_state = capture_rng_state();
   last_saved_step_ = step;
   last_save_time_ = std::chrono::steady_clock::now();
   if (!grid_.is_root()) return;

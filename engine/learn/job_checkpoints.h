@@ -30,7 +30,9 @@ class JobCheckpoints {
 
   bool enabled() const { return !options_.directory.empty(); }
   // Records the step's statistics; saves when the step count reaches a multiple of every_steps.
-  void after_step(const StepRecord& step, int64_t samples_consumed, LoraAdapters& lora, AdamW& optimizer);
+  // `scheduler_state` is the learning-rate schedule and the position after this step (JSON).
+  void after_step(const StepRecord& step, int64_t samples_consumed, const std::string& scheduler_state,
+                  LoraAdapters& lora, AdamW& optimizer);
   // The checkpoint at the end of the job (skipped when the last step already saved one).
   void finish(int64_t samples_consumed, int64_t steps, LoraAdapters& lora, AdamW& optimizer);
   // Continues the statistics of a resumed job.
@@ -47,9 +49,14 @@ class JobCheckpoints {
   const ProcessGrid& grid_;
   std::map<std::string, std::vector<double>> stats_;
   int64_t last_saved_step_ = -1;
+  std::string scheduler_state_ = "{}";
   std::chrono::steady_clock::time_point last_save_time_ = std::chrono::steady_clock::now();
   std::vector<std::string> written_;
 };
+
+// The default CPU generator's state (dropout draws from it) as hex, and back.
+std::string capture_rng_state();
+void restore_rng_state(const std::string& hex, const std::string& source);
 
 // Set from a signal handler (async-signal-safe): the job finishes its step, checkpoints, exits.
 void request_stop();

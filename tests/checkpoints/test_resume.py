@@ -3,7 +3,7 @@ made here (4 heads, 2 KV heads, vocabulary padded to a multiple of 4):
   exact resume  12 online steps uninterrupted vs 5 steps, SIGTERM (exit 0 after finishing the
                 step and checkpointing), --resume latest to 12: final adapter, AdamW moments
                 and statistics bitwise equal, metrics.jsonl equal but for timings,
-                predictions.jsonl byte-identical;
+                predictions.jsonl byte-identical; the same with LoRA dropout (RNG state);
   crash safety  kill -9 at random moments while checkpoints are being written (a test hook
                 pauses between write and rename) in TLM_CRASH_TRIALS trials (20 in CI): the
                 newest checkpoint still verifies, temporary files are never taken for
@@ -90,6 +90,17 @@ class Resume(unittest.TestCase):
         n = len(datasets(out / "ckpt" / "step-12.h5"))
         print(f"[resume] SIGTERM after step 5, resume to 12: {n} datasets bitwise equal to the uninterrupted run; "
               f"metrics and predictions identical", flush=True)
+
+    def test_exact_resume_with_lora_dropout(self):
+        # Dropout draws from the default generator, which every process starts from the same
+        # seed: without its state in the checkpoint the resumed steps would redraw step 1's masks.
+        full, out = self.work / "dropout-full", self.work / "dropout-stopped"
+        self.adapt(full, "--lora-dropout", "0.2")
+        self.adapt(out, "--lora-dropout", "0.2", env={"TLM_FAULT_INJECT": "rank=0,step=7,action=term"})
+        self.adapt(out, "--lora-dropout", "0.2", "--resume", "latest")
+        want, got = datasets(full / "ckpt" / "step-12.h5"), datasets(out / "ckpt" / "step-12.h5")
+        for name in want:
+            self.assertTrue(np.array_equal(want[name], got[name]), f"{name} differs after resuming with dropout")
 
     def test_kill_during_saves(self):
         trials = int(os.environ.get("TLM_CRASH_TRIALS", "20"))
