@@ -28,10 +28,9 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from tiny_llama import PROMPTS, make_tiny_llama
-from tlm_testing import SOURCE_DIR, binary, run, tmpdir
+from tlm_testing import MPI_ENV, MPIRUN, SOURCE_DIR, binary, run, tmpdir
 
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
-MPIRUN = [shutil.which("mpirun") or "mpirun", "--oversubscribe", "--bind-to", "none"]
+ENV = MPI_ENV
 STREAM = PROMPTS + ["How much water does maize need?", "What is a bond coupon?"]  # 12 prompts
 
 

@@ -13,7 +13,6 @@ whole job non-zero, well within the timeout plus start-up, with a message naming
 """
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import time
@@ -23,10 +22,9 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from tiny_llama import PROMPTS, make_tiny_llama
-from tlm_testing import SOURCE_DIR, assert_close, binary, run, tmpdir
+from tlm_testing import MPI_ENV, MPIRUN, SOURCE_DIR, assert_close, binary, run, tmpdir
 
-MPIRUN = [shutil.which("mpirun") or "mpirun", "--oversubscribe", "--bind-to", "none"]
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
+ENV = MPI_ENV
 LAYOUTS = [(2, 1), (1, 2), (4, 1), (2, 2)]
 
 

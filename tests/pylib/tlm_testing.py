@@ -6,6 +6,7 @@ prints its figures (max abs / max rel difference) so that CTest logs carry the n
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import tempfile
 
@@ -14,6 +15,12 @@ import numpy as np
 BUILD_DIR = pathlib.Path(os.environ.get("TLM_BUILD_DIR", "build")).resolve()
 SOURCE_DIR = pathlib.Path(os.environ.get("TLM_SOURCE_DIR", ".")).resolve()
 DEFAULT_MODEL = os.environ.get("TLM_DEFAULT_MODEL", "")
+
+
+# mpirun for multi-rank tests on a small machine (as root, oversubscribed, unbound), and the
+# environment its ranks need.
+MPIRUN = [shutil.which("mpirun") or "mpirun", "--oversubscribe", "--bind-to", "none"]
+MPI_ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMP_NUM_THREADS="1")
 
 
 def binary(relpath: str) -> str:
