@@ -203,6 +203,8 @@ void write_file(const std::string& path, const CheckpointState& s) {
   w.attr_string(state.get(), "stream_identity", s.stream_identity);
   w.attr_int(state.get(), "stream_offset", s.stream_offset);
   w.attr_string(state.get(), "rng_state", s.rng_state);
+  w.attr_string(state.get(), "device_rng_kind", s.device_rng_kind);
+  w.attr_string(state.get(), "device_rng_state", s.device_rng_state);
   w.attr_string(state.get(), "scheduler_state", s.scheduler_state);
   H5Id stats(w.group(root, "stats"), H5Gclose, path);
   for (const auto& [name, values] : s.stats) w.series(stats.get(), name, values);
@@ -362,6 +364,11 @@ CheckpointState read_file(const std::string& path, VerifyReport& report) {
   s.stream_identity = r.attr_string(state.get(), "stream_identity", "/state");
   s.stream_offset = r.attr_int(state.get(), "stream_offset", "/state");
   s.rng_state = r.attr_string(state.get(), "rng_state", "/state");
+  // Optional: files written before GPU jobs existed have no device generator.
+  if (H5Aexists(state.get(), "device_rng_kind") > 0) {
+    s.device_rng_kind = r.attr_string(state.get(), "device_rng_kind", "/state");
+    s.device_rng_state = r.attr_string(state.get(), "device_rng_state", "/state");
+  }
   s.scheduler_state = r.attr_string(state.get(), "scheduler_state", "/state");
   H5Id stats(H5Gopen2(root, "stats", H5P_DEFAULT), H5Gclose, path + ": /stats");
   for (const std::string& name : children(stats.get(), path + ": /stats"))

@@ -8,7 +8,10 @@
 //   /adapter/<module>/lora_A, lora_B                 fp32, attr crc32 of the tensor bytes
 //   /optimizer/<module>/lora_A.exp_avg, ...          fp32, attr crc32; group attr step
 //   /state                 attrs global_step, samples_consumed, stream_identity,
-//                          stream_offset, rng_state, scheduler_state (JSON)
+//                          stream_offset, rng_state (the CPU generator), device_rng_kind and
+//                          device_rng_state (the job device's generator: "cuda", or "" on a
+//                          CPU job; optional, absent in files of earlier versions),
+//                          scheduler_state (JSON)
 //   /stats/<name>          extendable 1-D datasets, one value per optimiser step
 // Every dataset is chunked with HDF5's Fletcher32 filter. Saves are atomic (temporary file in
 // the same folder, fsync, rename, fsync of the folder), and a file that does not verify is
@@ -49,7 +52,9 @@ struct CheckpointState {
   int64_t samples_consumed = 0;
   std::string stream_identity;
   int64_t stream_offset = 0;
-  std::string rng_state;
+  std::string rng_state;          // the CPU generator, hex bytes
+  std::string device_rng_kind;    // "cuda" when the job ran on a GPU, else ""
+  std::string device_rng_state;   // that device's generator, hex bytes
   std::string scheduler_state = "{}";
   // name -> one value per optimiser step (e.g. "loss", "lr", "selected", "ce_mean").
   std::map<std::string, std::vector<double>> stats;

@@ -8,9 +8,10 @@ namespace tlm {
 
 at::Tensor all_gather_rows(const at::Tensor& local, const CommunicatorPtr& group) {
   if (group->size() == 1) return local;
-  at::Tensor rows = at::tensor({local.size(0)}, at::kLong);
+  at::Tensor rows = at::tensor({local.size(0)}, at::kLong).to(local.device());
   at::Tensor counts = group->all_gather(rows, 0);  // [size]
-  const int64_t most = counts.max().item<int64_t>();
+  const at::Tensor host_counts = counts.to(at::kCPU);
+  const int64_t most = host_counts.max().item<int64_t>();
   std::vector<int64_t> padded_shape = local.sizes().vec();
   padded_shape[0] = most;
   at::Tensor padded = at::zeros(padded_shape, local.options());
@@ -18,7 +19,7 @@ at::Tensor all_gather_rows(const at::Tensor& local, const CommunicatorPtr& group
   at::Tensor all = group->all_gather(padded, 0);  // [size * most, ...]
   std::vector<at::Tensor> parts;
   for (int r = 0; r < group->size(); ++r)
-    parts.push_back(all.narrow(0, r * most, counts[r].item<int64_t>()));
+    parts.push_back(all.narrow(0, r * most, host_counts[r].item<int64_t>()));
   return at::cat(parts, 0);
 }
 

@@ -1,6 +1,7 @@
 // Gathers of things that are not equal-shaped tensors: per-rank blocks of different lengths
 // (a DP replica's share of a stream chunk) and strings (its generated answers). Results are
-// in rank order on every rank, which is stream order for balanced_range blocks.
+// in rank order on every rank, which is stream order for balanced_range blocks. Doubles and
+// strings are host values: pass a host (MPI) group. Rows travel on their tensor's device.
 #pragma once
 
 #include <string>

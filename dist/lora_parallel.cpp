@@ -72,7 +72,9 @@ void reduce_lora_gradients(const std::vector<LoraSlot*>& slots, const Communicat
 
 double lora_gradient_norm(const std::vector<LoraSlot*>& slots, const CommunicatorPtr& tp) {
   at::NoGradGuard no_grad;
-  at::Tensor sum_sq = at::zeros({1}, at::kDouble);
+  if (slots.empty()) return 0.0;
+  // Summed on the gradients' device and reduced over the device group: one host value at the end.
+  at::Tensor sum_sq = at::zeros({1}, slots.front()->A.options().dtype(at::kDouble).requires_grad(false));
   for (LoraSlot* s : slots) {
     for (auto [param, part] : {std::make_pair(&s->A, &s->a_part), std::make_pair(&s->B, &s->b_part)}) {
       if (!part->owner || !param->grad().defined()) continue;

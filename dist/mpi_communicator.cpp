@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include "dist/collective_checks.h"
 #include "dist/mpi_session.h"
 #include "engine/common/error.h"
 
@@ -111,9 +112,7 @@ class MpiCommunicator final : public Communicator {
 
  private:
   void check_tensor(const at::Tensor& t, const char* op) const {
-    TLM_CHECK(t.device().is_cpu(), "MPI ", op, ": the MPI back end takes CPU tensors, got ",
-              t.device(), " (use the NCCL back end for CUDA tensors)");
-    TLM_CHECK(t.is_contiguous(), "MPI ", op, ": tensor must be contiguous");
+    check_collective_tensor(t, c10::Device(c10::kCPU), "MPI", op, group_);
   }
 
   // Polls the request until it completes or the deadline passes. Spins briefly (the common

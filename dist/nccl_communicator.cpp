@@ -1,7 +1,6 @@
 #include "dist/nccl_communicator.h"
 
 #include <chrono>
-#include <cstdlib>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -11,6 +10,7 @@
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include "dist/collective_checks.h"
 #include "dist/mpi_communicator.h"
 #include "dist/mpi_session.h"
 #include "engine/common/error.h"
@@ -44,24 +44,16 @@ ncclDataType_t nccl_type(const at::Tensor& t) {
   }
 }
 
-int local_rank() {
-  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"})
-    if (const char* v = std::getenv(var)) return std::atoi(v);
-  return 0;
-}
-
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(MPI_Comm comm, std::string group, double timeout)
+  NcclCommunicator(MPI_Comm comm, std::string group, const c10::Device& device, double timeout)
       : group_(std::move(group)), timeout_(timeout) {
     MPI_Comm_rank(comm, &rank_);
     MPI_Comm_size(comm, &size_);
-    const int devices = c10::cuda::device_count();
-    TLM_CHECK(devices > 0, "--backend nccl needs a CUDA GPU, but rank ", mpi_world_rank(),
-              " sees none (CUDA_VISIBLE_DEVICES=",
-              std::getenv("CUDA_VISIBLE_DEVICES") ? std::getenv("CUDA_VISIBLE_DEVICES") : "unset",
-              "); use --backend mpi to run on CPUs");
-    device_ = static_cast<c10::DeviceIndex>(local_rank() % devices);
+    TLM_CHECK(device.is_cuda() && c10::cuda::device_count() > 0, "--backend nccl needs a CUDA GPU, but rank ",
+              mpi_world_rank(), " runs on ", device, " and sees ", static_cast<int>(c10::cuda::device_count()),
+              " CUDA devices; use --backend mpi to run on CPUs");
+    device_ = device.index();
     c10::cuda::set_device(device_);
     ncclUniqueId id;
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
@@ -125,8 +117,7 @@ class NcclCommunicator final : public Communicator {
 
  private:
   void check_tensor(const at::Tensor& t, const char* op) const {
-    TLM_CHECK(t.is_cuda(), "NCCL ", op, ": the NCCL back end takes CUDA tensors, got ", t.device());
-    TLM_CHECK(t.is_contiguous(), "NCCL ", op, ": tensor must be contiguous");
+    check_collective_tensor(t, c10::Device(c10::kCUDA, device_), "NCCL", op, group_);
   }
 
   void fail_timeout(const char* op) {
@@ -184,8 +175,8 @@ class NcclCommunicator final : public Communicator {
 }  // namespace
 
 CommunicatorPtr make_nccl_communicator(MPI_Comm comm, const std::string& group,
-                                       double timeout_seconds) {
-  return std::make_shared<NcclCommunicator>(comm, group, timeout_seconds);
+                                       const c10::Device& device, double timeout_seconds) {
+  return std::make_shared<NcclCommunicator>(comm, group, device, timeout_seconds);
 }
 
 }  // namespace tlm

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include <c10/core/Device.h>
 #include <mpi.h>
 
 #include "dist/communicator.h"
@@ -15,10 +16,11 @@ namespace tlm {
 // True when this build has the NCCL back end.
 bool nccl_compiled_in();
 
-// A NCCL communicator over the ranks of `comm` (which must stay valid while it is created).
-// Each rank uses CUDA device `local_rank % device_count`. timeout_seconds bounds every
-// operation: a peer that stops answering aborts the job with rank, operation and group.
+// A NCCL communicator over the ranks of `comm` (which must stay valid while it is created)
+// on this rank's CUDA `device` (the process grid gives each rank its own). timeout_seconds
+// bounds every operation: a peer that stops answering aborts the job with rank, operation
+// and group. Tensors must be contiguous CUDA tensors on `device`; anything else is refused.
 CommunicatorPtr make_nccl_communicator(MPI_Comm comm, const std::string& group,
-                                       double timeout_seconds);
+                                       const c10::Device& device, double timeout_seconds);
 
 }  // namespace tlm

@@ -9,12 +9,15 @@
 namespace tlm {
 namespace {
 
-// scale * (x A^T) B^T in the adapter's dtype, returned in the base output's dtype.
-at::Tensor lora_branch(const at::Tensor& x, const LoraSlot& lora, c10::ScalarType out_dtype) {
+// base + scale * (x A^T) B^T, PEFT's mixed-precision rule: the branch runs in the adapter's
+// dtype (fp32) on the input cast to it, the sum is taken in fp32 (type promotion) and rounded
+// once to the base output's dtype. For an fp32 base every cast is the identity.
+at::Tensor add_lora_branch(const at::Tensor& base, const at::Tensor& x, const LoraSlot& lora) {
   at::Tensor in = x.to(lora.A.scalar_type());
   if (lora.training && lora.dropout > 0.0) in = at::dropout(in, lora.dropout, /*train=*/true);
-  at::Tensor h = at::linear(in, lora.A);  // [..., r]
-  return (at::linear(h, lora.B) * lora.scale).to(out_dtype);      // [..., out_local]
+  at::Tensor h = at::linear(in, lora.A);                 // [..., r]
+  at::Tensor branch = at::linear(h, lora.B) * lora.scale;  // [..., out_local] fp32
+  return (base + branch).to(base.scalar_type());
 }
 
 bool lora_active(const std::optional<LoraSlot>& lora) {
@@ -75,7 +78,7 @@ ColumnParallelLinear::ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight
 at::Tensor ColumnParallelLinear::forward(const at::Tensor& x) const {
   at::Tensor x_in = copy_to_tp_region(x, tp_);
   at::Tensor y = bias_ ? at::linear(x_in, weight_, *bias_) : at::linear(x_in, weight_);
-  if (lora_active(lora_)) y = y + lora_branch(x_in, *lora_, y.scalar_type());
+  if (lora_active(lora_)) y = add_lora_branch(y, x_in, *lora_);
   return y;
 }
 
@@ -98,6 +101,10 @@ void ColumnParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tenso
   lora_ = std::move(slot);
 }
 
+int64_t ColumnParallelLinear::weight_bytes() const {
+  return static_cast<int64_t>(weight_.nbytes() + (bias_ ? bias_->nbytes() : 0));
+}
+
 void ColumnParallelLinear::merge_lora() { set_merged(weight_, lora_, true); }
 void ColumnParallelLinear::unmerge_lora() { set_merged(weight_, lora_, false); }
 
@@ -115,7 +122,7 @@ RowParallelLinear::RowParallelLinear(CommunicatorPtr tp, at::Tensor weight,
 
 at::Tensor RowParallelLinear::forward(const at::Tensor& x_local) const {
   at::Tensor partial = at::linear(x_local, weight_);  // [..., out], partial sum over TP
-  if (lora_active(lora_)) partial = partial + lora_branch(x_local, *lora_, partial.scalar_type());
+  if (lora_active(lora_)) partial = add_lora_branch(partial, x_local, *lora_);
   at::Tensor y = reduce_from_tp_region(partial, tp_);
   if (bias_) y = y + *bias_;
   return y;
@@ -135,6 +142,10 @@ void RowParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tensor& 
   slot.B = slot.b_part.slice_of(B_full).contiguous();
   slot.scale = scale;
   lora_ = std::move(slot);
+}
+
+int64_t RowParallelLinear::weight_bytes() const {
+  return static_cast<int64_t>(weight_.nbytes() + (bias_ ? bias_->nbytes() : 0));
 }
 
 void RowParallelLinear::merge_lora() { set_merged(weight_, lora_, true); }

@@ -8,7 +8,8 @@
 //   split, partial outputs (base + LoRA) are summed by the one all-reduce, then b is added.
 //   LoRA: A [rank, in] split like W (dim 1), B [out, rank] replicated.
 // The LoRA branch is scale * (x A^T) B^T computed in fp32 (PEFT casts the input to the
-// adapter's dtype), added to the base output. Replicated LoRA tensors receive only a partial
+// adapter's dtype) and added to the base output in fp32, the sum rounded once to the base
+// dtype (PEFT's result + lora(x) with type promotion, then .to(result dtype)). Replicated LoRA tensors receive only a partial
 // gradient on each rank: the learner sums them over the TP group after backward.
 #pragma once
 
@@ -71,6 +72,7 @@ class ColumnParallelLinear {
   int64_t out_features() const { return out_features_; }
   ShardRange out_shard() const { return out_shard_; }
   const at::Tensor& weight() const { return weight_; }
+  int64_t weight_bytes() const;  // this rank's weight and bias slices
 
  private:
   CommunicatorPtr tp_;
@@ -99,6 +101,7 @@ class RowParallelLinear {
   int64_t out_features() const { return weight_.size(0); }
   ShardRange in_shard() const { return in_shard_; }
   const at::Tensor& weight() const { return weight_; }
+  int64_t weight_bytes() const;  // this rank's weight slice and the bias
 
  private:
   CommunicatorPtr tp_;

@@ -21,7 +21,7 @@ VocabParallelEmbedding::VocabParallelEmbedding(CommunicatorPtr tp, at::Tensor we
 
 at::Tensor VocabParallelEmbedding::forward(const at::Tensor& ids) const {
   if (tp_->size() == 1) return at::embedding(weight_, ids);
-  at::Tensor outside = (ids < shard_.begin).logical_or(ids >= shard_.end);
+  at::Tensor outside = (ids < shard_.begin) | (ids >= shard_.end);
   at::Tensor local_ids = (ids - shard_.begin).masked_fill(outside, 0);
   at::Tensor out = at::embedding(weight_, local_ids).masked_fill(outside.unsqueeze(-1), 0);
   return reduce_from_tp_region(out, tp_);
@@ -49,8 +49,8 @@ ChunkStats chunk_logits(const at::Tensor& h, const at::Tensor& weight, const at:
   ChunkStats s;
   s.logits = at::linear(h, weight).to(at::kFloat);
   const int64_t vocab_local = weight.size(0);
-  s.in_shard = (tgt >= vocab_begin).logical_and(tgt < vocab_begin + vocab_local);
-  s.local_tgt = (tgt - vocab_begin).masked_fill(s.in_shard.logical_not(), 0);
+  s.in_shard = (tgt >= vocab_begin) & (tgt < vocab_begin + vocab_local);
+  s.local_tgt = (tgt - vocab_begin).masked_fill(~s.in_shard, 0);
   return s;
 }
 
@@ -72,7 +72,7 @@ struct VocabParallelLogLikelihood
       at::Tensor sum_exp = (s.logits - row_max.unsqueeze(1)).exp().sum(-1).contiguous();
       comm->all_reduce(sum_exp, ReduceOp::Sum);
       at::Tensor tgt_logit = s.logits.gather(1, s.local_tgt.unsqueeze(1)).squeeze(1)
-                                 .masked_fill(s.in_shard.logical_not(), 0.0).contiguous();
+                                 .masked_fill(~s.in_shard, 0.0).contiguous();
       comm->all_reduce(tgt_logit, ReduceOp::Sum);
       at::Tensor chunk_lse = row_max + sum_exp.log();
       lse.narrow(0, r0, c).copy_(chunk_lse);
@@ -103,7 +103,7 @@ struct VocabParallelLogLikelihood
           chunk_logits(hidden.narrow(0, r0, c), weight, targets.narrow(0, r0, c), vocab_begin);
       at::Tensor gc = g.narrow(0, r0, c).unsqueeze(1);                       // [c, 1]
       at::Tensor grad_logits = (s.logits - lse.narrow(0, r0, c).unsqueeze(1)).exp().neg_();
-      at::Tensor hit = gc.squeeze(1).masked_fill(s.in_shard.logical_not(), 0.0);
+      at::Tensor hit = gc.squeeze(1).masked_fill(~s.in_shard, 0.0);
       grad_logits.mul_(gc).scatter_add_(1, s.local_tgt.unsqueeze(1), hit.unsqueeze(1));
       grad_hidden.narrow(0, r0, c).copy_(at::matmul(grad_logits.to(weight.scalar_type()), weight));
     }

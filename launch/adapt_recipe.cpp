@@ -6,6 +6,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "dist/device.h"
 #include "engine/common/error.h"
 #include "engine/learn/lr_schedule.h"
 
@@ -25,12 +26,13 @@ struct RecipeFlag {
 
 const std::vector<RecipeFlag> kFlags = {
     {"model", "model", "HF model directory or .gguf file (default: embedded SmolLM2-135M-Instruct)"},
-    {"dtype", "dtype", "fp32 or bf16"},
+    {"device", "device", "auto (the rank's GPU when CUDA devices are visible, else the CPU), cpu, cuda or cuda:N"},
+    {"dtype", "dtype", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16; LoRA and AdamW state stay fp32"},
     {"chat-template", "chat_template", "auto, chatml, llama3, llama2, alpaca, raw"},
     {"threads", "threads", "intra-op threads (0 = all cores)"},
     {"tp-size", "parallel.tp_size", "tensor-parallel ranks (heads and vocabulary split over them)"},
     {"dp-size", "parallel.dp_size", "data-parallel replicas (each takes a share of every batch)"},
-    {"backend", "parallel.backend", "auto (mpi under mpirun, else single), single, mpi or nccl"},
+    {"backend", "parallel.backend", "auto (under mpirun: nccl for GPU ranks, mpi for CPU ranks; else single), single, mpi or nccl"},
     {"collective-timeout", "parallel.timeout_seconds", "seconds a collective may wait for a peer before the job aborts (0 = forever)"},
     {"mode", "mode", "online or offline"},
     {"data", "data.path", "prompt file: JSON array, JSONL or text"},
@@ -199,7 +201,8 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   AdaptRecipe out;
   ModelOptions& m = out.model;
   m.model = r.get<std::string>("model", TLM_DEFAULT_MODEL);
-  m.dtype = r.get<std::string>("dtype", "fp32");
+  m.device = r.get<std::string>("device", "auto");
+  m.dtype = r.get<std::string>("dtype", "auto");
   m.chat_template = r.get<std::string>("chat_template", "auto");
   m.threads = r.get<int>("threads", 0);
   m.cutoff_len = r.get<int64_t>("stream.cutoff_len", 4096);
@@ -213,7 +216,13 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   TLM_CHECK(m.backend == "auto" || m.backend == "single" || m.backend == "mpi" || m.backend == "nccl",
             r.origin("parallel.backend"), ": parallel.backend must be auto, single, mpi or nccl");
   TLM_CHECK(!m.model.empty(), "no model: give --model or `model:` in the recipe");
-  TLM_CHECK(m.dtype == "fp32" || m.dtype == "bf16", r.origin("dtype"), ": dtype must be fp32 or bf16");
+  TLM_CHECK(m.dtype == "auto" || m.dtype == "fp32" || m.dtype == "bf16", r.origin("dtype"),
+            ": dtype must be auto, fp32 or bf16");
+  try {
+    parse_device(m.device);
+  } catch (const Error&) {
+    TLM_FAIL(r.origin("device"), ": device must be auto, cpu, cuda or cuda:N, got '", m.device, "'");
+  }
 
   AdaptConfig& c = out.adapt;
   const std::string mode = r.get<std::string>("mode", "online");

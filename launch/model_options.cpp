@@ -8,7 +8,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include "dist/device.h"
 #include "dist/gather_objects.h"
+#include "dist/memory_stats.h"
 #include "dist/mpi_session.h"
 #include "engine/common/error.h"
 #include "engine/common/log.h"
@@ -23,7 +25,10 @@ void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len) {
   options.add_options("Model")
       ("model", "HF model directory or .gguf file (default: the embedded SmolLM2-135M-Instruct)",
        cxxopts::value<std::string>()->default_value(TLM_DEFAULT_MODEL))
-      ("dtype", "compute dtype: fp32 or bf16", cxxopts::value<std::string>()->default_value("fp32"))
+      ("device", "auto (the rank's GPU when CUDA devices are visible, else the CPU), cpu, cuda or cuda:N",
+       cxxopts::value<std::string>()->default_value("auto"))
+      ("dtype", "compute dtype: auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16; LoRA and AdamW state stay fp32",
+       cxxopts::value<std::string>()->default_value("auto"))
       ("chat-template", "auto (from the model), chatml, llama3, llama2, alpaca or raw",
        cxxopts::value<std::string>()->default_value("auto"))
       ("cutoff-len", "prompt tokens kept (the rest is cut, as the official TLM code does); 0 = all",
@@ -31,7 +36,7 @@ void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len) {
       ("threads", "intra-op threads (0 = all cores)", cxxopts::value<int>()->default_value("0"))
       ("tp-size", "tensor-parallel ranks", cxxopts::value<int>()->default_value("1"))
       ("dp-size", "data-parallel replicas", cxxopts::value<int>()->default_value("1"))
-      ("backend", "auto (mpi under mpirun, else single), single, mpi or nccl",
+      ("backend", "auto (under mpirun: nccl for GPU ranks, mpi for CPU ranks; else single), single, mpi or nccl",
        cxxopts::value<std::string>()->default_value("auto"))
       ("collective-timeout", "seconds a collective may wait for a peer (0 = forever)",
        cxxopts::value<double>()->default_value("300"));
@@ -40,6 +45,7 @@ void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len) {
 ModelOptions read_model_options(const cxxopts::ParseResult& parsed) {
   ModelOptions o;
   o.model = parsed["model"].as<std::string>();
+  o.device = parsed["device"].as<std::string>();
   o.dtype = parsed["dtype"].as<std::string>();
   o.chat_template = parsed["chat-template"].as<std::string>();
   o.cutoff_len = parsed["cutoff-len"].as<int64_t>();
@@ -49,21 +55,48 @@ ModelOptions read_model_options(const cxxopts::ParseResult& parsed) {
   o.backend = parsed["backend"].as<std::string>();
   o.collective_timeout = parsed["collective-timeout"].as<double>();
   TLM_CHECK(!o.model.empty(), "--model is required (no default model was configured at build time)");
-  TLM_CHECK(o.dtype == "fp32" || o.dtype == "bf16", "--dtype must be fp32 or bf16, got '", o.dtype, "'");
+  TLM_CHECK(o.dtype == "auto" || o.dtype == "fp32" || o.dtype == "bf16", "--dtype must be auto, fp32 or bf16, got '",
+            o.dtype, "'");
+  parse_device(o.device);
   return o;
 }
 
 namespace {
 
-// This process's resident set (VmRSS) in bytes; 0 where /proc is not there.
-double resident_bytes() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) * 1024.0;
-  return 0.0;
+// GFLOP/s of a 256^3 matmul in `dtype` on this CPU (best of 3 after a warm-up): a few
+// milliseconds where the dtype is native, a fraction of a second where it is emulated.
+double cpu_matmul_gflops(at::ScalarType dtype) {
+  const int64_t n = 256;
+  at::Tensor a = at::ones({n, n}, at::TensorOptions().dtype(dtype));
+  at::Tensor b = at::ones({n, n}, at::TensorOptions().dtype(dtype));
+  at::mm(a, b);
+  double best = 1e30;
+  for (int i = 0; i < 3; ++i) {
+    const auto t = std::chrono::steady_clock::now();
+    at::mm(a, b);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count());
+  }
+  return 2.0 * n * n * n / best / 1e9;
 }
 
 }  // namespace
+
+at::ScalarType resolve_dtype(const std::string& dtype, const c10::Device& device) {
+  if (dtype == "fp32") return at::kFloat;
+  if (dtype == "auto") return device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  if (device.is_cpu()) {
+    // Where the CPU has no native bf16 matrix units the torch wheel emulates bf16 matmuls: on a
+    // 2-core AVX2 EPYC 0.3-1.8 GFLOP/s against 64-110 in fp32. Measure rather than guess from
+    // CPUID flags (a hypervisor may report units the kernels do not use).
+    const double fp32 = cpu_matmul_gflops(at::kFloat), bf16 = cpu_matmul_gflops(at::kBFloat16);
+    if (bf16 < 0.5 * fp32)
+      log_warn(str_cat("--dtype bf16 ON THIS CPU IS SLOW: a 256^3 matmul runs at ", fixed(bf16, 1),
+                       " GFLOP/s in bf16 against ", fixed(fp32, 1), " GFLOP/s in fp32 (", fixed(fp32 / bf16, 0),
+                       "x): LibTorch emulates bf16 here (no native bf16 matrix units). Use --dtype fp32 on "
+                       "this machine; bf16 is for GPUs and CPUs with AMX or AVX512-BF16."));
+  }
+  return at::kBFloat16;
+}
 
 LoadedModel load_model(const ModelOptions& options) {
   if (options.threads > 0) at::set_num_threads(options.threads);
@@ -71,7 +104,8 @@ LoadedModel load_model(const ModelOptions& options) {
   GridOptions grid;
   grid.tp = options.tp_size;
   grid.dp = options.dp_size;
-  grid.backend = parse_backend(options.backend, mpi_active());
+  grid.backend = options.backend;
+  grid.device = parse_device(options.device);
   grid.timeout_seconds = options.collective_timeout;
   TLM_CHECK(options.dp_size == 1 || options.data_parallel_ok, "--dp-size ", options.dp_size,
             ": only tlm adapt splits its work over data-parallel replicas; use --tp-size here");
@@ -80,9 +114,9 @@ LoadedModel load_model(const ModelOptions& options) {
   if (!m.grid.is_root()) std::cout.setstate(std::ios::badbit);
   const auto start = std::chrono::steady_clock::now();
   m.files = open_model_files(options.model);
-  const at::ScalarType dtype = options.dtype == "bf16" ? at::kBFloat16 : at::kFloat;
-  const double rss_before = resident_bytes();
-  m.model = std::make_unique<LlamaModel>(m.files.config, *m.files.weights, m.grid.tp, dtype);
+  const at::ScalarType dtype = resolve_dtype(options.dtype, m.grid.device);
+  const double rss_before = host_resident_bytes();
+  m.model = std::make_unique<LlamaModel>(m.files.config, *m.files.weights, m.grid.tp, dtype, m.grid.device);
   // The model holds its own copies; unmapping the files drops the pages the slices touched
   // from the resident set (the kernel keeps them as reclaimable page cache).
   m.files.weights.reset();
@@ -92,9 +126,12 @@ LoadedModel load_model(const ModelOptions& options) {
   // resident set is the weights, not the allocator's high-water mark.
   malloc_trim(0);
 #endif
-  // What the weights cost each rank: about 1/TP of the model when slices load from the mmap.
-  const std::vector<double> weights_mib =
-      all_gather_doubles({(resident_bytes() - rss_before) / (1024.0 * 1024.0)}, m.grid.world);
+  // What the weights cost each rank: about 1/TP of the model when slices load from the mmap
+  // (on a GPU: the device bytes, and the host's resident set that stays small).
+  const std::vector<double> weights_mib = all_gather_doubles(
+      {(m.grid.device.is_cpu() ? host_resident_bytes() - rss_before : static_cast<double>(m.model->weight_bytes())) /
+       (1024.0 * 1024.0)},
+      m.grid.host_world);
   ChatTemplate chat = resolve_chat_template(m.files, options.chat_template);
   if (int32_t eot = -1; !chat.end_of_turn().empty()) {
     if (auto id = m.files.tokenizer->token_id(chat.end_of_turn())) eot = *id;
@@ -107,8 +144,10 @@ LoadedModel load_model(const ModelOptions& options) {
                    "; ", chat.name(), " chat template; loaded in ", fixed(secs, 2), " s"));
   std::string per_rank;
   for (double mib : weights_mib) per_rank += (per_rank.empty() ? "" : ", ") + fixed(mib, 0);
-  log_info(str_cat("layout ", m.grid.describe(), "; resident memory for weights per rank (MiB): ",
-                   per_rank));
+  log_info(str_cat("layout ", m.grid.describe(), " on ", describe_device(m.grid.device), ", ",
+                   c10::toString(dtype), "; ", m.grid.device.is_cpu() ? "resident" : "device",
+                   " memory for weights per rank (MiB): ", per_rank,
+                   m.grid.device.is_cpu() ? "" : str_cat("; host resident set ", fixed(host_resident_bytes() / (1024.0 * 1024.0), 0), " MiB")));
   return m;
 }
 

@@ -16,7 +16,8 @@ namespace tlm {
 
 struct ModelOptions {
   std::string model;           // HF directory or .gguf file
-  std::string dtype = "fp32";  // fp32 | bf16
+  std::string device = "auto"; // auto | cpu | cuda | cuda:N
+  std::string dtype = "auto";  // auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
   std::string chat_template = "auto";
   int64_t cutoff_len = 0;
   int threads = 0;             // 0 = LibTorch's default
@@ -36,6 +37,9 @@ struct LoadedModel {
 
 void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len);
 ModelOptions read_model_options(const cxxopts::ParseResult& parsed);
+// The compute dtype for `dtype` ("auto": bf16 on CUDA, fp32 elsewhere) on `device`. bf16 on a
+// CPU without native bf16 matrix units is allowed but warned about loudly (see the .cpp).
+at::ScalarType resolve_dtype(const std::string& dtype, const c10::Device& device);
 // Builds the process grid (every rank of a job calls this), then loads this rank's slices.
 // Ranks other than 0 print nothing on stdout and log warnings and errors only.
 LoadedModel load_model(const ModelOptions& options);

@@ -6,6 +6,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include "engine/common/error.h"
+#include "engine/generate/token_batch.h"
 #include "engine/model/llama_model.h"
 
 namespace tlm {
@@ -25,24 +26,17 @@ std::vector<Generation> generate(const LlamaModel& model,
   const int64_t T = static_cast<int64_t>(longest);
 
   // Left padding keeps every row's last prompt token in the last column.
-  at::Tensor ids = at::full({B, T}, options.pad_id, at::kLong);
-  at::Tensor mask = at::zeros({B, T}, at::kLong);
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& p = prompts[static_cast<size_t>(b)];
-    const int64_t pad = T - static_cast<int64_t>(p.size());
-    auto ids_row = ids[b];
-    for (size_t t = 0; t < p.size(); ++t) ids_row[pad + static_cast<int64_t>(t)] = p[t];
-    mask[b].narrow(0, pad, T - pad).fill_(1);
-  }
-
+  TokenBatch batch = left_padded_batch(prompts, options.pad_id, model.device());
   KvCache cache = model.make_cache(B, T + options.max_new_tokens);
-  Sampler sampler(options.sampling);
+  Sampler sampler(options.sampling, model.device());
   std::vector<bool> done(prompts.size(), false);
-  at::Tensor hidden = model.forward_hidden(ids, mask, &cache);  // [B, T, H]
-  at::Tensor last = hidden.select(1, T - 1);                    // [B, H]
+  at::Tensor hidden = model.forward_hidden(batch.ids, batch.attention_mask(), &cache);  // [B, T, H]
+  at::Tensor last = hidden.select(1, T - 1);                                             // [B, H]
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    at::Tensor next = sampler.next(model.logits_of(last));      // [B]
-    auto next_acc = next.accessor<int64_t, 1>();
+    at::Tensor next = sampler.next(model.logits_of(last));  // [B] on the device
+    // The one host synchronisation of a decode step: the stop check needs the tokens.
+    const at::Tensor chosen = next.to(at::kCPU);
+    auto next_acc = chosen.accessor<int64_t, 1>();
     bool all_done = true;
     for (int64_t b = 0; b < B; ++b) {
       const size_t row = static_cast<size_t>(b);
@@ -59,8 +53,7 @@ std::vector<Generation> generate(const LlamaModel& model,
     }
     if (all_done || step + 1 == options.max_new_tokens) break;
     // Finished rows keep decoding (their outputs are ignored) so the batch stays rectangular.
-    at::Tensor step_mask = at::ones({B, 1}, at::kLong);
-    last = model.forward_hidden(next.view({B, 1}), step_mask, &cache).select(1, 0);
+    last = model.forward_hidden(next.view({B, 1}), at::Tensor(), &cache).select(1, 0);
   }
   return out;
 }

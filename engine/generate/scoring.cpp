@@ -41,10 +41,11 @@ std::vector<double> mean_token_nll(const LlamaModel& model,
     const size_t end = std::min(order.size(), start + static_cast<size_t>(batch_size));
     std::vector<std::vector<int32_t>> chunk;
     for (size_t i = start; i < end; ++i) chunk.push_back(sequences[order[i]]);
-    TokenBatch batch = right_padded_batch(chunk, pad_id);
-    at::Tensor logp = model.token_log_likelihoods(batch.ids, batch.mask);  // [b, T-1]
-    at::Tensor counts = batch.mask.sum(1) - 1;                             // [b]
-    at::Tensor ce = (-logp.sum(1).to(at::kDouble) / counts.to(at::kDouble)).contiguous();
+    TokenBatch batch = right_padded_batch(chunk, pad_id, model.device());
+    at::Tensor logp = model.token_log_likelihoods(batch.ids, batch.attention_mask());  // [b, T-1]
+    at::Tensor counts = batch.mask.sum(1) - 1;                                         // [b]
+    // One host copy per batch: the values are the result.
+    at::Tensor ce = (-logp.sum(1).to(at::kDouble) / counts.to(at::kDouble)).to(at::kCPU).contiguous();
     auto acc = ce.accessor<double, 1>();
     for (size_t i = start; i < end; ++i) out[order[i]] = acc[static_cast<int64_t>(i - start)];
   }
@@ -63,14 +64,18 @@ ContinuationNll continuation_nll(const LlamaModel& model,
   std::vector<int64_t> prompt_lens;
   auto flush = [&]() {
     if (seqs.empty()) return;
-    TokenBatch batch = right_padded_batch(seqs, pad_id);
-    at::Tensor logp = model.token_log_likelihoods(batch.ids, batch.mask);  // [b, T-1]
+    TokenBatch batch = right_padded_batch(seqs, pad_id, model.device());
+    at::Tensor logp = model.token_log_likelihoods(batch.ids, batch.attention_mask());  // [b, T-1]
     // Position t predicts token t+1: continuation tokens start at index prompt_len.
-    at::Tensor t_index = at::arange(logp.size(1), at::kLong).unsqueeze(0);
-    at::Tensor starts = at::tensor(prompt_lens, at::kLong).unsqueeze(1) - 1;
-    at::Tensor in_answer = (t_index >= starts).logical_and(batch.mask.narrow(1, 1, logp.size(1)).to(at::kBool));
-    total.nll_sum += -(logp * in_answer.to(at::kFloat)).sum().item<double>();
-    total.tokens += in_answer.sum().item<int64_t>();
+    const at::TensorOptions index = batch.ids.options();
+    at::Tensor t_index = at::arange(logp.size(1), index).unsqueeze(0);
+    at::Tensor starts = at::tensor(prompt_lens, at::kLong).to(batch.ids.device()).unsqueeze(1) - 1;
+    at::Tensor in_answer = (t_index >= starts) & batch.mask.narrow(1, 1, logp.size(1)).to(at::kBool);
+    // One host copy per batch: [nll sum, token count].
+    at::Tensor sums = at::stack({-(logp.to(at::kDouble) * in_answer.to(at::kDouble)).sum(),
+                                 in_answer.sum().to(at::kDouble)}).to(at::kCPU);
+    total.nll_sum += sums[0].item<double>();
+    total.tokens += static_cast<int64_t>(sums[1].item<double>());
     seqs.clear();
     prompt_lens.clear();
   };

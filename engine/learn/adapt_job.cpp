@@ -16,6 +16,7 @@
 #include "engine/generate/prompt_encoder.h"
 #include "engine/generate/scoring.h"
 #include "engine/learn/lr_schedule.h"
+#include "engine/learn/memory_report.h"
 #include "engine/learn/peft_adapter.h"
 #include "engine/learn/run_outputs.h"
 #include "engine/metrics/exact_match.h"
@@ -94,7 +95,7 @@ void answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& 
     for (const Generation& g : gens)
       local.push_back(encoder.tokenizer().decode(g.ids, /*skip_special=*/true));
   }
-  std::vector<std::string> all = all_gather_strings(local, grid.dp);
+  std::vector<std::string> all = all_gather_strings(local, grid.host_dp);
   TLM_CHECK(all.size() == end - begin, "answer: gathered ", all.size(), " answers for ", end - begin,
             " prompts");
   for (size_t i = begin; i < end; ++i) {
@@ -109,7 +110,7 @@ std::vector<double> score_all(const LlamaModel& model, const std::vector<Sample>
   const auto [lb, le] = replica_block(0, samples.size(), grid);
   std::vector<double> local;
   if (le > lb) local = mean_token_nll(model, ids_of(samples, lb, le), config.score_batch, pad);
-  return all_gather_doubles(local, grid.dp);
+  return all_gather_doubles(local, grid.host_dp);
 }
 
 ContinuationNll answer_nll_all(const LlamaModel& model, const std::vector<std::vector<int32_t>>& prompts,
@@ -123,7 +124,7 @@ ContinuationNll answer_nll_all(const LlamaModel& model, const std::vector<std::v
                              config.score_batch, pad);
   }
   at::Tensor sums = at::tensor({local.nll_sum, static_cast<double>(local.tokens)}, at::kDouble);
-  grid.dp->all_reduce(sums, ReduceOp::Sum);
+  grid.host_dp->all_reduce(sums, ReduceOp::Sum);
   ContinuationNll out;
   out.nll_sum = sums[0].item<double>();
   out.tokens = static_cast<int64_t>(sums[1].item<double>());
@@ -204,9 +205,10 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
             " bad records, ", counters.too_short, " too short)");
   const int32_t pad = encoder.tokenizer().pad_id().value_or(0);
 
-  // LibTorch seeds its default generator nondeterministically; seed it (as HF Trainer's
-  // set_seed does) so LoRA dropout draws the same masks in every run, and a resumed run can
-  // continue them from the checkpoint's generator state.
+  const MemoryMeter memory(grid.device);  // baseline: the loaded model, before the adapters
+  // LibTorch seeds its default generators nondeterministically; seed them (as HF Trainer's
+  // set_seed does: the CPU's and every GPU's) so LoRA dropout draws the same masks in every
+  // run, and a resumed run can continue them from the checkpoint's generator state.
   at::manual_seed(config.lora.seed);
   LoraAdapters lora(model, config.lora);
   if (!config.init_adapter.empty()) {
@@ -217,7 +219,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     lora.load_full_state(init.state, config.init_adapter);
     log_info("adapter initialised from " + config.init_adapter);
   }
-  TestTimeLearner learner(model, lora, config.objective, config.step, config.adamw, grid.dp);
+  TestTimeLearner learner(model, lora, config.objective, config.step, config.adamw, grid.dp, grid.host_dp);
   const bool online = config.mode == AdaptMode::Online;
   const nlohmann::json method = method_json(config);
   CheckpointIdentity identity;
@@ -244,7 +246,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     apply_checkpoint(state, identity, stream_identity, lora, learner.optimizer(), path, config.resume_ignore_base);
     learner.set_steps(state.global_step);
     checkpoints.restore(state);
-    restore_rng_state(state.rng_state, path);
+    restore_rng_state({state.rng_state, state.device_rng_kind, state.device_rng_state}, grid.device, path);
     resumed_scheduler = nlohmann::json::parse(state.scheduler_state, nullptr, false);
     samples_seen = state.samples_consumed;
     const int64_t chunk = config.stream_batch, n = static_cast<int64_t>(samples.size());
@@ -340,7 +342,8 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     log_info(str_cat("stopped by a signal after step ", learner.steps(), " (", samples_seen, " of ", samples.size(),
                      " prompts learned); continue with --resume latest"));
     nlohmann::json summary = {{"stopped", true}, {"steps", learner.steps()}, {"samples_learned", samples_seen},
-                              {"samples", samples.size()}, {"layout", grid.describe()}, {"config", method}};
+                              {"samples", samples.size()}, {"layout", grid.describe()}, {"config", method},
+                              {"memory", memory.report(model, lora, learner.optimizer(), grid.host_world)}};
     outputs.write_summary(summary);
     return summary;
   }
@@ -398,6 +401,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   if (!rouge.empty()) summary["rouge_lsum"] = mean_fmeasure(rouge);
   if (em_total > 0) summary["exact_match"] = static_cast<double>(em_hits) / static_cast<double>(em_total);
   summary["wall_seconds"] = seconds_since(start);
+  summary["memory"] = memory.report(model, lora, learner.optimizer(), grid.host_world);
   outputs.write_summary(summary);
   log_info(str_cat("input perplexity ", fixed(std::exp(base_ce), 3), " -> ", fixed(std::exp(adapted_ce), 3),
                    " (ce ", fixed(base_ce, 4), " -> ", fixed(adapted_ce, 4), "); ", outputs.selected(),

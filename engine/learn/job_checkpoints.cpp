@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
 
@@ -25,7 +26,7 @@ void request_stop() { g_stop_requested.store(true); }
 
 bool JobCheckpoints::stop_agreed() const {
   at::Tensor flag = at::tensor({static_cast<int64_t>(g_stop_requested.load() ? 1 : 0)}, at::kLong);
-  grid_.world->all_reduce(flag, ReduceOp::Max);
+  grid_.host_world->all_reduce(flag, ReduceOp::Max);
   return flag.item<int64_t>() != 0;
 }
 
@@ -103,8 +104,10 @@ JobCheckpoints::JobCheckpoints(CheckpointOptions options, CheckpointIdentity ide
             "checkpoint every_steps, every_seconds and keep_last must be >= 0");
 }
 
-std::string capture_rng_state() {
-  at::Generator gen = at::detail::getDefaultCPUGenerator();
+namespace {
+
+std::string generator_hex(const at::Generator& generator) {
+  at::Generator gen = generator;
   at::Tensor state;
   {
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -120,15 +123,41 @@ std::string capture_rng_state() {
   return hex;
 }
 
-void restore_rng_state(const std::string& hex, const std::string& source) {
-  if (hex.empty()) return;
-  TLM_CHECK(hex.size() % 2 == 0, source, ": /state rng_state is not hex bytes");
+void set_generator_hex(const at::Generator& generator, const std::string& hex, const std::string& what) {
+  TLM_CHECK(hex.size() % 2 == 0 && hex.find_first_not_of("0123456789abcdef") == std::string::npos, what,
+            " is not hex bytes");
   at::Tensor state = at::empty({static_cast<int64_t>(hex.size() / 2)}, at::kByte);
   uint8_t* p = state.data_ptr<uint8_t>();
   for (size_t i = 0; i < hex.size(); i += 2) p[i / 2] = static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  at::Generator gen = generator;
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
+}
+
+bool has_own_generator(const c10::Device& device) { return !device.is_cpu() && !device.is_meta(); }
+
+}  // namespace
+
+RngState capture_rng_state(const c10::Device& device) {
+  RngState s;
+  s.cpu = generator_hex(at::detail::getDefaultCPUGenerator());
+  if (has_own_generator(device)) {
+    s.device_kind = c10::DeviceTypeName(device.type(), /*lower_case=*/true);
+    s.device = generator_hex(at::globalContext().defaultGenerator(device));
+  }
+  return s;
+}
+
+void restore_rng_state(const RngState& state, const c10::Device& device, const std::string& source) {
+  if (!state.cpu.empty()) set_generator_hex(at::detail::getDefaultCPUGenerator(), state.cpu, source + ": /state rng_state");
+  const std::string kind = has_own_generator(device) ? c10::DeviceTypeName(device.type(), true) : "";
+  if (!kind.empty() && state.device_kind == kind) {
+    set_generator_hex(at::globalContext().defaultGenerator(device), state.device, source + ": /state device_rng_state");
+  } else if (kind != state.device_kind) {
+    log_info(str_cat(source, ": saved by a job on ", state.device_kind.empty() ? "cpu" : state.device_kind,
+                     ", resumed on ", device, ": the ", kind.empty() ? "saved device" : kind,
+                     " generator is not restored (LoRA dropout draws differ from an uninterrupted run there)"));
+  }
 }
 
 void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed,
@@ -157,7 +186,7 @@ void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed
     // Clocks differ between ranks and the save is collective: rank 0's clock decides.
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_save_time_).count();
     at::Tensor flag = at::tensor({static_cast<int64_t>(elapsed >= options_.every_seconds ? 1 : 0)}, at::kLong);
-    grid_.world->broadcast(flag, 0);
+    grid_.host_world->broadcast(flag, 0);
     due = flag.item<int64_t>() != 0;
   }
   if (due) save(step.step, samples_consumed, lora, optimizer);
@@ -186,7 +215,10 @@ void JobCheckpoints::save(int64_t step, int64_t samples_consumed, LoraAdapters& 
   s.stream_offset = samples_consumed;
   s.stats = stats_;
   s.scheduler_state = scheduler_state_;
-  s.rng_state = capture_rng_state();
+  const RngState rng = capture_rng_state(grid_.device);
+  s.rng_state = rng.cpu;
+  s.device_rng_kind = rng.device_kind;
+  s.device_rng_state = rng.device;
   last_saved_step_ = step;
   last_save_time_ = std::chrono::steady_clock::now();
   if (!grid_.is_root()) return;

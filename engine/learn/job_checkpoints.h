@@ -54,9 +54,18 @@ class JobCheckpoints {
   std::vector<std::string> written_;
 };
 
-// The default CPU generator's state (dropout draws from it) as hex, and back.
-std::string capture_rng_state();
-void restore_rng_state(const std::string& hex, const std::string& source);
+// The generators LoRA dropout draws from, as hex bytes: the default CPU generator and, for a
+// job on an accelerator, that device's default generator (CUDA's Philox seed and offset).
+struct RngState {
+  std::string cpu;
+  std::string device_kind;  // "cuda", or "" for a CPU job
+  std::string device;
+};
+RngState capture_rng_state(const c10::Device& device);
+// Restores what `state` holds for `device`. A checkpoint from a CPU job resumed on a GPU (or
+// the other way round) restores the CPU generator only and says so in the log: the run stays
+// correct, only its dropout draws differ from the uninterrupted run on the other device.
+void restore_rng_state(const RngState& state, const c10::Device& device, const std::string& source);
 
 // Set from a signal handler (async-signal-safe): the job finishes its step, checkpoints, exits.
 void request_stop();

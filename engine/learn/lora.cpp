@@ -44,8 +44,10 @@ LoraAdapters::LoraAdapters(LlamaModel& model, const LoraConfig& config)
     if (std::find(config.targets.begin(), config.targets.end(), s) == config.targets.end()) continue;
     const int64_t in = p.in_features(), out = p.out_features();
     const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-    at::Tensor A = at::empty({config.rank, in}, at::kFloat).uniform_(-bound, bound, gen);
-    at::Tensor B = at::zeros({out, config.rank}, at::kFloat);
+    // Drawn on the host from the seed (the same adapter on every device and TP degree), then
+    // moved to the model's device; LoRA tensors are fp32 whatever the base dtype.
+    at::Tensor A = at::empty({config.rank, in}, at::kFloat).uniform_(-bound, bound, gen).to(model.device());
+    at::Tensor B = at::zeros({out, config.rank}, at::TensorOptions().dtype(at::kFloat).device(model.device()));
     p.attach_lora(A, B, config.scale());
     LoraSlot* slot = p.lora();
     slot->dropout = config.dropout;

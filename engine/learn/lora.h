@@ -2,7 +2,9 @@
 // scale * B(A(dropout(x))) with scale = alpha / rank, A initialised Kaiming-uniform
 // (a = sqrt(5), so U(-1/sqrt(in), 1/sqrt(in))) and B zero. Every adapter is drawn full-size
 // from one seeded generator in module order and then sliced by the layer, so any TP degree
-// starts from the same adapter. Only these tensors ever require gradients.
+// starts from the same adapter. Only these tensors ever require gradients. They are fp32 on
+// the model's device whatever the base dtype (PEFT's mixed-precision rule: the branch input
+// is cast to fp32, the branch output back to the base dtype before it joins the base output).
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 #include "engine/learn/test_time_learner.h"
 
 #include <chrono>
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -24,13 +25,15 @@ std::vector<double> to_vector(const at::Tensor& t) {
 
 TestTimeLearner::TestTimeLearner(LlamaModel& model, LoraAdapters& lora,
                                  const TlmObjectiveOptions& objective, const StepOptions& step,
-                                 const AdamWOptions& adamw, CommunicatorPtr dp)
+                                 const AdamWOptions& adamw, CommunicatorPtr dp, CommunicatorPtr host_dp)
     : model_(model), lora_(lora), objective_(objective), step_(step),
       optimizer_(lora.parameters(), adamw),
-      dp_(dp ? std::move(dp) : make_single_process_communicator()) {}
+      dp_(dp ? std::move(dp) : make_single_process_communicator()),
+      host_dp_(host_dp ? std::move(host_dp) : dp_) {}
 
 namespace {
 
+// A host value summed over a host (MPI) group.
 double all_reduce_sum(double value, const CommunicatorPtr& group) {
   if (group->size() == 1) return value;
   at::Tensor t = at::tensor({value}, at::kDouble);
@@ -46,7 +49,8 @@ double clip_lora_gradients(LoraAdapters& lora, const std::vector<at::Tensor>& pa
   const double norm = lora_gradient_norm(lora.slots(), tp);
   if (max_norm > 0.0 && std::isfinite(norm)) {
     at::NoGradGuard no_grad;
-    at::Tensor coef = at::clamp_max(max_norm / (at::tensor({norm}, at::kFloat) + 1e-6), 1.0);
+    // torch's fp32 arithmetic: max_norm / (norm + 1e-6), clamped at 1.
+    const float coef = std::min(1.0f, static_cast<float>(max_norm) / (static_cast<float>(norm) + 1e-6f));
     for (const at::Tensor& p : params)
       if (p.grad().defined()) p.grad().mul_(coef);
   }
@@ -67,7 +71,7 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   rec.lr = lr;
   int64_t tokens = 0;
   for (const auto& s : batch) tokens += static_cast<int64_t>(s.size());
-  rec.tokens = static_cast<int64_t>(all_reduce_sum(static_cast<double>(tokens), dp_));
+  rec.tokens = static_cast<int64_t>(all_reduce_sum(static_cast<double>(tokens), host_dp_));
 
   lora_.set_training(true);
   optimizer_.zero_grad();
@@ -75,25 +79,31 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   TlmLoss loss;
   double global_selected = 0.0;
   if (!batch.empty()) {
-    TokenBatch token_batch = right_padded_batch(batch, 0);
+    TokenBatch token_batch = right_padded_batch(batch, 0, model_.device());
     at::Tensor ce = per_sample_ce(model_, token_batch);  // [b]
-    at::Tensor sel = selection_ce.empty() ? at::Tensor()
-                                          : at::tensor(selection_ce, at::kDouble).to(at::kFloat);
-    // mask first (it does not depend on the normaliser), then the loss with the global count.
-    TlmLoss probe = tlm_loss(ce.detach(), sel, objective_);
-    global_selected = all_reduce_sum(probe.mask.sum().item<double>(), dp_);
+    at::Tensor sel = selection_ce.empty()
+                         ? at::Tensor()
+                         : at::tensor(selection_ce, at::kDouble).to(at::kFloat).to(ce.device());
+    // mask and coeff first (they do not depend on the normaliser): one host copy carries them
+    // and the per-sample ce for the record; then the loss with the global selected count.
+    TlmLoss probe = tlm_loss(ce.detach(), sel, objective_, /*global_selected=*/1.0);
+    const at::Tensor host = at::stack({ce.detach().to(at::kDouble), probe.coeff.to(at::kDouble),
+                                       probe.mask.to(at::kDouble)}).to(at::kCPU);  // [3, b]
+    current_ce = to_vector(host[0]);
+    coeff = to_vector(host[1]);
+    selected = to_vector(host[2]);
+    double local_selected = 0.0;
+    for (double m : selected) local_selected += m;
+    global_selected = all_reduce_sum(local_selected, host_dp_);
     loss = tlm_loss(ce, sel, objective_, global_selected);
-    current_ce = to_vector(ce);
-    coeff = to_vector(loss.coeff);
-    selected = to_vector(loss.mask);
   } else {
-    global_selected = all_reduce_sum(0.0, dp_);  // no sample in this replica's share
+    global_selected = all_reduce_sum(0.0, host_dp_);  // no sample in this replica's share
   }
-  rec.loss = all_reduce_sum(loss.loss.defined() ? loss.loss.item<double>() : 0.0, dp_);
-  rec.current_ce = all_gather_doubles(current_ce, dp_);
-  rec.ce = selection_ce.empty() ? rec.current_ce : all_gather_doubles(selection_ce, dp_);
-  rec.coeff = all_gather_doubles(coeff, dp_);
-  for (double m : all_gather_doubles(selected, dp_)) rec.selected.push_back(m != 0.0);
+  rec.loss = all_reduce_sum(loss.loss.defined() ? loss.loss.item<double>() : 0.0, host_dp_);
+  rec.current_ce = all_gather_doubles(current_ce, host_dp_);
+  rec.ce = selection_ce.empty() ? rec.current_ce : all_gather_doubles(selection_ce, host_dp_);
+  rec.coeff = all_gather_doubles(coeff, host_dp_);
+  for (double m : all_gather_doubles(selected, host_dp_)) rec.selected.push_back(m != 0.0);
   const bool any_selected = global_selected > 0.0;
 
   if (!std::isfinite(rec.loss)) {

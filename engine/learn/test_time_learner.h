@@ -44,9 +44,12 @@ struct StepRecord {
 
 class TestTimeLearner {
  public:
-  // `dp`: the data-parallel group (size 1 without DP); TP comes from the model.
+  // `dp`: the data-parallel group of the model's device tensors (LoRA gradients; size 1
+  // without DP), `host_dp` the same ranks' host group (counts, per-sample values; defaults to
+  // `dp`, which is right for CPU ranks). TP comes from the model.
   TestTimeLearner(LlamaModel& model, LoraAdapters& lora, const TlmObjectiveOptions& objective,
-                  const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp = nullptr);
+                  const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp = nullptr,
+                  CommunicatorPtr host_dp = nullptr);
 
   // `batch`: this replica's share of the step (may be empty under DP). `selection_ce`: the
   // offline setting's adapter-off ce for these samples; empty = online.
@@ -65,6 +68,7 @@ class TestTimeLearner {
   StepOptions step_;
   AdamW optimizer_;
   CommunicatorPtr dp_;
+  CommunicatorPtr host_dp_;
   int64_t steps_ = 0;
   int64_t skipped_ = 0;
 };

@@ -32,6 +32,9 @@ class Attention {
   RowParallelLinear& o_proj() { return *o_; }
   int64_t local_kv_heads() const { return k_->out_shard().size() / head_dim_; }
   int64_t head_dim() const { return head_dim_; }
+  int64_t weight_bytes() const {
+    return q_->weight_bytes() + k_->weight_bytes() + v_->weight_bytes() + o_->weight_bytes();
+  }
 
  private:
   std::unique_ptr<ColumnParallelLinear> q_, k_, v_;

@@ -6,6 +6,7 @@
 #include "engine/common/error.h"
 #include "engine/model/rms_norm.h"
 #include "engine/model/weight_source.h"
+#include "engine/model/weight_upload.h"
 
 namespace tlm {
 
@@ -23,14 +24,15 @@ void Projection::attach_lora(const at::Tensor& A, const at::Tensor& B, double sc
 
 namespace {
 
-// Loads this rank's slices of a model's weights in the compute dtype.
+// Loads this rank's slices of a model's weights in the compute dtype onto its device.
 class ShardLoader {
  public:
-  ShardLoader(const WeightSource& weights, const CommunicatorPtr& tp, at::ScalarType dtype)
-      : w_(weights), tp_(tp), dtype_(dtype) {}
+  ShardLoader(const WeightSource& weights, const CommunicatorPtr& tp, at::ScalarType dtype,
+              c10::Device device)
+      : w_(weights), tp_(tp), upload_(dtype, device) {}
 
   at::Tensor whole(const std::string& name) const {
-    return w_.load(name, WeightSlice::whole()).to(dtype_);
+    return upload_(w_.load(name, WeightSlice::whole()));
   }
   std::optional<at::Tensor> optional_whole(const std::string& name) const {
     if (!w_.has(name)) return std::nullopt;
@@ -38,11 +40,11 @@ class ShardLoader {
   }
   at::Tensor rows(const std::string& name, int64_t full, const std::string& what) const {
     ShardRange r = shard_range(full, tp_->rank(), tp_->size(), what);
-    return w_.load(name, WeightSlice::along(0, r.begin, r.end)).to(dtype_);
+    return upload_(w_.load(name, WeightSlice::along(0, r.begin, r.end)));
   }
   at::Tensor cols(const std::string& name, int64_t full, const std::string& what) const {
     ShardRange r = shard_range(full, tp_->rank(), tp_->size(), what);
-    return w_.load(name, WeightSlice::along(1, r.begin, r.end)).to(dtype_);
+    return upload_(w_.load(name, WeightSlice::along(1, r.begin, r.end)));
   }
 
   std::unique_ptr<ColumnParallelLinear> column(const std::string& prefix, int64_t out,
@@ -59,8 +61,8 @@ class ShardLoader {
     const ShardRange h = head_shard(heads, tp_->rank(), tp_->size(), what);
     const ShardRange r{h.begin * head_dim, h.end * head_dim};
     std::optional<at::Tensor> b;
-    if (bias) b = w_.load(prefix + ".bias", WeightSlice::along(0, r.begin, r.end)).to(dtype_);
-    at::Tensor w = w_.load(prefix + ".weight", WeightSlice::along(0, r.begin, r.end)).to(dtype_);
+    if (bias) b = upload_(w_.load(prefix + ".bias", WeightSlice::along(0, r.begin, r.end)));
+    at::Tensor w = upload_(w_.load(prefix + ".weight", WeightSlice::along(0, r.begin, r.end)));
     return std::make_unique<ColumnParallelLinear>(tp_, w, b, heads * head_dim, r,
                                                   head_replicas(heads, tp_->size()));
   }
@@ -74,7 +76,7 @@ class ShardLoader {
  private:
   const WeightSource& w_;
   const CommunicatorPtr& tp_;
-  at::ScalarType dtype_;
+  WeightUploader upload_;
 };
 
 void check_shape(const WeightSource& w, const std::string& name, std::vector<int64_t> expected) {
@@ -86,11 +88,12 @@ void check_shape(const WeightSource& w, const std::string& name, std::vector<int
 }  // namespace
 
 LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
-                       CommunicatorPtr tp, at::ScalarType dtype)
+                       CommunicatorPtr tp, at::ScalarType dtype, c10::Device device)
     : config_(config),
       tp_(std::move(tp)),
       dtype_(dtype),
-      rotary_(config, weights.rope_frequency_factors()) {
+      device_(device),
+      rotary_(config, weights.rope_frequency_factors(), device) {
   TLM_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf,
             "model dtype must be fp32, bf16 or fp16");
   const ModelConfig& c = config_;
@@ -101,7 +104,7 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
   TLM_CHECK(c.num_kv_heads % tp_->size() == 0 || tp_->size() % c.num_kv_heads == 0,
             "num_key_value_heads = ", c.num_kv_heads, " and the tensor-parallel size ", tp_->size(),
             " clash: one must divide the other (KV heads are split, or replicated when fewer)");
-  ShardLoader load(weights, tp_, dtype_);
+  ShardLoader load(weights, tp_, dtype_, device_);
 
   check_shape(weights, "model.embed_tokens.weight", {c.vocab_size, H});
   embed_ = std::make_unique<VocabParallelEmbedding>(
@@ -156,34 +159,39 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
 
 at::Tensor LlamaModel::forward_hidden(const at::Tensor& ids, const at::Tensor& attention_mask,
                                       KvCache* cache) const {
-  TLM_CHECK(ids.dim() == 2 && attention_mask.sizes() == ids.sizes(), "forward: ids ",
-            ids.sizes(), " and attention_mask ", attention_mask.sizes(), " must both be [B, T]");
+  const bool padded = attention_mask.defined();
+  TLM_CHECK(ids.dim() == 2 && (!padded || attention_mask.sizes() == ids.sizes()), "forward: ids ",
+            ids.sizes(), " and attention_mask ", padded ? attention_mask.sizes() : ids.sizes(),
+            " must both be [B, T]");
   const int64_t B = ids.size(0), T = ids.size(1);
-  at::Tensor mask = attention_mask.to(at::kBool);
-  at::Tensor counts = mask.to(at::kLong).cumsum(1);  // [B, T]
-  at::Tensor positions = (counts - 1).clamp_min(0);
+  const at::TensorOptions index = ids.options().dtype(at::kLong);
+  at::Tensor mask = padded ? attention_mask.to(at::kBool) : at::Tensor();  // [B, T]
+  at::Tensor positions = padded ? (mask.to(at::kLong).cumsum(1) - 1).clamp_min(0)
+                                : at::arange(T, index).unsqueeze(0).expand({B, T});  // [B, T]
   const int64_t past = cache ? cache->length : 0;
   if (cache) {
     TLM_CHECK(past + T <= cache->capacity(), "KV cache full: ", past, " + ", T, " > ",
               cache->capacity());
     positions = positions + cache->next_position.unsqueeze(1);
-    cache->key_mask.narrow(1, past, T).copy_(mask);
+    if (padded) cache->key_mask.narrow(1, past, T).copy_(mask);
+    else cache->key_mask.narrow(1, past, T).fill_(true);
   }
 
   AttentionInputs in;
   std::tie(in.cos, in.sin) = rotary_.cos_sin(positions, dtype_);
   in.cache = cache;
-  const bool plain_causal = !cache && mask.all().item<bool>() && !config_.sliding_window;
+  const bool plain_causal = !cache && !padded && !config_.sliding_window;
   if (!plain_causal) {
     const int64_t S = past + T;
-    at::Tensor keys = cache ? cache->key_mask.narrow(1, 0, S) : mask;  // [B, S]
-    at::Tensor q_index = at::arange(past, past + T, at::kLong).unsqueeze(1);  // [T, 1]
-    at::Tensor k_index = at::arange(0, S, at::kLong).unsqueeze(0);            // [1, S]
+    at::Tensor q_index = at::arange(past, past + T, index).unsqueeze(1);  // [T, 1]
+    at::Tensor k_index = at::arange(0, S, index).unsqueeze(0);            // [1, S]
     at::Tensor allowed = (k_index <= q_index);
-    if (config_.sliding_window) allowed = allowed.logical_and(q_index - k_index < *config_.sliding_window);
-    // [B, 1, T, S]; a padding query may always see itself so no row is fully masked (NaN).
-    in.mask = keys.view({B, 1, 1, S}).logical_and(allowed.view({1, 1, T, S}))
-                  .logical_or((k_index == q_index).view({1, 1, T, S}));
+    if (config_.sliding_window) allowed = allowed & (q_index - k_index < *config_.sliding_window);
+    at::Tensor m = allowed.view({1, 1, T, S});
+    at::Tensor keys = cache ? cache->key_mask.narrow(1, 0, S) : mask;  // [B, S] or undefined
+    if (keys.defined()) m = keys.view({B, 1, 1, S}) & m;
+    // [B or 1, 1, T, S]; a padding query may always see itself so no row is fully masked (NaN).
+    in.mask = m | (k_index == q_index).view({1, 1, T, S});
   }
 
   at::Tensor x = embed_->forward(ids);  // [B, T, H]
@@ -195,7 +203,8 @@ at::Tensor LlamaModel::forward_hidden(const at::Tensor& ids, const at::Tensor& a
   }
   if (cache) {
     cache->length += T;
-    cache->next_position += mask.to(at::kLong).sum(1);
+    if (padded) cache->next_position += mask.to(at::kLong).sum(1);
+    else cache->next_position += T;
   }
   return rms_norm(x, final_norm_, config_.rms_norm_eps);
 }
@@ -216,9 +225,12 @@ at::Tensor LlamaModel::token_log_likelihoods(const at::Tensor& ids,
   const int64_t B = ids.size(0), T = ids.size(1);
   TLM_CHECK(T >= 2, "token_log_likelihoods needs at least 2 tokens per row, got ", T);
   at::Tensor h = forward_hidden(ids, attention_mask);  // [B, T, H]
-  at::Tensor mask = attention_mask.to(at::kBool);
-  at::Tensor valid = mask.narrow(1, 0, T - 1).logical_and(mask.narrow(1, 1, T - 1));
-  at::Tensor targets = ids.narrow(1, 1, T - 1).masked_fill(valid.logical_not(), -100);
+  at::Tensor targets = ids.narrow(1, 1, T - 1);        // [B, T-1]
+  if (attention_mask.defined()) {
+    at::Tensor mask = attention_mask.to(at::kBool);
+    at::Tensor valid = mask.narrow(1, 0, T - 1) & mask.narrow(1, 1, T - 1);
+    targets = targets.masked_fill(~valid, -100);
+  }
   at::Tensor hidden = h.narrow(1, 0, T - 1).reshape({B * (T - 1), -1});
   at::Tensor logp = vocab_parallel_token_log_likelihood(hidden, lm_head_shard_,
                                                         targets.reshape({-1}), tp_, chunk_rows);
@@ -228,13 +240,24 @@ at::Tensor LlamaModel::token_log_likelihoods(const at::Tensor& ids,
 KvCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {
   KvCache c;
   const int64_t kv_local = head_shard(config_.num_kv_heads, tp_->rank(), tp_->size(), "num_key_value_heads").size();
+  const at::TensorOptions on_device = at::TensorOptions().device(device_);
   for (size_t i = 0; i < layers_.size(); ++i) {
-    c.keys.push_back(at::zeros({batch, kv_local, capacity, config_.head_dim}, at::TensorOptions().dtype(dtype_)));
-    c.values.push_back(at::zeros({batch, kv_local, capacity, config_.head_dim}, at::TensorOptions().dtype(dtype_)));
+    c.keys.push_back(at::zeros({batch, kv_local, capacity, config_.head_dim}, on_device.dtype(dtype_)));
+    c.values.push_back(at::zeros({batch, kv_local, capacity, config_.head_dim}, on_device.dtype(dtype_)));
   }
-  c.key_mask = at::zeros({batch, capacity}, at::kBool);
-  c.next_position = at::zeros({batch}, at::kLong);
+  c.key_mask = at::zeros({batch, capacity}, on_device.dtype(at::kBool));
+  c.next_position = at::zeros({batch}, on_device.dtype(at::kLong));
   return c;
+}
+
+int64_t LlamaModel::weight_bytes() const {
+  int64_t total = static_cast<int64_t>(embed_->weight().nbytes()) + static_cast<int64_t>(final_norm_.nbytes());
+  if (!lm_head_shard_.is_same(embed_->weight())) total += static_cast<int64_t>(lm_head_shard_.nbytes());
+  for (const Layer& l : layers_) {
+    total += static_cast<int64_t>(l.input_norm.nbytes() + l.post_norm.nbytes());
+    total += l.attention->weight_bytes() + l.mlp->weight_bytes();
+  }
+  return total;
 }
 
 std::vector<Projection> LlamaModel::projections() {

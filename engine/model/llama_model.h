@@ -37,13 +37,15 @@ struct Projection {
 
 class LlamaModel {
  public:
-  // Loads this rank's slices of every weight from `weights` in `dtype` (fp32 or bf16).
+  // Loads this rank's slices of every weight from `weights` in `dtype` (fp32, bf16, fp16)
+  // onto `device`, where every tensor the model makes lives (tp's back end must carry it).
   LlamaModel(const ModelConfig& config, const WeightSource& weights, CommunicatorPtr tp,
-             at::ScalarType dtype);
+             at::ScalarType dtype, c10::Device device = c10::Device(c10::kCPU));
 
-  // ids [B, T] int64, attention_mask [B, T] (1 = token, 0 = padding, left or right) ->
-  // final-normed hidden states [B, T, H]. Rotary positions count only real tokens, so a
-  // padded row computes what it would alone. With a cache the T tokens are appended to it.
+  // ids [B, T] int64 on the model's device, attention_mask [B, T] (1 = token, 0 = padding,
+  // left or right; undefined = every token is real, the causal fast path) -> final-normed
+  // hidden states [B, T, H]. Rotary positions count only real tokens, so a padded row
+  // computes what it would alone. With a cache the T tokens are appended to it.
   at::Tensor forward_hidden(const at::Tensor& ids, const at::Tensor& attention_mask,
                             KvCache* cache = nullptr) const;
   // Full-vocabulary fp32 logits [B, T, V] (tests and small inputs; scoring does not use it).
@@ -62,6 +64,9 @@ class LlamaModel {
   const ModelConfig& config() const { return config_; }
   const CommunicatorPtr& tp() const { return tp_; }
   at::ScalarType dtype() const { return dtype_; }
+  const c10::Device& device() const { return device_; }
+  // Bytes of this rank's weight slices (embedding shared with a tied head counted once).
+  int64_t weight_bytes() const;
 
  private:
   struct Layer {
@@ -74,6 +79,7 @@ class LlamaModel {
   ModelConfig config_;
   CommunicatorPtr tp_;
   at::ScalarType dtype_;
+  c10::Device device_;
   std::unique_ptr<VocabParallelEmbedding> embed_;
   at::Tensor lm_head_shard_;  // [V/tp, H]; the embedding shard itself when tied
   at::Tensor final_norm_;

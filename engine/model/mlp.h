@@ -19,6 +19,9 @@ class Mlp {
   ColumnParallelLinear& gate_proj() { return *gate_; }
   ColumnParallelLinear& up_proj() { return *up_; }
   RowParallelLinear& down_proj() { return *down_; }
+  int64_t weight_bytes() const {
+    return gate_->weight_bytes() + up_->weight_bytes() + down_->weight_bytes();
+  }
 
  private:
   std::unique_ptr<ColumnParallelLinear> gate_, up_;

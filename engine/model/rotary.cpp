@@ -28,7 +28,7 @@ at::Tensor llama3_scaled(const at::Tensor& inv_freq, const RopeScaling& s) {
 }  // namespace
 
 RotaryEmbedding::RotaryEmbedding(const ModelConfig& config,
-                                 std::optional<at::Tensor> frequency_factors) {
+                                 std::optional<at::Tensor> frequency_factors, c10::Device device) {
   const int64_t dim = config.head_dim;
   // Same arithmetic as transformers: int64 arange cast to fp32, divided in fp32.
   at::Tensor exponents = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<float>(dim);
@@ -39,8 +39,9 @@ RotaryEmbedding::RotaryEmbedding(const ModelConfig& config,
   if (frequency_factors) {
     TLM_CHECK(frequency_factors->numel() == dim / 2, "rope_freqs.weight has ",
               frequency_factors->numel(), " values, expected head_dim/2 = ", dim / 2);
-    inv_freq_ = inv_freq_ / *frequency_factors;
+    inv_freq_ = inv_freq_ / frequency_factors->to(at::kFloat);
   }
+  inv_freq_ = inv_freq_.to(device);
 }
 
 std::pair<at::Tensor, at::Tensor> RotaryEmbedding::cos_sin(const at::Tensor& positions,

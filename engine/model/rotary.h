@@ -6,6 +6,7 @@
 #include <utility>
 
 #include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
 
 #include "engine/model/model_config.h"
 
@@ -13,7 +14,9 @@ namespace tlm {
 
 class RotaryEmbedding {
  public:
-  RotaryEmbedding(const ModelConfig& config, std::optional<at::Tensor> frequency_factors);
+  // inv_freq is computed on the host (transformers' arithmetic) and kept on `device`.
+  RotaryEmbedding(const ModelConfig& config, std::optional<at::Tensor> frequency_factors,
+                  c10::Device device = c10::Device(c10::kCPU));
   // positions [B, T] int64 -> (cos, sin), each [B, T, head_dim] in `dtype`.
   std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions,
                                             at::ScalarType dtype) const;

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 
 from tlm_testing import binary, run, tmpdir
+import tlm_testing
 
 
 class CheckpointReadByH5py(unittest.TestCase):
@@ -55,4 +56,4 @@ class CheckpointReadByH5py(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

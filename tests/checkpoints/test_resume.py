@@ -29,6 +29,7 @@ from safetensors.numpy import load_file
 
 from tiny_llama import PROMPTS, make_tiny_llama
 from tlm_testing import MPI_ENV, MPIRUN, SOURCE_DIR, binary, run, tmpdir
+import tlm_testing
 
 ENV = MPI_ENV
 STREAM = PROMPTS + ["How much water does maize need?", "What is a bond coupon?"]  # 12 prompts
@@ -192,4 +193,4 @@ class Resume(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

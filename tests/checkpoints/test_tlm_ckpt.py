@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from tiny_llama import PROMPTS, chat_ids, make_tiny_llama
 from tlm_testing import SOURCE_DIR, binary, run, tmpdir
+import tlm_testing
 
 
 def ckpt(*args, check=True):
@@ -151,4 +152,4 @@ class TlmCkpt(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

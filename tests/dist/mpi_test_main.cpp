@@ -12,7 +12,8 @@ ProcessGrid mpi_grid(int tp, int dp) {
   GridOptions o;
   o.tp = tp;
   o.dp = dp;
-  o.backend = Backend::Mpi;
+  o.backend = "mpi";
+  o.device = parse_device("cpu");
   o.timeout_seconds = 120;
   return make_process_grid(o);
 }

@@ -10,7 +10,7 @@
 
 namespace tlm::test {
 
-// A grid over every rank of the job with the MPI back end (timeout 120 s).
+// A grid over every rank of the job with the MPI back end on CPU ranks (timeout 120 s).
 ProcessGrid mpi_grid(int tp, int dp);
 int world_size();
 int world_rank();

@@ -108,7 +108,8 @@ TEST(ProcessGrid, GroupsFollowTheLayout) {
 TEST(ProcessGrid, LayoutThatDoesNotMatchTheRanksIsRefused) {
   const int n = test::world_size();
   GridOptions o;
-  o.backend = Backend::Mpi;
+  o.backend = "mpi";
+  o.device = parse_device("cpu");
   o.tp = n;
   o.dp = 2;
   std::string message;
@@ -120,7 +121,7 @@ TEST(ProcessGrid, LayoutThatDoesNotMatchTheRanksIsRefused) {
   EXPECT_NE(message.find(std::to_string(n) + " x --dp-size 2 = " + std::to_string(2 * n)), std::string::npos) << message;
   EXPECT_NE(message.find("started " + std::to_string(n)), std::string::npos) << message;
   o.dp = 1;
-  o.backend = Backend::Single;
+  o.backend = "single";
   message.clear();
   try {
     make_process_grid(o);

@@ -23,6 +23,7 @@ from safetensors.numpy import load_file
 
 from tiny_llama import PROMPTS, make_tiny_llama
 from tlm_testing import MPI_ENV, MPIRUN, SOURCE_DIR, assert_close, binary, run, tmpdir
+import tlm_testing
 
 ENV = MPI_ENV
 LAYOUTS = [(2, 1), (1, 2), (4, 1), (2, 2)]
@@ -118,4 +119,4 @@ class AdaptUnderMpirun(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

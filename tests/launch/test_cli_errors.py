@@ -7,6 +7,7 @@ import unittest
 
 from tiny_llama import make_tiny_llama
 from tlm_testing import SOURCE_DIR, binary, tmpdir
+import tlm_testing
 
 
 def tlm(*args):
@@ -100,4 +101,4 @@ class CliErrors(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

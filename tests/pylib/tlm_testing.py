@@ -2,19 +2,72 @@
 
 The tests compare tlm's C++ binaries against the reference libraries. Every comparison
 prints its figures (max abs / max rel difference) so that CTest logs carry the numbers.
+
+Scripts end with `tlm_testing.main()`: it takes `--device cpu|cuda` off the command line
+(DEVICE; the parity tests run once per device, CTest registers a `.cuda` variant labelled
+gpu) and exits with SKIP_RETURN_CODE (77) when a test was skipped, so that CTest shows a
+missing GPU or default model as "Skipped", never as "Passed".
 """
 import json
 import os
 import pathlib
 import shutil
 import subprocess
+import sys
 import tempfile
+import unittest
 
 import numpy as np
 
 BUILD_DIR = pathlib.Path(os.environ.get("TLM_BUILD_DIR", "build")).resolve()
 SOURCE_DIR = pathlib.Path(os.environ.get("TLM_SOURCE_DIR", ".")).resolve()
 DEFAULT_MODEL = os.environ.get("TLM_DEFAULT_MODEL", "")
+SKIP_RETURN_CODE = 77
+
+
+def _take_device(argv):
+    if "--device" in argv:
+        i = argv.index("--device")
+        device = argv[i + 1]
+        del argv[i:i + 2]
+        return device
+    return "cpu"
+
+
+# The device the script's tlm side and reference side run on ("cpu" or "cuda").
+DEVICE = _take_device(sys.argv)
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available() and torch.cuda.device_count() > 0
+    except ImportError:
+        return False
+
+
+def require_device(testcase=None):
+    """Skips (visibly) when DEVICE is cuda and no GPU is visible."""
+    if DEVICE == "cuda" and not cuda_available():
+        raise unittest.SkipTest("no CUDA GPU visible (torch.cuda.is_available() is False)")
+
+
+def require_default_model():
+    if not DEFAULT_MODEL or not os.path.exists(DEFAULT_MODEL):
+        raise unittest.SkipTest(f"the default model is not installed (TLM_DEFAULT_MODEL={DEFAULT_MODEL!r})")
+
+
+def main():
+    """unittest.main that exits 77 (CTest: Skipped) when any test was skipped and none failed."""
+    prog = unittest.main(verbosity=2, exit=False)
+    result = prog.result
+    if not result.wasSuccessful():
+        sys.exit(1)
+    if result.skipped:
+        for test, reason in result.skipped:
+            print(f"[skipped] {test.id()}: {reason}", flush=True)
+        sys.exit(SKIP_RETURN_CODE)
+    sys.exit(0)
 
 
 # mpirun for multi-rank tests on a small machine (as root, oversubscribed, unbound), and the

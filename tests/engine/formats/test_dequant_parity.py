@@ -21,6 +21,7 @@ from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize, quantize
 
 import tlm_testing as tt
+import tlm_testing
 
 PROBE = "tests/engine/formats/gguf_probe"
 
@@ -279,4 +280,4 @@ class DefaultModelParity(BitwiseMixin, unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

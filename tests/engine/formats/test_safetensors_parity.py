@@ -13,6 +13,7 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file as save_torch
 
 import tlm_testing as tt
+import tlm_testing
 
 PROBE = "tests/engine/formats/safetensors_probe"
 DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16",
@@ -125,4 +126,4 @@ class SafetensorsParity(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

@@ -12,6 +12,7 @@ import unicodedata
 import unittest
 
 import tlm_testing as T
+import tlm_testing
 
 
 def reference_answer(text):
@@ -120,4 +121,4 @@ class ExactMatchParity(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    tlm_testing.main()

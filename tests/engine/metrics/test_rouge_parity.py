@@ -15,6 +15,7 @@ from nltk.stem import porter
 from rouge_score import rouge_scorer, tokenize, tokenizers
 
 import tlm_testing as T
+import tlm_testing
 
 WORDS = """
 the a an of to and in is was for on that with as by at from it this be are or not have
@@ -279,4 +280,4 @@ class RougeParity(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main()
+    tlm_testing.main()

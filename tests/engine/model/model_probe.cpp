@@ -1,9 +1,11 @@
 // Test probe: runs the model on token ids given as JSON so the Python parity tests can
 // compare against transformers. Loads config + weights only (tiny test models have no
 // tokenizer files).
-//   model_probe logits   MODEL IN.json OUT.f32 [fp32|bf16]   IN = {"ids": [[...]], "mask": [[...]]}
-//   model_probe loglik   MODEL IN.json OUT.f32 [chunk_rows]  token log-likelihoods [B, T-1]
-//   model_probe generate MODEL IN.json OUT.json N           greedy, N new tokens, no stop ids
+//   model_probe logits   MODEL IN.json OUT.f32 [fp32|bf16] [DEVICE]  IN = {"ids": [[...]], "mask": [[...]]}
+//   model_probe loglik   MODEL IN.json OUT.f32 [chunk_rows] [DEVICE] token log-likelihoods [B, T-1]
+//   model_probe generate MODEL IN.json OUT.json N [DEVICE]          greedy, N new tokens, no stop ids
+// DEVICE: cpu (default), cuda, cuda:N. A mask of all ones is passed as "no padding" (the
+// causal fast path), as tlm's own callers do.
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -13,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dist/communicator.h"
+#include "dist/device.h"
 #include "engine/common/error.h"
 #include "engine/formats/gguf_file.h"
 #include "engine/generate/generator.h"
@@ -53,7 +56,7 @@ at::Tensor to_tensor(const json& rows) {
 }
 
 void write_f32(const std::string& path, const at::Tensor& t) {
-  at::Tensor c = t.to(at::kFloat).contiguous();
+  at::Tensor c = t.to(at::kFloat).to(at::kCPU).contiguous();
   std::ofstream out(path, std::ios::binary);
   out.write(reinterpret_cast<const char*>(c.data_ptr<float>()),
             static_cast<std::streamsize>(c.numel() * sizeof(float)));
@@ -69,12 +72,16 @@ int main(int argc, char** argv) {
     std::ifstream in(argv[3]);
     const json input = json::parse(in);
     const std::string arg = argc > 5 ? argv[5] : "";
+    const c10::Device device = tlm::resolve_device(tlm::parse_device(argc > 6 ? argv[6] : "cpu"), 0,
+                                                   tlm::cuda_device_count());
+    tlm::make_current(device);
     const at::ScalarType dtype = arg == "bf16" ? at::kBFloat16 : at::kFloat;
     tlm::LlamaModel model(l.config, *l.weights, tlm::make_single_process_communicator(),
-                          mode == "logits" ? dtype : at::kFloat);
+                          mode == "logits" ? dtype : at::kFloat, device);
     c10::InferenceMode guard;
-    at::Tensor ids = to_tensor(input.at("ids"));
+    at::Tensor ids = to_tensor(input.at("ids")).to(device);
     at::Tensor mask = to_tensor(input.at("mask"));
+    mask = mask.all().item<bool>() ? at::Tensor() : mask.to(device);
     if (mode == "logits") {
       write_f32(argv[4], model.logits(ids, mask));
     } else if (mode == "loglik") {

@@ -13,6 +13,7 @@ import torch
 import transformers
 
 from tlm_testing import DEFAULT_MODEL, assert_close, binary, run, tmpdir
+import tlm_testing
 
 PROMPTS = [
     "What is the capital of France?",
@@ -68,4 +69,4 @@ class DefaultGgufParity(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

@@ -8,6 +8,9 @@ For Llama (rope_scaling llama3), Qwen2 (q/k/v biases, tied embeddings) and Mistr
     log_softmax(transformers logits) within 1e-4 absolute;
   - greedy generations of 32 tokens are identical;
   - bf16 logits stay within 0.1 absolute of transformers' bf16 logits.
+Run with --device cuda (CTest: model.parity_tiny_models.cuda, label gpu) both sides run on the
+GPU, with the tolerances of TOLERANCE below (cuBLAS and the CUDA attention kernels sum in
+another order than the CPU ones; TF32 stays off on both sides).
 """
 import copy
 import json
@@ -17,11 +20,16 @@ import numpy as np
 import torch
 import transformers
 
-from tlm_testing import assert_close, binary, run, tmpdir
+import tlm_testing
+from tlm_testing import DEVICE, assert_close, binary, require_device, run, tmpdir
 
 torch.manual_seed(0)
+torch.backends.cuda.matmul.allow_tf32 = False
 VOCAB = 160
 LENGTHS = [17, 9, 13, 4]
+# atol per device: fp32 logits, token log-likelihoods, bf16 logits.
+TOLERANCE = {"cpu": {"fp32": 1e-4, "loglik": 1e-4, "bf16": 0.1},
+             "cuda": {"fp32": 2e-4, "loglik": 2e-4, "bf16": 0.15}}[DEVICE]
 
 
 def make_model(kind: str, directory):
@@ -50,7 +58,7 @@ def make_model(kind: str, directory):
                 p.copy_(0.08 * torch.randn_like(p))
     model.eval()
     model.save_pretrained(directory)
-    return model
+    return model.to(DEVICE)
 
 
 def padded_batch(lengths, left: bool):
@@ -68,37 +76,38 @@ def padded_batch(lengths, left: bool):
 
 
 def hf_logits(model, ids, mask, dtype=torch.float32):
-    ids_t, mask_t = torch.tensor(ids), torch.tensor(mask)
+    ids_t, mask_t = torch.tensor(ids, device=DEVICE), torch.tensor(mask, device=DEVICE)
     positions = (mask_t.cumsum(1) - 1).clamp(min=0)
     # A copy: casting the model itself to bf16 and back would round its fp32 weights.
     with torch.no_grad():
         out = copy.deepcopy(model).to(dtype)(input_ids=ids_t, attention_mask=mask_t, position_ids=positions)
-    return out.logits.float().numpy()
+    return out.logits.float().cpu().numpy()
 
 
-def probe(mode, model_dir, payload, out_name, extra=None):
+def probe(mode, model_dir, payload, out_name, extra):
     work = tmpdir()
     (work / "in.json").write_text(json.dumps(payload))
     out = work / out_name
-    cmd = [binary("tests/engine/model/model_probe"), mode, model_dir, work / "in.json", out]
-    if extra is not None:
-        cmd.append(str(extra))
-    run(cmd)
+    run([binary("tests/engine/model/model_probe"), mode, model_dir, work / "in.json", out, str(extra), DEVICE])
     return out
 
 
 class TinyModelParity(unittest.TestCase):
+    def setUp(self):
+        require_device()
+
     def check_kind(self, kind):
         directory = tmpdir(f"tlm-{kind}-")
         model = make_model(kind, directory)
         for left in (False, True):
             ids, mask = padded_batch(LENGTHS, left)
             ref = hf_logits(model, ids, mask)
-            out = probe("logits", directory, {"ids": ids.tolist(), "mask": mask.tolist()}, "logits.f32")
+            out = probe("logits", directory, {"ids": ids.tolist(), "mask": mask.tolist()}, "logits.f32", "fp32")
             ours = np.fromfile(out, dtype=np.float32).reshape(ref.shape)
             real = mask.astype(bool)
             side = "left" if left else "right"
-            assert_close(self, ours[real], ref[real], atol=1e-4, what=f"{kind} fp32 logits ({side} padding)")
+            assert_close(self, ours[real], ref[real], atol=TOLERANCE["fp32"],
+                         what=f"{kind} fp32 logits on {DEVICE} ({side} padding)")
 
             # Chunked log-likelihoods (chunk of 5 rows, so chunks straddle rows and padding).
             out = probe("loglik", directory, {"ids": ids.tolist(), "mask": mask.tolist()}, "ll.f32", 5)
@@ -106,7 +115,8 @@ class TinyModelParity(unittest.TestCase):
             logp = torch.log_softmax(torch.tensor(ref[:, :-1]), -1)
             ref_ll = torch.gather(logp, 2, torch.tensor(ids[:, 1:]).unsqueeze(-1)).squeeze(-1).numpy()
             valid = real[:, :-1] & real[:, 1:]
-            assert_close(self, ll[valid], ref_ll[valid], atol=1e-4, what=f"{kind} token log-likelihoods ({side})")
+            assert_close(self, ll[valid], ref_ll[valid], atol=TOLERANCE["loglik"],
+                         what=f"{kind} token log-likelihoods on {DEVICE} ({side})")
             self.assertTrue(np.all(ll[~valid] == 0.0), "padding positions must have log-likelihood 0")
 
         # bf16 (right padding): loose tolerance, bf16 has 8 bits of mantissa.
@@ -115,21 +125,22 @@ class TinyModelParity(unittest.TestCase):
         out = probe("logits", directory, {"ids": ids.tolist(), "mask": mask.tolist()}, "l16.f32", "bf16")
         ours16 = np.fromfile(out, dtype=np.float32).reshape(ref16.shape)
         real = mask.astype(bool)
-        assert_close(self, ours16[real], ref16[real], atol=0.1, what=f"{kind} bf16 logits")
+        assert_close(self, ours16[real], ref16[real], atol=TOLERANCE["bf16"], what=f"{kind} bf16 logits on {DEVICE}")
 
         # Greedy generation of 32 tokens from left-padded prompts, no stop token.
         rng = np.random.default_rng(7)
         prompts = [rng.integers(3, VOCAB, size=n).tolist() for n in (11, 5, 8)]
         T = max(map(len, prompts))
-        ids = torch.tensor([[0] * (T - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts])
+        ids = torch.tensor([[0] * (T - len(p)) + p for p in prompts], device=DEVICE)
+        mask = torch.tensor([[0] * (T - len(p)) + [1] * len(p) for p in prompts], device=DEVICE)
         with torch.no_grad():
             gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=32, min_new_tokens=32,
                                  do_sample=False, pad_token_id=0, eos_token_id=None)
         ref_new = gen[:, T:].tolist()
         out = probe("generate", directory, {"ids": [[0]], "mask": [[1]], "prompts": prompts}, "gen.json", 32)
         ours_new = json.loads(out.read_text())
-        print(f"[parity] {kind} greedy generation: {sum(len(r) for r in ref_new)} tokens compared", flush=True)
+        print(f"[parity] {kind} greedy generation on {DEVICE}: {sum(len(r) for r in ref_new)} tokens compared",
+              flush=True)
         self.assertEqual(ours_new, ref_new, f"{kind}: greedy generations differ")
 
     def test_llama_rope_llama3(self):
@@ -143,4 +154,4 @@ class TinyModelParity(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

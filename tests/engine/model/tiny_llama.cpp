@@ -47,6 +47,7 @@ std::string tiny_llama_config_json(const TinyLlamaSpec& s) {
       {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", 10000.0}}},
       {"bos_token_id", 1},
       {"eos_token_id", 2}};
+  if (s.sliding_window > 0) j["sliding_window"] = s.sliding_window;
   return j.dump(2);
 }
 
@@ -114,14 +115,14 @@ void write_tiny_llama(const std::string& directory, const TinyLlamaSpec& spec) {
   write_model_safetensors(directory, tiny_llama_weights(spec));
 }
 
-TinyLlama load_tiny_llama(const TinyLlamaSpec& spec, at::ScalarType dtype) {
+TinyLlama load_tiny_llama(const TinyLlamaSpec& spec, at::ScalarType dtype, c10::Device device) {
   TinyLlama t;
   t.dir = std::make_unique<TempDir>("tiny-llama");
   write_tiny_llama(t.dir->path(), spec);
   t.config = ModelConfig::from_hf_json(t.dir->file("config.json"));
   t.weights = open_safetensors_weights(t.dir->path());
   t.model = std::make_unique<LlamaModel>(t.config, *t.weights, make_single_process_communicator(),
-                                         dtype);
+                                         dtype, device);
   return t;
 }
 

@@ -43,6 +43,7 @@ struct TinyLlamaSpec {
   int64_t num_heads = 4;
   int64_t num_kv_heads = 2;
   bool tie_word_embeddings = false;
+  int64_t sliding_window = 0;  // > 0: Mistral's sliding-window attention
   uint64_t seed = 1234;
 };
 
@@ -68,7 +69,8 @@ struct TinyLlama {
   std::unique_ptr<LlamaModel> model;
 };
 
-TinyLlama load_tiny_llama(const TinyLlamaSpec& spec, at::ScalarType dtype);
+TinyLlama load_tiny_llama(const TinyLlamaSpec& spec, at::ScalarType dtype,
+                          c10::Device device = c10::Device(c10::kCPU));
 
 // `count` random token sequences of lengths min_len + (i * 7) % 8 (varied, so batches pad),
 // ids in [0, vocab), from `seed`.

@@ -15,6 +15,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 import tok_fixtures  # noqa: E402
 import tlm_testing  # noqa: E402
+import tlm_testing
 
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
                    "<|end_header_id|>", "<|eot_id|>", "<|reserved_special_token_0|>"]
@@ -251,4 +252,4 @@ class TrainedBpeParity(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

@@ -14,6 +14,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 import tok_fixtures  # noqa: E402
 import tlm_testing  # noqa: E402
+import tlm_testing
 
 QWEN25_TEMPLATE = r"""{%- if tools %}
     {{- '<|im_start|>system\n' }}
@@ -230,4 +231,4 @@ class ChatTemplateParity(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

@@ -12,6 +12,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 import tok_fixtures  # noqa: E402
 import tlm_testing  # noqa: E402
+import tlm_testing
 
 SPECIALS = ["<s>", "</s>", "<unk>", "<tool>"]
 LLAMA_CONFIG = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True,
@@ -163,4 +164,4 @@ class SentencePieceParity(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()

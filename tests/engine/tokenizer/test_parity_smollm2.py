@@ -12,6 +12,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(__file__))
 import tok_fixtures  # noqa: E402
 import tlm_testing  # noqa: E402
+import tlm_testing
 
 SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<repo_name>", "<file_sep>",
             "<jupyter_code>", "<empty_output>"]
@@ -111,4 +112,4 @@ class SmolLM2GgufParity(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    tlm_testing.main()
