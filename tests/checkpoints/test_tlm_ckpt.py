@@ -42,7 +42,8 @@ class TlmCkpt(unittest.TestCase):
         run([binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "tlm-online.yaml",
              "--model", cls.model_dir, "--data", cls.data, "--output-dir", cls.work / "run", "--chat-template",
              "chatml", "--lr", "1e-3", "--threshold", 0, "--stream-batch", 4, "--train-batch-size", 2,
-             "--max-new-tokens", 4, "--checkpoint-dir", cls.dir, "--checkpoint-every-steps", 2, "--keep-last", 2])
+             "--max-new-tokens", 4, "--checkpoint-dir", cls.dir, "--checkpoint-every-steps", 2, "--keep-last", 2,
+             "--device", "cpu"])
 
     def test_ls_keeps_the_newest_and_skips_temporary_files(self):
         (self.dir / ".step-9.h5.tmp.123").write_bytes(b"partial")
@@ -114,7 +115,7 @@ class TlmCkpt(unittest.TestCase):
             count += len(answer)
         peft_nll = nll / count
         ev = json.loads(run([binary("launch/tlm"), "eval", "--model", self.model_dir, "--data", self.data,
-                             "--chat-template", "chatml", "--cutoff-len", 0, "--adapter", out]).stdout)
+                             "--chat-template", "chatml", "--cutoff-len", 0, "--adapter", out, "--device", "cpu"]).stdout)
         ours_nll = ev["answer_nll"]["answer_nll_adapted"]
         print(f"[parity] export-peft: answer NLL with the adapter, PEFT {peft_nll:.7f} vs tlm {ours_nll:.7f}", flush=True)
         self.assertLess(abs(peft_nll - ours_nll), 1e-5)
@@ -124,7 +125,7 @@ class TlmCkpt(unittest.TestCase):
         out = self.work / "timed"
         run([binary("launch/tlm"), "adapt", "--model", self.model_dir, "--data", self.data, "--output-dir", out,
              "--chat-template", "chatml", "--max-new-tokens", 2, "--checkpoint-dir", out / "ckpt",
-             "--checkpoint-every-seconds", "0.000001", "--keep-last", 0])
+             "--checkpoint-every-seconds", "0.000001", "--keep-last", 0, "--device", "cpu"])
         steps = [c["step"] for c in json.loads(ckpt("ls", out / "ckpt", "--json"))["checkpoints"]]
         self.assertEqual(steps, list(range(1, 11)))  # due after every step
 

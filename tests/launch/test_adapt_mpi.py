@@ -19,6 +19,7 @@ import time
 import unittest
 
 import numpy as np
+import torch
 from safetensors.numpy import load_file
 
 from tiny_llama import PROMPTS, make_tiny_llama
@@ -39,7 +40,7 @@ class AdaptUnderMpirun(unittest.TestCase):
         cls.data.write_text("".join(json.dumps({"instruction": p, "output": "a short answer"}) + "\n"
                                     for p in PROMPTS))
         scores = run([binary("launch/tlm"), "score", "--model", cls.model_dir, "--data", cls.data,
-                      "--chat-template", "chatml", "--cutoff-len", 0], env=ENV).stdout
+                      "--chat-template", "chatml", "--cutoff-len", 0, "--device", "cpu"], env=ENV).stdout
         ce = [json.loads(line)["ce"] for line in scores.splitlines()]
         cls.threshold = statistics.median(ce)
         cls.single = cls.adapt(cls.work / "single", ranks=1)
@@ -50,7 +51,7 @@ class AdaptUnderMpirun(unittest.TestCase):
                "--model", cls.model_dir, "--data", cls.data, "--output-dir", out, "--chat-template", "chatml",
                "--cutoff-len", 0, "--lr", "1e-3", "--threshold", cls.threshold, "--stream-batch", 4,
                "--train-batch-size", 2, "--max-new-tokens", 6, "--score-batch", 4,
-               "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
+               "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--device", "cpu"]
         if ranks > 1:
             cmd = MPIRUN + ["-np", str(ranks)] + cmd + ["--tp-size", tp, "--dp-size", dp,
                                                         "--collective-timeout", 5]
@@ -107,12 +108,20 @@ class AdaptUnderMpirun(unittest.TestCase):
         # Rank 1 stops answering; rank 0 waits 5 s in its collective, then aborts every rank.
         self.check_failure("stop", 1, "did not complete within 5 s")
 
-    def test_nccl_without_a_gpu_stops_at_start(self):
+    def test_nccl_without_a_gpu_per_rank_stops_at_start(self):
+        # Without a GPU: the reason is the missing GPU. With one GPU (the GPU test machine): two
+        # NCCL ranks would share it, and the job is refused before any NCCL call.
         cmd = MPIRUN + ["-np", "2", binary("launch/tlm"), "score", "--model", self.model_dir, "--data", self.data,
                         "--tp-size", 2, "--backend", "nccl"]
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if gpus > 1:
+            self.skipTest(f"{gpus} GPUs visible: 2 NCCL ranks fit, nothing to refuse")
         proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=ENV, timeout=120)
         self.assertNotEqual(proc.returncode, 0)
-        self.assertIn("--backend nccl needs a CUDA GPU, but rank", proc.stderr)
+        if gpus == 0:
+            self.assertIn("--backend nccl needs a CUDA GPU, but rank", proc.stderr)
+        else:
+            self.assertIn("would both use cuda:0: NCCL needs one GPU per rank", proc.stderr)
 
     def test_failing_rank_aborts_the_others(self):
         self.check_failure("throw", 1, "rank 1: TLM_FAULT_INJECT: injected failure at step 2")
