@@ -61,6 +61,13 @@ std::string describe_device(const c10::Device& device) {
                  fixed(static_cast<double>(total_bytes) / (1024.0 * 1024.0 * 1024.0), 1), " GiB)");
 }
 
-bool device_holds_data(const c10::Device& device) { return !device.is_meta(); }
+std::string dtype_name(c10::ScalarType dtype) {
+  switch (dtype) {
+    case c10::kFloat: return "fp32";
+    case c10::kBFloat16: return "bf16";
+    case c10::kHalf: return "fp16";
+    default: return c10::toString(dtype);
+  }
+}
 
 }  // namespace tlm

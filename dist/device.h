@@ -12,6 +12,7 @@
 #include <string>
 
 #include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
 
 namespace tlm {
 
@@ -38,7 +39,7 @@ void make_current(const c10::Device& device);
 // "cpu", or "cuda:1 (1 of 8 visible, 139.8 GiB)" for logs.
 std::string describe_device(const c10::Device& device);
 
-// True when tensors on `device` hold data (the CPU and accelerators; false for meta).
-bool device_holds_data(const c10::Device& device);
+// "fp32", "bf16", "fp16" (the names --dtype takes), else LibTorch's name.
+std::string dtype_name(c10::ScalarType dtype);
 
 }  // namespace tlm

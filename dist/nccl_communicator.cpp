@@ -19,6 +19,14 @@ namespace tlm {
 
 bool nccl_compiled_in() { return true; }
 
+std::string gpu_identity(const c10::Device& device) {
+  char bus[64] = {0};
+  const cudaError_t code = cudaDeviceGetPCIBusId(bus, sizeof bus, device.index());
+  TLM_CHECK(code == cudaSuccess, "CUDA error in cudaDeviceGetPCIBusId for ", device, " on rank ", mpi_world_rank(),
+            ": ", cudaGetErrorString(code));
+  return bus;
+}
+
 namespace {
 
 void check_nccl(ncclResult_t code, const std::string& operation) {

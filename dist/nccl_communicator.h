@@ -16,6 +16,10 @@ namespace tlm {
 // True when this build has the NCCL back end.
 bool nccl_compiled_in();
 
+// The physical identity of a CUDA device, the same whatever CUDA_VISIBLE_DEVICES calls it
+// (its PCI bus id), so that ranks that each see one GPU as cuda:0 are told apart.
+std::string gpu_identity(const c10::Device& device);
+
 // A NCCL communicator over the ranks of `comm` (which must stay valid while it is created)
 // on this rank's CUDA `device` (the process grid gives each rank its own). timeout_seconds
 // bounds every operation: a peer that stops answering aborts the job with rank, operation

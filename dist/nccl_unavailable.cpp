@@ -7,6 +7,8 @@ namespace tlm {
 
 bool nccl_compiled_in() { return false; }
 
+std::string gpu_identity(const c10::Device& device) { return device.str(); }
+
 CommunicatorPtr make_nccl_communicator(MPI_Comm, const std::string&, const c10::Device&, double) {
   TLM_FAIL("--backend nccl: this build of tlm has no NCCL back end (configure with "
            "-DTLM_WITH_NCCL=ON and the CUDA toolkit)");

@@ -1,5 +1,7 @@
 #include "dist/process_grid.h"
 
+#include <algorithm>
+#include <sstream>
 #include <vector>
 
 #include <mpi.h>
@@ -55,17 +57,30 @@ NodePlacement place_on_node() {
 }
 
 // NCCL cannot run two ranks of one communicator on one GPU: every rank of a node learns the
-// devices of its node's peers and the job stops, naming them, before any NCCL call.
+// GPUs of its node's peers (by PCI bus id: with one visible GPU per task every rank calls its
+// GPU cuda:0) and the job stops, naming them, before any NCCL call.
 void refuse_shared_gpus(const NodePlacement& node, const c10::Device& device) {
+  constexpr int kLength = 64;
   int world_rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-  const int mine[2] = {world_rank, static_cast<int>(device.index())};
-  std::vector<int> all(2 * static_cast<size_t>(node.local_size));
-  check_mpi(MPI_Allgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, node.node), "MPI_Allgather (GPU of each rank)");
-  for (int i = 0; i < node.local_size; ++i)
-    for (int j = i + 1; j < node.local_size; ++j)
-      TLM_CHECK(all[2 * i + 1] != all[2 * j + 1], "ranks ", all[2 * i], " and ", all[2 * j],
-                " would both use cuda:", all[2 * i + 1], ": NCCL needs one GPU per rank (", node.local_size,
+  char mine[kLength] = {0};
+  const std::string id = str_cat(world_rank, " ", device.str(), " ", gpu_identity(device));
+  std::copy_n(id.begin(), std::min<size_t>(id.size(), kLength - 1), mine);
+  std::vector<char> all(static_cast<size_t>(kLength) * static_cast<size_t>(node.local_size));
+  check_mpi(MPI_Allgather(mine, kLength, MPI_CHAR, all.data(), kLength, MPI_CHAR, node.node),
+            "MPI_Allgather (GPU of each rank)");
+  struct Peer { std::string rank, device, bus; };
+  std::vector<Peer> peers;
+  for (int i = 0; i < node.local_size; ++i) {
+    std::istringstream in(std::string(all.data() + static_cast<size_t>(i) * kLength));
+    Peer p;
+    in >> p.rank >> p.device >> p.bus;
+    peers.push_back(p);
+  }
+  for (size_t i = 0; i < peers.size(); ++i)
+    for (size_t j = i + 1; j < peers.size(); ++j)
+      TLM_CHECK(peers[i].bus != peers[j].bus, "ranks ", peers[i].rank, " and ", peers[j].rank, " would both use ",
+                peers[i].device, " (GPU ", peers[i].bus, "): NCCL needs one GPU per rank (", node.local_size,
                 " ranks on this node, ", cuda_device_count(),
                 " visible GPUs); start at most one rank per GPU (e.g. srun --gpus-per-task=1) or use --device cpu");
 }

@@ -145,7 +145,7 @@ LoadedModel load_model(const ModelOptions& options) {
   std::string per_rank;
   for (double mib : weights_mib) per_rank += (per_rank.empty() ? "" : ", ") + fixed(mib, 0);
   log_info(str_cat("layout ", m.grid.describe(), " on ", describe_device(m.grid.device), ", ",
-                   c10::toString(dtype), "; ", m.grid.device.is_cpu() ? "resident" : "device",
+                   dtype_name(dtype), "; ", m.grid.device.is_cpu() ? "resident" : "device",
                    " memory for weights per rank (MiB): ", per_rank,
                    m.grid.device.is_cpu() ? "" : str_cat("; host resident set ", fixed(host_resident_bytes() / (1024.0 * 1024.0), 0), " MiB")));
   return m;

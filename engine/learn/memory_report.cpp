@@ -62,7 +62,7 @@ nlohmann::json MemoryMeter::report(const LlamaModel& model, const LoraAdapters& 
   log_info(str_cat("memory per rank on ", describe_device(device_), " (MiB): weights ", joined(w, 0),
                    " | LoRA + AdamW ", joined(t, 2), " | peak activations ", joined(a, 0), " (", source,
                    ") | host RSS ", joined(r, 0)));
-  return {{"device", device_.str()}, {"dtype", c10::toString(model.dtype())},
+  return {{"device", device_.str()}, {"dtype", dtype_name(model.dtype())},
           {"peak_activations_from", source}, {"per_rank", per_rank}};
 }
 

@@ -132,3 +132,49 @@ TEST(Sampler, InvalidOptionsThrow) {
 
 }  // namespace
 }  // namespace tlm
+
+namespace tlm {
+namespace {
+
+// The sampler on each device (cases /cpu here, /cuda on a GPU: CTest generate.sampler.cuda):
+// the ids stay on the logits' device, a seed repeats exactly on the device, nucleus sampling
+// never leaves the top-p set, and greedy equals argmax.
+class SamplerOnDevice : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SamplerOnDevice, SeededNucleusSamplingOnTheDevice) {
+  if (GetParam() == "cuda" && !at::hasCUDA()) GTEST_SKIP() << "no CUDA GPU visible";
+  const c10::Device dev = GetParam() == "cuda" ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  at::manual_seed(3);
+  const at::Tensor logits = (at::randn({4, 64}) * 2.0).to(dev);
+  SamplingOptions o;
+  o.temperature = 0.8;
+  o.top_p = 0.5;
+  o.seed = 11;
+  auto draws = [&] {
+    Sampler s(o, dev);
+    std::vector<at::Tensor> out;
+    for (int i = 0; i < 20; ++i) out.push_back(s.next(logits));
+    return at::stack(out);  // [20, 4]
+  };
+  const at::Tensor a = draws(), b = draws();
+  EXPECT_EQ(a.device(), dev);
+  EXPECT_TRUE(at::equal(a.cpu(), b.cpu()));
+  // Every draw lies in its row's nucleus: the smallest set of most likely ids with mass >= 0.5.
+  const at::Tensor probs = at::softmax(logits.cpu() / o.temperature, -1);
+  const auto [sorted, order] = probs.sort(-1, /*descending=*/true);
+  const at::Tensor keep = (sorted.cumsum(-1) - sorted) < o.top_p;  // [4, 64] in sorted order
+  const at::Tensor host = a.cpu();
+  for (int64_t row = 0; row < 4; ++row) {
+    const at::Tensor allowed = order[row].masked_select(keep[row]);
+    for (int64_t i = 0; i < host.size(0); ++i)
+      EXPECT_TRUE(allowed.eq(host[i][row]).any().item<bool>()) << "row " << row << " drew " << host[i][row];
+  }
+  Sampler greedy(SamplingOptions{}, dev);
+  EXPECT_TRUE(at::equal(greedy.next(logits).cpu(), logits.argmax(-1).cpu()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, SamplerOnDevice, ::testing::Values("cpu", "cuda"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+}  // namespace
+}  // namespace tlm
