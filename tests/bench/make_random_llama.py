@@ -16,6 +16,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "pylib"))
 
 SHAPES = {
     # name: hidden, intermediate, layers, heads, kv heads, vocab, rope theta, tied
+    "tiny": (128, 256, 2, 4, 2, 4096, 10000.0, False),  # rehearsals of the benchmark scripts
     "llama3.2-1b": (2048, 8192, 16, 32, 8, 128256, 500000.0, True),
     "tinyllama-1.1b": (2048, 5632, 22, 32, 4, 32000, 10000.0, False),
     "llama2-7b": (4096, 11008, 32, 32, 32, 32000, 10000.0, False),
