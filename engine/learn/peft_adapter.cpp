@@ -25,7 +25,7 @@ void save_peft_adapter(const std::string& directory, const std::map<std::string,
   std::vector<at::Tensor> keep;
   std::vector<SafetensorsEntry> entries;
   for (const auto& [name, tensor] : state) {
-    at::Tensor t = tensor.detach().to(at::kFloat).contiguous();
+    at::Tensor t = tensor.detach().to(at::kCPU, at::kFloat).contiguous();  // from any device
     keep.push_back(t);
     entries.push_back({kPrefix + name + ".weight", StDtype::F32, t.sizes().vec(), t.data_ptr()});
   }

@@ -17,7 +17,7 @@ namespace tlm {
 namespace {
 
 std::vector<double> to_vector(const at::Tensor& t) {
-  at::Tensor c = t.detach().to(at::kDouble).contiguous();
+  at::Tensor c = t.detach().to(at::kCPU, at::kDouble).contiguous();
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 

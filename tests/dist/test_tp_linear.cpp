@@ -168,8 +168,8 @@ TEST(TpLinear, ColumnLora) { check_lora<ColumnParallelLinear>("column", false); 
 TEST(TpLinear, RowLora) { check_lora<RowParallelLinear>("row", true); }
 
 TEST(TpLinear, LoraBranchRunsInTheAdapterDtype) {
-  // bf16 base, fp32 adapter: the branch is computed in fp32 and added in bf16 (PEFT casts
-  // the input to the adapter's dtype).
+  // bf16 base, fp32 adapter, PEFT's rule: the branch is computed in fp32 on the input cast to
+  // fp32, added to the bf16 base output in fp32 (type promotion), and the sum rounded once.
   at::manual_seed(4);
   at::Tensor w = at::randn({6, 8}).to(at::kBFloat16);
   at::Tensor x = at::randn({4, 8}).to(at::kBFloat16);
@@ -178,9 +178,12 @@ TEST(TpLinear, LoraBranchRunsInTheAdapterDtype) {
   col.attach_lora(A, B, 0.5);
   at::Tensor y = col.forward(x);
   EXPECT_EQ(y.scalar_type(), at::kBFloat16);
-  at::Tensor ref = at::linear(x, w) +
-                   (at::linear(at::linear(x.to(at::kFloat), A), B) * 0.5).to(at::kBFloat16);
+  const at::Tensor branch = at::linear(at::linear(x.to(at::kFloat), A), B) * 0.5;  // fp32
+  at::Tensor ref = (at::linear(x, w) + branch).to(at::kBFloat16);
   EXPECT_TRUE(at::equal(y, ref)) << max_diff(y, ref);
+  // Rounding the branch to bf16 before the add (two roundings) gives other values here.
+  const at::Tensor twice = at::linear(x, w) + branch.to(at::kBFloat16);
+  EXPECT_FALSE(at::equal(y, twice));
 }
 
 TEST(TpLinear, LoraDropoutOnlyWhileTraining) {
