@@ -205,6 +205,7 @@ void write_file(const std::string& path, const CheckpointState& s) {
   w.attr_string(state.get(), "rng_state", s.rng_state);
   w.attr_string(state.get(), "device_rng_kind", s.device_rng_kind);
   w.attr_string(state.get(), "device_rng_state", s.device_rng_state);
+  w.attr_string(state.get(), "rank_rng_states", s.rank_rng_states);
   w.attr_string(state.get(), "scheduler_state", s.scheduler_state);
   H5Id stats(w.group(root, "stats"), H5Gclose, path);
   for (const auto& [name, values] : s.stats) w.series(stats.get(), name, values);
@@ -369,6 +370,8 @@ CheckpointState read_file(const std::string& path, VerifyReport& report) {
     s.device_rng_kind = r.attr_string(state.get(), "device_rng_kind", "/state");
     s.device_rng_state = r.attr_string(state.get(), "device_rng_state", "/state");
   }
+  if (H5Aexists(state.get(), "rank_rng_states") > 0)
+    s.rank_rng_states = r.attr_string(state.get(), "rank_rng_states", "/state");
   s.scheduler_state = r.attr_string(state.get(), "scheduler_state", "/state");
   H5Id stats(H5Gopen2(root, "stats", H5P_DEFAULT), H5Gclose, path + ": /stats");
   for (const std::string& name : children(stats.get(), path + ": /stats"))

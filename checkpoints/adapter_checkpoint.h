@@ -11,6 +11,7 @@
 //                          stream_offset, rng_state (the CPU generator), device_rng_kind and
 //                          device_rng_state (the job device's generator: "cuda", or "" on a
 //                          CPU job; optional, absent in files of earlier versions),
+//                          rank_rng_states (JSON: every rank's generators; optional),
 //                          scheduler_state (JSON)
 //   /stats/<name>          extendable 1-D datasets, one value per optimiser step
 // Every dataset is chunked with HDF5's Fletcher32 filter. Saves are atomic (temporary file in
@@ -55,6 +56,9 @@ struct CheckpointState {
   std::string rng_state;          // the CPU generator, hex bytes
   std::string device_rng_kind;    // "cuda" when the job ran on a GPU, else ""
   std::string device_rng_state;   // that device's generator, hex bytes
+  // Every world rank's generators, JSON [{"cpu", "device_kind", "device"}, ...] (rank order):
+  // data-parallel replicas draw different dropout masks, so each keeps its own stream.
+  std::string rank_rng_states;
   std::string scheduler_state = "{}";
   // name -> one value per optimiser step (e.g. "loss", "lr", "selected", "ce_mean").
   std::map<std::string, std::vector<double>> stats;

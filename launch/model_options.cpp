@@ -1,5 +1,6 @@
 #include "launch/model_options.h"
 
+#include <algorithm>
 #include <chrono>
 #include <malloc.h>
 #include <fstream>
@@ -144,10 +145,18 @@ LoadedModel load_model(const ModelOptions& options) {
                    "; ", chat.name(), " chat template; loaded in ", fixed(secs, 2), " s"));
   std::string per_rank;
   for (double mib : weights_mib) per_rank += (per_rank.empty() ? "" : ", ") + fixed(mib, 0);
-  log_info(str_cat("layout ", m.grid.describe(), " on ", describe_device(m.grid.device), ", ",
-                   dtype_name(dtype), "; ", m.grid.device.is_cpu() ? "resident" : "device",
-                   " memory for weights per rank (MiB): ", per_rank,
-                   m.grid.device.is_cpu() ? "" : str_cat("; host resident set ", fixed(host_resident_bytes() / (1024.0 * 1024.0), 0), " MiB")));
+  // Which device each rank took (node-local rank -> GPU), in world-rank order.
+  const std::vector<std::string> each = all_gather_strings({describe_device(m.grid.device)}, m.grid.host_world);
+  std::string devices = each.front();
+  if (std::any_of(each.begin(), each.end(), [&](const std::string& d) { return d != each.front(); })) {
+    devices.clear();
+    for (size_t r = 0; r < each.size(); ++r) devices += str_cat(r ? ", " : "", "rank ", r, " ", each[r]);
+  }
+  log_info(str_cat("layout ", m.grid.describe(), " on ", devices, ", ", dtype_name(dtype), "; ",
+                   m.grid.device.is_cpu() ? "resident" : "device", " memory for weights per rank (MiB): ", per_rank,
+                   m.grid.device.is_cpu()
+                       ? ""
+                       : str_cat("; host resident set ", fixed(host_resident_bytes() / (1024.0 * 1024.0), 0), " MiB")));
   return m;
 }
 

@@ -245,8 +245,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     const CheckpointState state = AdapterCheckpoint::load(path);
     apply_checkpoint(state, identity, stream_identity, lora, learner.optimizer(), path, config.resume_ignore_base);
     learner.set_steps(state.global_step);
-    checkpoints.restore(state);
-    restore_rng_state({state.rng_state, state.device_rng_kind, state.device_rng_state}, grid.device, path);
+    checkpoints.restore(state, path);
     resumed_scheduler = nlohmann::json::parse(state.scheduler_state, nullptr, false);
     samples_seen = state.samples_consumed;
     const int64_t chunk = config.stream_batch, n = static_cast<int64_t>(samples.size());

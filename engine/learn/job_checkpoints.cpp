@@ -12,6 +12,7 @@
 #include <ATen/core/grad_mode.h>
 #include <nlohmann/json.hpp>
 
+#include "dist/gather_objects.h"
 #include "dist/lora_parallel.h"
 #include "engine/common/error.h"
 #include "engine/common/log.h"
@@ -30,10 +31,22 @@ bool JobCheckpoints::stop_agreed() const {
   return flag.item<int64_t>() != 0;
 }
 
-void JobCheckpoints::restore(const CheckpointState& state) {
+void JobCheckpoints::restore(const CheckpointState& state, const std::string& source) {
   stats_ = state.stats;
   scheduler_state_ = state.scheduler_state;
   last_saved_step_ = state.global_step;
+  RngState rng{state.rng_state, state.device_rng_kind, state.device_rng_state};
+  const nlohmann::json ranks = nlohmann::json::parse(state.rank_rng_states.empty() ? "[]" : state.rank_rng_states,
+                                                     nullptr, /*allow_exceptions=*/false);
+  TLM_CHECK(ranks.is_array(), source, ": /state rank_rng_states is not a JSON array");
+  if (static_cast<int>(ranks.size()) == grid_.world_size) {
+    const nlohmann::json& mine = ranks[static_cast<size_t>(grid_.world_rank)];
+    rng = {mine.value("cpu", ""), mine.value("device_kind", ""), mine.value("device", "")};
+  } else if (!ranks.empty() && grid_.is_root()) {
+    log_info(str_cat(source, ": saved by ", ranks.size(), " ranks, resumed on ", grid_.world_size,
+                     ": every rank continues rank 0's random generators"));
+  }
+  restore_rng_state(rng, grid_.device, source);
 }
 
 std::string find_resume_checkpoint(const std::string& spec, const std::string& directory) {
@@ -219,6 +232,12 @@ void JobCheckpoints::save(int64_t step, int64_t samples_consumed, LoraAdapters& 
   s.rng_state = rng.cpu;
   s.device_rng_kind = rng.device_kind;
   s.device_rng_state = rng.device;
+  nlohmann::json ranks = nlohmann::json::array();
+  for (const std::string& r : all_gather_strings({nlohmann::json{{"cpu", rng.cpu}, {"device_kind", rng.device_kind},
+                                                                   {"device", rng.device}}.dump()},
+                                                 grid_.host_world))
+    ranks.push_back(nlohmann::json::parse(r));
+  s.rank_rng_states = ranks.dump();
   last_saved_step_ = step;
   last_save_time_ = std::chrono::steady_clock::now();
   if (!grid_.is_root()) return;

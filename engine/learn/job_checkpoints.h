@@ -35,8 +35,9 @@ class JobCheckpoints {
                   LoraAdapters& lora, AdamW& optimizer);
   // The checkpoint at the end of the job (skipped when the last step already saved one).
   void finish(int64_t samples_consumed, int64_t steps, LoraAdapters& lora, AdamW& optimizer);
-  // Continues the statistics of a resumed job.
-  void restore(const CheckpointState& state);
+  // Continues the statistics and the random generators of a resumed job: each rank its own
+  // when the checkpoint was saved by as many ranks, else rank 0's on every rank (logged).
+  void restore(const CheckpointState& state, const std::string& source);
   // True on every rank when any rank was asked to stop (SIGTERM/SIGINT): a collective.
   bool stop_agreed() const;
 

@@ -9,18 +9,13 @@
 #include "dist/device.h"
 #include "dist/process_grid.h"
 #include "engine/common/error.h"
+#include "tests/dist/dist_testing.h"
 
 namespace tlm {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
+using test::max_diff;
 
 TEST(Device, ParsesTheFourForms) {
   EXPECT_EQ(parse_device("auto").kind, DeviceRequest::Kind::Auto);

@@ -12,9 +12,13 @@
 #include "dist/process_grid.h"
 #include "engine/common/error.h"
 #include "tests/dist/mpi_test_main.h"
+#include "tests/dist/dist_testing.h"
 
 namespace tlm {
 namespace {
+
+using test::error_of;
+using test::max_diff;
 
 ProcessGrid gpu_grid() {
   GridOptions o;
@@ -22,15 +26,6 @@ ProcessGrid gpu_grid() {
   o.device = parse_device("cuda");
   o.timeout_seconds = 60;
   return make_process_grid(o);
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(NcclCommunicator, CollectivesOnTheRanksGpu) {

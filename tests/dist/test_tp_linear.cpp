@@ -16,24 +16,15 @@
 #include "dist/communicator.h"
 #include "dist/tp_linear.h"
 #include "engine/common/error.h"
+#include "tests/dist/dist_testing.h"
 
 namespace tlm {
 namespace {
 
+using test::error_of;
+using test::max_diff;
+
 constexpr double kAtol = 1e-6;
-
-double max_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(TpLinear, ForwardEqualsLinear) {
   at::manual_seed(1);

@@ -18,22 +18,13 @@
 #include "dist/communicator.h"
 #include "dist/vocab_parallel.h"
 #include "engine/common/error.h"
+#include "tests/dist/dist_testing.h"
 
 namespace tlm {
 namespace {
 
-double max_diff(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
+using test::max_diff;
 
 TEST(VocabParallelEmbedding, EqualsEmbedding) {
   at::manual_seed(1);
