@@ -1,7 +1,7 @@
 #include "engine/learn/test_time_learner.h"
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include <ATen/ATen.h>
