@@ -100,6 +100,7 @@ torch_prefix=$($python -c 'import torch.utils; print(torch.utils.cmake_prefix_pa
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$torch_prefix;$prefix/usr" -DCMAKE_LIBRARY_ARCHITECTURE=$arch \
   -DTLM_PYTHON="$(command -v "$python")" -DTLM_WITH_FUZZERS=OFF \
+  -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
   -DPKG_CONFIG_EXECUTABLE="$prefix/bin/pkg-config" \
   -DMPI_C_COMPILER=/nonexistent -DMPI_C_HEADER_DIR="$prefix/usr/lib/$arch/openmpi/include" \
   -DMPI_C_LIB_NAMES=mpi -DMPI_mpi_LIBRARY="$prefix/usr/lib/$arch/openmpi/lib/libmpi.so" \
