@@ -84,6 +84,29 @@ TEST(MpiCommunicator, BroadcastFromEveryRoot) {
   EXPECT_NE(message.find("root " + std::to_string(n) + " is not a rank"), std::string::npos) << message;
 }
 
+TEST(MpiCommunicator, RefusesTensorsOutsideHostMemory) {
+  // Checked before any MPI call, on every rank alike, so no rank is left waiting. (A meta
+  // tensor stands in for a CUDA one here; dist.nccl_communicator repeats it with CUDA.)
+  ProcessGrid g = test::mpi_grid(test::world_size(), 1);
+  at::Tensor off_host = at::zeros({4}, at::TensorOptions().device(c10::kMeta));
+  std::string message;
+  try {
+    g.world->all_reduce(off_host, ReduceOp::Sum);
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("MPI all_reduce on the world group: the MPI back end takes CPU tensors, got a tensor on meta"),
+            std::string::npos) << message;
+  message.clear();
+  try {
+    g.world->all_gather(off_host, 0);
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("MPI all_gather"), std::string::npos) << message;
+  g.world->barrier();  // the group still works afterwards
+}
+
 TEST(ProcessGrid, GroupsFollowTheLayout) {
   const int n = test::world_size();
   for (int tp : {1, 2, n}) {
