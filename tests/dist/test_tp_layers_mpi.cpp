@@ -2,6 +2,7 @@
 // builds its slice from the same seeded master weights, and the sharded forward, input
 // gradients and (after reduce_lora_gradients) LoRA gradients equal the unsharded layer's.
 // Tolerance: 1e-5 absolute in fp32 (sums over ranks reduce in a different order).
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "dist/shard.h"
 #include "dist/tp_linear.h"
 #include "dist/vocab_parallel.h"
+#include "dist/vocab_parallel_entropy.h"
 #include "tests/dist/mpi_test_main.h"
 
 namespace tlm {
@@ -163,6 +165,33 @@ TEST(TpLayersMpi, VocabParallelEmbeddingLogitsAndLogLikelihood) {
   EXPECT_LE(max_diff(logp, ref), kTol);
   logp.sum().backward();
   EXPECT_LE(max_diff(hs.grad(), hr.grad()), kTol);
+}
+
+TEST(TpLayersMpi, VocabParallelEntropyAndMeanProbs) {
+  ProcessGrid g = test::mpi_grid(test::world_size(), 1);
+  const int n = g.tp->size(), r = g.tp->rank();
+  at::manual_seed(11);
+  const int64_t V = 7 * n, H = 6, N = 11;
+  const at::Tensor W = at::randn({V, H}), hidden = at::randn({N, H}) * 2.0, g_out = at::randn({N});
+  const ShardRange s = shard_range(V, r, n, "vocab");
+  const at::Tensor shard = W.narrow(0, s.begin, s.size()).clone();
+
+  at::Tensor hr = hidden.clone().requires_grad_(true);
+  at::Tensor z = at::linear(hr, W);
+  at::Tensor ref = -(at::softmax(z, -1) * at::log_softmax(z, -1)).sum(-1);
+  (ref * g_out).sum().backward();
+  at::Tensor hs = hidden.clone().requires_grad_(true);
+  at::Tensor ours = vocab_parallel_entropy(hs, shard, g.tp, /*chunk_rows=*/4);
+  EXPECT_LE(max_diff(ours, ref), kTol);
+  (ours * g_out).sum().backward();
+  EXPECT_LE(max_diff(hs.grad(), hr.grad()), kTol * std::max(1.0, hr.grad().abs().max().item<double>()));
+
+  const at::Tensor group = at::tensor({0, 1, 1, -1, 0, 2, 2, 2, 1, -1, 0}, at::kLong);
+  at::Tensor mine = vocab_parallel_mean_probs(hidden, shard, group, 3, g.tp, 4);  // [3, V/tp]
+  at::Tensor full = g.tp->all_gather(mine.contiguous(), 1);                      // [3, V]
+  const at::Tensor p = at::softmax(at::linear(hidden, W), -1);
+  for (int64_t gi = 0; gi < 3; ++gi)
+    EXPECT_LE(max_diff(full[gi], p.index_select(0, (group == gi).nonzero().squeeze(1)).mean(0)), 1e-6) << gi;
 }
 
 }  // namespace
