@@ -23,13 +23,21 @@ std::vector<double> to_vector(const at::Tensor& t) {
 
 }  // namespace
 
-TestTimeLearner::TestTimeLearner(LlamaModel& model, LoraAdapters& lora,
-                                 const TlmObjectiveOptions& objective, const StepOptions& step,
-                                 const AdamWOptions& adamw, CommunicatorPtr dp, CommunicatorPtr host_dp)
-    : model_(model), lora_(lora), objective_(objective), step_(step),
+TestTimeLearner::TestTimeLearner(LlamaModel& model, LoraAdapters& lora, std::shared_ptr<Objective> objective,
+                                 const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp,
+                                 CommunicatorPtr host_dp)
+    : model_(model), lora_(lora), objective_(std::move(objective)), step_(step),
       optimizer_(lora.parameters(), adamw),
       dp_(dp ? std::move(dp) : make_single_process_communicator()),
-      host_dp_(host_dp ? std::move(host_dp) : dp_) {}
+      host_dp_(host_dp ? std::move(host_dp) : dp_) {
+  TLM_CHECK(objective_, "TestTimeLearner: no objective");
+}
+
+TestTimeLearner::TestTimeLearner(LlamaModel& model, LoraAdapters& lora, const TlmObjectiveOptions& objective,
+                                 const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp,
+                                 CommunicatorPtr host_dp)
+    : TestTimeLearner(model, lora, std::make_shared<TlmObjective>(objective), step, adamw, std::move(dp),
+                      std::move(host_dp)) {}
 
 namespace {
 
@@ -60,11 +68,14 @@ double clip_lora_gradients(LoraAdapters& lora, const std::vector<at::Tensor>& pa
 }  // namespace
 
 StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& batch, double lr,
-                                       const std::vector<double>& selection_ce) {
+                                       const std::vector<double>& selection_ce,
+                                       const std::vector<int64_t>& scored_from) {
   const auto start = std::chrono::steady_clock::now();
   TLM_CHECK(!batch.empty() || dp_->size() > 1, "train_step: empty batch");
   TLM_CHECK(selection_ce.empty() || selection_ce.size() == batch.size(),
             "train_step: ", selection_ce.size(), " selection ce values for ", batch.size(), " samples");
+  TLM_CHECK(scored_from.empty() || scored_from.size() == batch.size(),
+            "train_step: ", scored_from.size(), " scored_from values for ", batch.size(), " samples");
   at::AutoGradMode grad_mode(true);
   StepRecord rec;
   rec.step = ++steps_;
@@ -75,35 +86,44 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
 
   lora_.set_training(true);
   optimizer_.zero_grad();
-  std::vector<double> current_ce, coeff, selected;
-  TlmLoss loss;
+  std::vector<double> ce, current_ce, coeff, selected;
+  std::vector<std::vector<double>> extra;
+  SampleTerms terms;
+  at::Tensor loss;
   double global_selected = 0.0;
   if (!batch.empty()) {
     TokenBatch token_batch = right_padded_batch(batch, 0, model_.device());
-    at::Tensor ce = per_sample_ce(model_, token_batch);  // [b]
-    at::Tensor sel = selection_ce.empty()
-                         ? at::Tensor()
-                         : at::tensor(selection_ce, at::kDouble).to(at::kFloat).to(ce.device());
-    // mask and coeff first (they do not depend on the normaliser): one host copy carries them
-    // and the per-sample ce for the record; then the loss with the global selected count.
-    TlmLoss probe = tlm_loss(ce.detach(), sel, objective_, /*global_selected=*/1.0);
-    const at::Tensor host = at::stack({ce.detach().to(at::kDouble), probe.coeff.to(at::kDouble),
-                                       probe.mask.to(at::kDouble)}).to(at::kCPU);  // [3, b]
-    current_ce = to_vector(host[0]);
-    coeff = to_vector(host[1]);
-    selected = to_vector(host[2]);
+    terms = objective_->terms(model_, ObjectiveBatch{token_batch, selection_ce, scored_from});
+    // One host copy carries the record's per-sample values and the selection; then the loss
+    // with the global selected count (the selection does not depend on the normaliser).
+    std::vector<at::Tensor> rows = {terms.ce.to(at::kDouble), terms.current_ce.to(at::kDouble),
+                                    terms.weight.to(at::kDouble), terms.selected.to(at::kDouble)};
+    for (const auto& [name, t] : terms.extra) rows.push_back(t.detach().to(at::kDouble));
+    const at::Tensor host = at::stack(rows).to(at::kCPU);  // [4 + extra, b]
+    ce = to_vector(host[0]);
+    current_ce = to_vector(host[1]);
+    coeff = to_vector(host[2]);
+    selected = to_vector(host[3]);
+    for (size_t i = 0; i < terms.extra.size(); ++i) extra.push_back(to_vector(host[4 + static_cast<int64_t>(i)]));
     double local_selected = 0.0;
     for (double m : selected) local_selected += m;
     global_selected = all_reduce_sum(local_selected, host_dp_);
-    loss = tlm_loss(ce, sel, objective_, global_selected);
+    loss = (terms.value * terms.weight * terms.selected.to(terms.value.scalar_type())).sum() /
+           std::max(1.0, global_selected);
   } else {
     global_selected = all_reduce_sum(0.0, host_dp_);  // no sample in this replica's share
   }
-  rec.loss = all_reduce_sum(loss.loss.defined() ? loss.loss.item<double>() : 0.0, host_dp_);
+  rec.loss = all_reduce_sum(loss.defined() ? loss.item<double>() : 0.0, host_dp_);
   rec.current_ce = all_gather_doubles(current_ce, host_dp_);
-  rec.ce = selection_ce.empty() ? rec.current_ce : all_gather_doubles(selection_ce, host_dp_);
+  rec.ce = all_gather_doubles(ce, host_dp_);
   rec.coeff = all_gather_doubles(coeff, host_dp_);
   for (double m : all_gather_doubles(selected, host_dp_)) rec.selected.push_back(m != 0.0);
+  // Every replica gathers the objective's statistics, even one without a sample.
+  const std::vector<std::string> extra_names = objective_->statistic_names();
+  TLM_CHECK(batch.empty() || extra.size() == extra_names.size(), objective_->name(), ": ", extra.size(),
+            " per-sample statistics for ", extra_names.size(), " names");
+  for (size_t i = 0; i < extra_names.size(); ++i)
+    rec.extra[extra_names[i]] = all_gather_doubles(i < extra.size() ? extra[i] : std::vector<double>{}, host_dp_);
   const bool any_selected = global_selected > 0.0;
 
   if (!std::isfinite(rec.loss)) {
@@ -111,7 +131,7 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   } else if (!any_selected && step_.skip_unselected) {
     rec.skip_reason = "no sample selected";
   } else {
-    if (loss.loss.defined()) loss.loss.backward();
+    if (loss.defined()) loss.backward();
     if (model_.tp()->size() > 1 || dp_->size() > 1) reduce_lora_gradients(lora_.slots(), model_.tp(), dp_);
     rec.grad_norm = clip_lora_gradients(lora_, optimizer_.params(), model_.tp(), step_.max_grad_norm);
     if (!std::isfinite(rec.grad_norm)) {
@@ -123,6 +143,7 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   }
   optimizer_.zero_grad();
   lora_.set_training(false);
+  objective_->after_step(batch.empty() ? nullptr : &terms, rec.updated, dp_);
   if (!rec.updated) ++skipped_;
   rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return rec;

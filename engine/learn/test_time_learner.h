@@ -1,7 +1,8 @@
-// One TLM optimiser step: forward the batch through the model with LoRA, per-sample ce, the
-// weighted and selected loss, backward into the LoRA tensors only, gradient clipping, and an
-// AdamW update -- or, for a non-finite loss or gradient, no update at all (adapter and
-// optimiser state untouched) with the reason recorded.
+// One test-time optimiser step of any objective (engine/learn/objective.h): the objective's
+// per-sample terms from the forward of the batch through the model with LoRA, the weighted
+// and selected loss, backward into the LoRA tensors only, gradient clipping, and an AdamW
+// update -- or, for a non-finite loss or gradient, no update at all (adapter and optimiser
+// state untouched) with the reason recorded.
 //
 // Under data parallelism every replica calls train_step with its share of the step's global
 // batch: the selection normaliser sum(mask) is global, LoRA gradients are summed over TP (for
@@ -10,11 +11,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "engine/learn/adamw.h"
 #include "engine/learn/lora.h"
+#include "engine/learn/objective.h"
 #include "engine/learn/tlm_objective.h"
 
 namespace tlm {
@@ -29,10 +33,11 @@ struct StepOptions {
 struct StepRecord {
   int64_t step = 0;                 // optimiser steps taken or attempted so far, 1-based
   // Per-sample vectors cover the global batch (every DP replica's share, in stream order).
-  std::vector<double> ce;           // per sample, the ce that selected it
+  std::vector<double> ce;           // per sample, the ce that selected it (TLM) / its input ce
   std::vector<double> current_ce;   // per sample, under the model being trained
   std::vector<bool> selected;
-  std::vector<double> coeff;
+  std::vector<double> coeff;        // per sample, the objective's weight
+  std::map<std::string, std::vector<double>> extra;  // the objective's other per-sample statistics
   double loss = 0.0;
   double lr = 0.0;
   double grad_norm = 0.0;
@@ -47,16 +52,23 @@ class TestTimeLearner {
   // `dp`: the data-parallel group of the model's device tensors (LoRA gradients; size 1
   // without DP), `host_dp` the same ranks' host group (counts, per-sample values; defaults to
   // `dp`, which is right for CPU ranks). TP comes from the model.
+  TestTimeLearner(LlamaModel& model, LoraAdapters& lora, std::shared_ptr<Objective> objective,
+                  const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp = nullptr,
+                  CommunicatorPtr host_dp = nullptr);
+  // The TLM objective with these options.
   TestTimeLearner(LlamaModel& model, LoraAdapters& lora, const TlmObjectiveOptions& objective,
                   const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp = nullptr,
                   CommunicatorPtr host_dp = nullptr);
 
   // `batch`: this replica's share of the step (may be empty under DP). `selection_ce`: the
-  // offline setting's adapter-off ce for these samples; empty = online.
+  // offline setting's adapter-off ce for these samples; empty = online. `scored_from`: per
+  // sample, the first position an entropy objective counts (see ObjectiveBatch).
   StepRecord train_step(const std::vector<std::vector<int32_t>>& batch, double lr,
-                        const std::vector<double>& selection_ce = {});
+                        const std::vector<double>& selection_ce = {},
+                        const std::vector<int64_t>& scored_from = {});
 
   AdamW& optimizer() { return optimizer_; }
+  Objective& objective() { return *objective_; }
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }  // a resumed job continues the count
   int64_t skipped_steps() const { return skipped_; }
@@ -64,7 +76,7 @@ class TestTimeLearner {
  private:
   LlamaModel& model_;
   LoraAdapters& lora_;
-  TlmObjectiveOptions objective_;
+  std::shared_ptr<Objective> objective_;
   StepOptions step_;
   AdamW optimizer_;
   CommunicatorPtr dp_;

@@ -33,4 +33,32 @@ at::Tensor per_sample_ce(const LlamaModel& model, const TokenBatch& batch) {
   return -logp.sum(1) / counts;
 }
 
+at::Tensor per_sample_ce_of(const LlamaModel& model, const at::Tensor& hidden, const TokenBatch& batch) {
+  at::Tensor logp = model.log_likelihoods_of(hidden, batch.ids, batch.attention_mask());  // [B, T-1]
+  at::Tensor counts = (batch.mask.sum(1) - 1).to(at::kFloat);                           // [B]
+  return -logp.sum(1) / counts;
+}
+
+SampleTerms TlmObjective::terms(const LlamaModel& model, const ObjectiveBatch& batch) {
+  at::Tensor ce = per_sample_ce(model, batch.tokens);  // [b]
+  // Offline: the adapter-off ce selects and weights (kept in fp64 for the record).
+  const at::Tensor selection = batch.selection_ce.empty()
+                                   ? at::Tensor()
+                                   : at::tensor(batch.selection_ce, at::kDouble).to(ce.device());
+  const TlmLoss probe = tlm_loss(ce.detach(), selection.defined() ? selection.to(at::kFloat) : at::Tensor(),
+                                 options_, /*global_selected=*/1.0);
+  SampleTerms t;
+  t.value = options_.perplexity_loss ? ce.exp() : ce;
+  t.weight = probe.coeff;
+  t.selected = probe.mask;
+  t.current_ce = ce.detach();
+  t.ce = selection.defined() ? selection : t.current_ce;
+  return t;
+}
+
+nlohmann::json TlmObjective::spec() const {
+  return {{"method", "TLM"}, {"threshold", options_.threshold}, {"lambda", options_.lambda},
+          {"sample_selection", options_.sample_selection}, {"perplexity_loss", options_.perplexity_loss}};
+}
+
 }  // namespace tlm

@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "engine/learn/adamw.h"
+#include "engine/learn/objective.h"
 
 namespace tlm {
 
@@ -38,5 +39,21 @@ struct TokenBatch;
 
 // Per-sample mean next-token NLL [B] (differentiable through the LoRA tensors).
 at::Tensor per_sample_ce(const LlamaModel& model, const TokenBatch& batch);
+// The same from hidden states [B, T, H] of forward_hidden (one forward, several statistics).
+at::Tensor per_sample_ce_of(const LlamaModel& model, const at::Tensor& hidden, const TokenBatch& batch);
+
+// TLM as an Objective: value = ce (or exp(ce)), weight = coeff, selected = mask; mask and
+// coeff from the batch's selection_ce when given (offline), else from ce itself (online).
+class TlmObjective final : public Objective {
+ public:
+  explicit TlmObjective(const TlmObjectiveOptions& options) : options_(options) {}
+  std::string name() const override { return "tlm"; }
+  SampleTerms terms(const LlamaModel& model, const ObjectiveBatch& batch) override;
+  nlohmann::json spec() const override;
+  const TlmObjectiveOptions& options() const { return options_; }
+
+ private:
+  TlmObjectiveOptions options_;
+};
 
 }  // namespace tlm

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "dist/shard.h"
+#include "dist/vocab_parallel_entropy.h"
 #include "engine/common/error.h"
 #include "engine/model/rms_norm.h"
 #include "engine/model/weight_source.h"
@@ -222,9 +223,14 @@ at::Tensor LlamaModel::logits_of(const at::Tensor& hidden) const {
 at::Tensor LlamaModel::token_log_likelihoods(const at::Tensor& ids,
                                              const at::Tensor& attention_mask,
                                              int64_t chunk_rows) const {
+  TLM_CHECK(ids.size(1) >= 2, "token_log_likelihoods needs at least 2 tokens per row, got ", ids.size(1));
+  return log_likelihoods_of(forward_hidden(ids, attention_mask), ids, attention_mask, chunk_rows);
+}
+
+at::Tensor LlamaModel::log_likelihoods_of(const at::Tensor& h, const at::Tensor& ids,
+                                          const at::Tensor& attention_mask, int64_t chunk_rows) const {
   const int64_t B = ids.size(0), T = ids.size(1);
-  TLM_CHECK(T >= 2, "token_log_likelihoods needs at least 2 tokens per row, got ", T);
-  at::Tensor h = forward_hidden(ids, attention_mask);  // [B, T, H]
+  TLM_CHECK(T >= 2, "token log-likelihoods need at least 2 tokens per row, got ", T);
   at::Tensor targets = ids.narrow(1, 1, T - 1);        // [B, T-1]
   if (attention_mask.defined()) {
     at::Tensor mask = attention_mask.to(at::kBool);
@@ -235,6 +241,24 @@ at::Tensor LlamaModel::token_log_likelihoods(const at::Tensor& ids,
   at::Tensor logp = vocab_parallel_token_log_likelihood(hidden, lm_head_shard_,
                                                         targets.reshape({-1}), tp_, chunk_rows);
   return logp.view({B, T - 1});
+}
+
+at::Tensor LlamaModel::entropies_of(const at::Tensor& h, const at::Tensor& attention_mask,
+                                    int64_t chunk_rows) const {
+  const int64_t B = h.size(0), T = h.size(1);
+  at::Tensor e = vocab_parallel_entropy(h.reshape({B * T, -1}), lm_head_shard_, tp_, chunk_rows).view({B, T});
+  if (attention_mask.defined()) e = e.masked_fill(~attention_mask.to(at::kBool), 0.0);
+  return e;
+}
+
+at::Tensor LlamaModel::mean_probabilities_of(const at::Tensor& h, const at::Tensor& positions,
+                                             int64_t chunk_rows) const {
+  const int64_t B = h.size(0), T = h.size(1);
+  TLM_CHECK(positions.sizes() == at::IntArrayRef({B, T}), "mean_probabilities_of: positions ", positions.sizes(),
+            " do not match hidden ", h.sizes());
+  at::Tensor row = at::arange(B, positions.options().dtype(at::kLong)).unsqueeze(1).expand({B, T});
+  at::Tensor group = row.masked_fill(~positions.to(at::kBool), -1).reshape({-1});  // [B*T]
+  return vocab_parallel_mean_probs(h.reshape({B * T, -1}), lm_head_shard_, group, B, tp_, chunk_rows);
 }
 
 KvCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {
