@@ -207,6 +207,10 @@ void write_file(const std::string& path, const CheckpointState& s) {
   w.attr_string(state.get(), "device_rng_state", s.device_rng_state);
   w.attr_string(state.get(), "rank_rng_states", s.rank_rng_states);
   w.attr_string(state.get(), "scheduler_state", s.scheduler_state);
+  if (!s.method_state.empty()) {
+    H5Id method_state(w.group(root, "method_state"), H5Gclose, path);
+    for (const auto& [name, t] : s.method_state) w.tensor(method_state.get(), name, t);
+  }
   H5Id stats(w.group(root, "stats"), H5Gclose, path);
   for (const auto& [name, values] : s.stats) w.series(stats.get(), name, values);
   open_groups.clear();
@@ -373,6 +377,11 @@ CheckpointState read_file(const std::string& path, VerifyReport& report) {
   if (H5Aexists(state.get(), "rank_rng_states") > 0)
     s.rank_rng_states = r.attr_string(state.get(), "rank_rng_states", "/state");
   s.scheduler_state = r.attr_string(state.get(), "scheduler_state", "/state");
+  if (H5Lexists(root, "method_state", H5P_DEFAULT) > 0) {
+    H5Id method_state(H5Gopen2(root, "method_state", H5P_DEFAULT), H5Gclose, path + ": /method_state");
+    for (const std::string& name : children(method_state.get(), path + ": /method_state"))
+      s.method_state[name] = r.tensor(method_state.get(), name, "/method_state/" + name);
+  }
   H5Id stats(H5Gopen2(root, "stats", H5P_DEFAULT), H5Gclose, path + ": /stats");
   for (const std::string& name : children(stats.get(), path + ": /stats"))
     s.stats[name] = r.series(stats.get(), name, "/stats/" + name);

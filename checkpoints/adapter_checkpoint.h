@@ -14,6 +14,8 @@
 //                          rank_rng_states (JSON: every rank's generators; optional),
 //                          scheduler_state (JSON)
 //   /stats/<name>          extendable 1-D datasets, one value per optimiser step
+//   /method_state/<name>   the method's own full-size fp32 tensors (e.g. EATA's moving
+//                          average), attr crc32; absent for methods without state
 // Every dataset is chunked with HDF5's Fletcher32 filter. Saves are atomic (temporary file in
 // the same folder, fsync, rename, fsync of the folder), and a file that does not verify is
 // never loaded.
@@ -62,6 +64,8 @@ struct CheckpointState {
   std::string scheduler_state = "{}";
   // name -> one value per optimiser step (e.g. "loss", "lr", "selected", "ce_mean").
   std::map<std::string, std::vector<double>> stats;
+  // The method's own state (Objective::state()), full-size tensors by name.
+  std::map<std::string, at::Tensor> method_state;
 };
 
 struct VerifyReport {

@@ -10,8 +10,8 @@
 #include "engine/learn/adamw.h"
 #include "engine/learn/job_checkpoints.h"
 #include "engine/learn/lora.h"
+#include "engine/learn/methods.h"
 #include "engine/learn/test_time_learner.h"
-#include "engine/learn/tlm_objective.h"
 
 namespace tlm {
 
@@ -32,7 +32,7 @@ struct AdaptConfig {
   // over). false = one optimiser for the whole stream.
   bool fresh_optimizer_per_chunk = true;
   StepOptions step;
-  TlmObjectiveOptions objective;
+  MethodSpec method;             // which objective, and its settings (method.tlm for TLM)
   LoraConfig lora;
   AdamWOptions adamw;
   GenerationOptions generation;  // max_new_tokens default 512, greedy

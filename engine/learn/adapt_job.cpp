@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include "engine/common/log.h"
 
@@ -83,23 +84,43 @@ std::pair<size_t, size_t> replica_block(size_t begin, size_t end, const ProcessG
 
 // Answers samples[begin, end): each replica generates its block, the answers are gathered in
 // stream order, rank 0 writes them.
+// Token ids as a string of their bytes (to travel with the gathered answers) and back.
+std::string pack_ids(const std::vector<int32_t>& ids) {
+  return std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t));
+}
+std::vector<int32_t> unpack_ids(const std::string& bytes) {
+  std::vector<int32_t> ids(bytes.size() / sizeof(int32_t));
+  std::memcpy(ids.data(), bytes.data(), ids.size() * sizeof(int32_t));
+  return ids;
+}
+
+// Answers samples[begin, end): each replica generates its block, the answers are gathered in
+// stream order, rank 0 writes them. With `answer_ids` (methods that learn from the generated
+// tokens) every rank also gets each answer's token ids, indexed like samples, and the
+// predictions carry them.
 void answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
             const ProcessGrid& grid, const std::vector<Sample>& samples, size_t begin, size_t end,
-            RunOutputs& outputs, std::vector<std::string>& predictions) {
+            RunOutputs& outputs, std::vector<std::string>& predictions,
+            std::vector<std::vector<int32_t>>* answer_ids) {
   const auto [lb, le] = replica_block(begin, end, grid);
-  std::vector<std::string> local;
+  std::vector<std::string> local, local_ids;
   const size_t step = static_cast<size_t>(config.generation_batch);
   for (size_t b = lb; b < le; b += step) {
     const size_t e = std::min(le, b + step);
     std::vector<Generation> gens = generate(model, ids_of(samples, b, e), config.generation);
-    for (const Generation& g : gens)
+    for (const Generation& g : gens) {
       local.push_back(encoder.tokenizer().decode(g.ids, /*skip_special=*/true));
+      local_ids.push_back(pack_ids(g.ids));
+    }
   }
   std::vector<std::string> all = all_gather_strings(local, grid.host_dp);
   TLM_CHECK(all.size() == end - begin, "answer: gathered ", all.size(), " answers for ", end - begin,
             " prompts");
+  std::vector<std::string> all_ids;
+  if (answer_ids) all_ids = all_gather_strings(local_ids, grid.host_dp);
   for (size_t i = begin; i < end; ++i) {
-    outputs.write_prediction(samples[i].record, all[i - begin]);
+    if (answer_ids) (*answer_ids)[i] = unpack_ids(all_ids[i - begin]);
+    outputs.write_prediction(samples[i].record, all[i - begin], answer_ids ? &(*answer_ids)[i] : nullptr);
     predictions.push_back(std::move(all[i - begin]));
   }
 }
@@ -134,11 +155,37 @@ ContinuationNll answer_nll_all(const LlamaModel& model, const std::vector<std::v
 // Trains on samples[begin, end) in batches of train_batch_size. `k` counts the steps of the
 // current schedule (its lr is schedule.lr(k)); `selection_ce` (offline) is indexed like samples.
 // Returns false when the job was asked to stop (checked before every step, on every rank).
+// The sequences a step trains on: the prompts, or (objectives that learn from the generated
+// answer) each prompt followed by the first G tokens of its answer, with the positions
+// [prompt length - 1, prompt length - 1 + G') whose distributions produced those tokens.
+struct StepInputs {
+  std::vector<std::vector<int32_t>> sequences;
+  std::vector<int64_t> scored_from, scored_to;
+};
+
+StepInputs step_inputs(const AdaptConfig& config, const std::vector<Sample>& samples,
+                       const std::vector<std::vector<int32_t>>& answer_ids, size_t begin, size_t end) {
+  StepInputs in;
+  in.sequences = ids_of(samples, begin, end);
+  if (!config.method.needs_generated_tokens()) return in;
+  const size_t g = static_cast<size_t>(config.method.entropy.generated_tokens);
+  for (size_t i = begin; i < end; ++i) {
+    std::vector<int32_t>& seq = in.sequences[i - begin];
+    const int64_t prompt = static_cast<int64_t>(seq.size());
+    const std::vector<int32_t>& answer = answer_ids[i];
+    const size_t take = std::min(g, answer.size());
+    seq.insert(seq.end(), answer.begin(), answer.begin() + static_cast<long>(take));
+    in.scored_from.push_back(prompt - 1);
+    in.scored_to.push_back(prompt - 1 + static_cast<int64_t>(take));
+  }
+  return in;
+}
+
 bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& checkpoints,
                  const AdaptConfig& config, const ProcessGrid& grid,
                  const LrSchedule& schedule, const std::vector<Sample>& samples, size_t begin, size_t end,
-                 const std::vector<double>& selection_ce, RunOutputs& outputs, int64_t& samples_seen,
-                 int64_t& k) {
+                 const std::vector<double>& selection_ce, const std::vector<std::vector<int32_t>>& answer_ids,
+                 RunOutputs& outputs, int64_t& samples_seen, int64_t& k) {
   const size_t bs = static_cast<size_t>(config.train_batch_size);
   for (size_t b = begin; b < end; b += bs, ++k) {
     const size_t e = std::min(end, b + bs);
@@ -148,7 +195,8 @@ bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& c
     if (!selection_ce.empty())
       sel.assign(selection_ce.begin() + static_cast<long>(lb), selection_ce.begin() + static_cast<long>(le));
     fault_injection_point(grid.world_rank, learner.steps() + 1);
-    StepRecord rec = learner.train_step(ids_of(samples, lb, le), schedule.lr(k), sel);
+    const StepInputs in = step_inputs(config, samples, answer_ids, lb, le);
+    StepRecord rec = learner.train_step(in.sequences, schedule.lr(k), sel, in.scored_from, in.scored_to);
     samples_seen += static_cast<int64_t>(e - b);
     outputs.write_step(rec, samples_seen);
     const nlohmann::json scheduler = {{"kind", schedule_name(schedule.kind)}, {"base_lr", schedule.base_lr},
@@ -160,18 +208,28 @@ bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& c
 }
 
 // The method and its hyperparameters (summary.json "config", checkpoint "method").
-nlohmann::json method_json(const AdaptConfig& config) {
-  return {{"method", "TLM"}, {"mode", config.mode == AdaptMode::Online ? "online" : "offline"},
-          {"lr", config.learning_rate}, {"schedule", config.schedule_name()},
-          {"warmup_ratio", config.warmup()}, {"stream_batch", config.stream_batch},
-          {"train_batch_size", config.train_batch_size}, {"threshold", config.objective.threshold},
-          {"lambda", config.objective.lambda}, {"sample_selection", config.objective.sample_selection},
-          {"perplexity_loss", config.objective.perplexity_loss},
-          {"fresh_optimizer_per_chunk", config.fresh_optimizer_per_chunk},
-          {"skip_unselected_steps", config.step.skip_unselected},
-          {"max_grad_norm", config.step.max_grad_norm}, {"lora_rank", config.lora.rank},
-          {"lora_alpha", config.lora.alpha}, {"lora_targets", config.lora.targets},
-          {"max_new_tokens", config.generation.max_new_tokens}};
+nlohmann::json method_json(const AdaptConfig& config, const Objective& objective) {
+  nlohmann::json j = {{"mode", config.mode == AdaptMode::Online ? "online" : "offline"},
+                      {"lr", config.learning_rate}, {"schedule", config.schedule_name()},
+                      {"warmup_ratio", config.warmup()}, {"stream_batch", config.stream_batch},
+                      {"train_batch_size", config.train_batch_size},
+                      {"fresh_optimizer_per_chunk", config.fresh_optimizer_per_chunk},
+                      {"skip_unselected_steps", config.step.skip_unselected},
+                      {"max_grad_norm", config.step.max_grad_norm}, {"lora_rank", config.lora.rank},
+                      {"lora_alpha", config.lora.alpha}, {"lora_targets", config.lora.targets},
+                      {"max_new_tokens", config.generation.max_new_tokens}};
+  j.update(objective.spec());  // "method" and the objective's hyperparameters
+  return j;
+}
+
+// "threshold 3, lambda 0.1" from an objective's spec: its hyperparameters, for the log.
+std::string objective_summary(const nlohmann::json& spec) {
+  std::string out;
+  for (const auto& [key, value] : spec.items()) {
+    if (key == "method") continue;
+    out += str_cat(out.empty() ? "" : ", ", key, " ", value.is_string() ? value.get<std::string>() : value.dump());
+  }
+  return out;
 }
 
 int64_t steps_for(size_t n, int64_t batch) {
@@ -219,9 +277,13 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     lora.load_full_state(init.state, config.init_adapter);
     log_info("adapter initialised from " + config.init_adapter);
   }
-  TestTimeLearner learner(model, lora, config.objective, config.step, config.adamw, grid.dp, grid.host_dp);
+  TestTimeLearner learner(model, lora, make_objective(config.method, model), config.step, config.adamw, grid.dp,
+                          grid.host_dp);
   const bool online = config.mode == AdaptMode::Online;
-  const nlohmann::json method = method_json(config);
+  TLM_CHECK(!config.method.needs_generated_tokens() || (online && config.generate),
+            "objective.positions: generated needs an online job that generates its answers "
+            "(mode online, generation.enabled true)");
+  const nlohmann::json method = method_json(config, learner.objective());
   CheckpointIdentity identity;
   identity.engine_version = "tlm 0.1.0";
   identity.base_model_path = model_path;
@@ -230,7 +292,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   identity.dp_at_save = grid.dp_size;
   identity.method_json = method.dump();
   const std::string stream_identity = str_cat(config.data, " (", samples.size(), " prompts)");
-  JobCheckpoints checkpoints(config.checkpoints, identity, stream_identity, grid);
+  JobCheckpoints checkpoints(config.checkpoints, identity, stream_identity, grid, &learner.objective());
   const ScheduleKind kind = parse_schedule(config.schedule_name());
   int64_t samples_seen = 0;
   double generate_seconds = 0, train_seconds = 0;
@@ -246,6 +308,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     apply_checkpoint(state, identity, stream_identity, lora, learner.optimizer(), path, config.resume_ignore_base);
     learner.set_steps(state.global_step);
     checkpoints.restore(state, path);
+    learner.objective().load_state(state.method_state, path);
     resumed_scheduler = nlohmann::json::parse(state.scheduler_state, nullptr, false);
     samples_seen = state.samples_consumed;
     const int64_t chunk = config.stream_batch, n = static_cast<int64_t>(samples.size());
@@ -258,16 +321,25 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
                            ? RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root())
                            : RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root(), resume_point);
   std::vector<std::string> predictions = outputs.kept_predictions();
+  // Objectives that learn from the generated answers: their token ids, indexed like samples
+  // (a resumed job gets the kept ones back from rank 0's predictions.jsonl).
+  const bool keep_answer_ids = config.method.needs_generated_tokens();
+  std::vector<std::vector<int32_t>> answer_ids(samples.size());
+  if (keep_answer_ids) {
+    std::vector<std::string> kept;
+    for (const auto& ids : outputs.kept_prediction_ids()) kept.push_back(pack_ids(ids));
+    const std::vector<std::string> all = all_gather_strings(kept, grid.host_world);  // rank 0's only
+    for (size_t i = 0; i < all.size() && i < answer_ids.size(); ++i) answer_ids[i] = unpack_ids(all[i]);
+  }
   const size_t offset = static_cast<size_t>(samples_seen);
   bool stopped = false;
 
   std::string targets;
   for (const std::string& t : config.lora.targets) targets += (targets.empty() ? "" : ",") + t;
-  log_info(str_cat(online ? "online" : "offline", " TLM on ", samples.size(), " prompts from ",
-                   config.data, ": lora r=", config.lora.rank, " alpha=", config.lora.alpha, " on ",
-                   targets, ", lr ", config.learning_rate, " (", config.schedule_name(), "), threshold ",
-                   config.objective.threshold, ", lambda ", config.objective.lambda,
-                   config.objective.sample_selection ? "" : " (no sample selection)"));
+  log_info(str_cat(online ? "online" : "offline", " ", learner.objective().spec().value("method", "?"), " on ",
+                   samples.size(), " prompts from ", config.data, ": lora r=", config.lora.rank, " alpha=",
+                   config.lora.alpha, " on ", targets, ", lr ", config.learning_rate, " (", config.schedule_name(),
+                   "), ", objective_summary(learner.objective().spec())));
   if (online) {
     const size_t chunk = static_cast<size_t>(config.stream_batch);
     const size_t bs = static_cast<size_t>(config.train_batch_size);
@@ -280,7 +352,8 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       const size_t from = std::max(b, offset);
       if (config.generate && from == b) {
         auto t = std::chrono::steady_clock::now();
-        answer(model, encoder, config, grid, samples, b, e, outputs, predictions);
+        answer(model, encoder, config, grid, samples, b, e, outputs, predictions,
+               keep_answer_ids ? &answer_ids : nullptr);
         generate_seconds += seconds_since(t);
       }
       if (config.fresh_optimizer_per_chunk) {
@@ -303,7 +376,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       }
       resumed_scheduler = nullptr;
       auto t = std::chrono::steady_clock::now();
-      stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, from, e, {}, outputs,
+      stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, from, e, {}, answer_ids, outputs,
                              samples_seen, k);
       train_seconds += seconds_since(t);
       outputs.log_progress(samples_seen);
@@ -320,7 +393,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     int64_t k = 0;
     for (size_t b = 0; b < samples.size(); b += chunk) {
       const size_t e = std::min(samples.size(), b + chunk);
-      stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, b, e, base_ce, outputs,
+      stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, b, e, base_ce, answer_ids, outputs,
                              samples_seen, k);
       if (stopped) break;
       outputs.log_progress(static_cast<int64_t>(e));
@@ -328,7 +401,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     train_seconds += seconds_since(t);
     if (config.generate && !stopped) {
       auto g = std::chrono::steady_clock::now();
-      answer(model, encoder, config, grid, samples, 0, samples.size(), outputs, predictions);
+      answer(model, encoder, config, grid, samples, 0, samples.size(), outputs, predictions, nullptr);
       generate_seconds += seconds_since(g);
     }
   }

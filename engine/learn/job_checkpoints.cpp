@@ -110,9 +110,9 @@ void apply_checkpoint(const CheckpointState& state, const CheckpointIdentity& ex
 }
 
 JobCheckpoints::JobCheckpoints(CheckpointOptions options, CheckpointIdentity identity,
-                               std::string stream_identity, const ProcessGrid& grid)
+                               std::string stream_identity, const ProcessGrid& grid, const Objective* objective)
     : options_(std::move(options)), identity_(std::move(identity)),
-      stream_identity_(std::move(stream_identity)), grid_(grid) {
+      stream_identity_(std::move(stream_identity)), grid_(grid), objective_(objective) {
   TLM_CHECK(options_.every_steps >= 0 && options_.keep_last >= 0 && options_.every_seconds >= 0,
             "checkpoint every_steps, every_seconds and keep_last must be >= 0");
 }
@@ -194,6 +194,11 @@ void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed
   stats_["lr"].push_back(step.lr);
   stats_["grad_norm"].push_back(step.grad_norm);
   stats_["updated"].push_back(step.updated ? 1.0 : 0.0);
+  for (const auto& [name, values] : step.extra) {
+    double sum = 0;
+    for (double v : values) sum += v;
+    stats_[name + "_mean"].push_back(values.empty() ? 0.0 : sum / static_cast<double>(values.size()));
+  }
   bool due = options_.every_steps > 0 && step.step % options_.every_steps == 0;
   if (!due && options_.every_seconds > 0) {
     // Clocks differ between ranks and the save is collective: rank 0's clock decides.
@@ -214,6 +219,7 @@ void JobCheckpoints::save(int64_t step, int64_t samples_consumed, LoraAdapters& 
   CheckpointState s;
   s.identity = identity_;
   s.adapter = lora.full_state();  // collective over TP
+  if (objective_) s.method_state = objective_->state();  // collective over TP
   const std::vector<std::string> names = lora.parameter_names();
   const std::vector<LoraSlot*> slots = lora.slots();
   for (size_t i = 0; i < names.size(); ++i) {

@@ -25,8 +25,9 @@ struct CheckpointOptions {
 
 class JobCheckpoints {
  public:
+  // `objective`: the method whose own state the checkpoints carry (may be null: none).
   JobCheckpoints(CheckpointOptions options, CheckpointIdentity identity, std::string stream_identity,
-                 const ProcessGrid& grid);
+                 const ProcessGrid& grid, const Objective* objective = nullptr);
 
   bool enabled() const { return !options_.directory.empty(); }
   // Records the step's statistics; saves when the step count reaches a multiple of every_steps.
@@ -48,6 +49,7 @@ class JobCheckpoints {
   CheckpointIdentity identity_;
   std::string stream_identity_;
   const ProcessGrid& grid_;
+  const Objective* objective_ = nullptr;
   std::map<std::string, std::vector<double>> stats_;
   int64_t last_saved_step_ = -1;
   std::string scheduler_state_ = "{}";

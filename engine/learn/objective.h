@@ -32,9 +32,15 @@ class LlamaModel;
 struct ObjectiveBatch {
   const TokenBatch& tokens;              // right-padded, on the model's device
   std::vector<double> selection_ce;      // offline TLM: the adapter-off ce per row; else empty
-  std::vector<int64_t> scored_from;      // per row: first position whose next-token distribution
-                                         // an entropy objective counts; empty = every position
+  // Per row, the positions [scored_from, scored_to) whose next-token distributions an entropy
+  // objective counts (empty = every real position of the row).
+  std::vector<int64_t> scored_from;
+  std::vector<int64_t> scored_to;
 };
+
+// [B, T] bool: the positions of each row an entropy objective counts (real tokens within
+// [scored_from, scored_to) when given), on the batch's device.
+at::Tensor scored_positions(const ObjectiveBatch& batch);
 
 struct SampleTerms {
   at::Tensor value;       // [b] fp32, differentiable through the trainables

@@ -60,7 +60,9 @@ RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples, bool
   metrics_ = open_for_write(directory + "/metrics.jsonl");
   for (const std::string& line : predictions) {
     predictions_ << line << "\n";
-    kept_predictions_.push_back(nlohmann::json::parse(line).value("predict", std::string()));
+    const nlohmann::json j = nlohmann::json::parse(line);
+    kept_predictions_.push_back(j.value("predict", std::string()));
+    kept_prediction_ids_.push_back(j.value("predict_ids", std::vector<int32_t>{}));
   }
   for (const std::string& line : steps) {
     metrics_ << line << "\n";
@@ -79,10 +81,12 @@ RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples, bool
   metrics_.flush();
 }
 
-void RunOutputs::write_prediction(const PromptRecord& record, const std::string& prediction) {
+void RunOutputs::write_prediction(const PromptRecord& record, const std::string& prediction,
+                                  const std::vector<int32_t>* ids) {
   if (!writer_) return;
   nlohmann::json j = {{"index", record.index}, {"prompt", record.prompt}, {"predict", prediction}};
   if (record.reference) j["label"] = *record.reference;
+  if (ids) j["predict_ids"] = *ids;
   predictions_ << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   predictions_.flush();
 }
@@ -94,6 +98,7 @@ void RunOutputs::write_step(const StepRecord& step, int64_t samples_seen) {
                       {"grad_norm", step.grad_norm}, {"updated", step.updated},
                       {"tokens", step.tokens}, {"seconds", step.seconds},
                       {"tokens_per_s", step.seconds > 0 ? step.tokens / step.seconds : 0.0}};
+  for (const auto& [name, values] : step.extra) j[name] = values;
   if (!step.skip_reason.empty()) {
     j["skip_reason"] = step.skip_reason;
     if (writer_)

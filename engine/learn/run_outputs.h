@@ -33,10 +33,15 @@ class RunOutputs {
   // Resuming: keeps the first resume.predictions / resume.steps lines of the existing files (a
   // crash may have left more), appends after them, restores the counters from the kept steps.
   RunOutputs(const std::string& directory, int64_t total_samples, bool writer, const ResumePoint& resume);
-  // The answers kept by a resumed job, in stream order.
+  // The answers kept by a resumed job, in stream order, and their token ids where the lines
+  // carry them ("predict_ids"; empty otherwise).
   const std::vector<std::string>& kept_predictions() const { return kept_predictions_; }
+  const std::vector<std::vector<int32_t>>& kept_prediction_ids() const { return kept_prediction_ids_; }
 
-  void write_prediction(const PromptRecord& record, const std::string& prediction);
+  // `ids`: the answer's token ids, written as "predict_ids" when given (methods that learn
+  // from the generated tokens need them back on resume).
+  void write_prediction(const PromptRecord& record, const std::string& prediction,
+                        const std::vector<int32_t>* ids = nullptr);
   void write_step(const StepRecord& step, int64_t samples_seen);
   // "samples 40/300 (13%) | selected 62% | mean ce 3.41 | 812 tok/s | ETA 5m12s"
   void log_progress(int64_t samples_done) const;
@@ -61,6 +66,7 @@ class RunOutputs {
   int64_t train_tokens_ = 0;
   double train_seconds_ = 0.0;
   std::vector<std::string> kept_predictions_;
+  std::vector<std::vector<int32_t>> kept_prediction_ids_;
 };
 
 }  // namespace tlm

@@ -69,13 +69,14 @@ double clip_lora_gradients(LoraAdapters& lora, const std::vector<at::Tensor>& pa
 
 StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& batch, double lr,
                                        const std::vector<double>& selection_ce,
-                                       const std::vector<int64_t>& scored_from) {
+                                       const std::vector<int64_t>& scored_from,
+                                       const std::vector<int64_t>& scored_to) {
   const auto start = std::chrono::steady_clock::now();
   TLM_CHECK(!batch.empty() || dp_->size() > 1, "train_step: empty batch");
   TLM_CHECK(selection_ce.empty() || selection_ce.size() == batch.size(),
             "train_step: ", selection_ce.size(), " selection ce values for ", batch.size(), " samples");
-  TLM_CHECK(scored_from.empty() || scored_from.size() == batch.size(),
-            "train_step: ", scored_from.size(), " scored_from values for ", batch.size(), " samples");
+  TLM_CHECK(scored_from.size() == scored_to.size() && (scored_from.empty() || scored_from.size() == batch.size()),
+            "train_step: ", scored_from.size(), " / ", scored_to.size(), " scored bounds for ", batch.size(), " samples");
   at::AutoGradMode grad_mode(true);
   StepRecord rec;
   rec.step = ++steps_;
@@ -93,7 +94,7 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   double global_selected = 0.0;
   if (!batch.empty()) {
     TokenBatch token_batch = right_padded_batch(batch, 0, model_.device());
-    terms = objective_->terms(model_, ObjectiveBatch{token_batch, selection_ce, scored_from});
+    terms = objective_->terms(model_, ObjectiveBatch{token_batch, selection_ce, scored_from, scored_to});
     // One host copy carries the record's per-sample values and the selection; then the loss
     // with the global selected count (the selection does not depend on the normaliser).
     std::vector<at::Tensor> rows = {terms.ce.to(at::kDouble), terms.current_ce.to(at::kDouble),

@@ -61,11 +61,12 @@ class TestTimeLearner {
                   CommunicatorPtr host_dp = nullptr);
 
   // `batch`: this replica's share of the step (may be empty under DP). `selection_ce`: the
-  // offline setting's adapter-off ce for these samples; empty = online. `scored_from`: per
-  // sample, the first position an entropy objective counts (see ObjectiveBatch).
+  // offline setting's adapter-off ce for these samples; empty = online. `scored_from` /
+  // `scored_to`: per sample, the positions an entropy objective counts (see ObjectiveBatch).
   StepRecord train_step(const std::vector<std::vector<int32_t>>& batch, double lr,
                         const std::vector<double>& selection_ce = {},
-                        const std::vector<int64_t>& scored_from = {});
+                        const std::vector<int64_t>& scored_from = {},
+                        const std::vector<int64_t>& scored_to = {});
 
   AdamW& optimizer() { return optimizer_; }
   Objective& objective() { return *objective_; }

@@ -1,0 +1,22 @@
+#include "engine/learn/objective.h"
+
+#include <ATen/ATen.h>
+
+#include "engine/common/error.h"
+
+namespace tlm {
+
+at::Tensor scored_positions(const ObjectiveBatch& batch) {
+  const at::Tensor& mask = batch.tokens.mask;  // [B, T]
+  at::Tensor real = mask.to(at::kBool);
+  if (batch.scored_from.empty()) return real;
+  const int64_t B = mask.size(0), T = mask.size(1);
+  TLM_CHECK(static_cast<int64_t>(batch.scored_from.size()) == B && static_cast<int64_t>(batch.scored_to.size()) == B,
+            "scored positions: ", batch.scored_from.size(), " / ", batch.scored_to.size(), " bounds for ", B, " rows");
+  const at::Tensor from = at::tensor(batch.scored_from, at::kLong).to(mask.device()).unsqueeze(1);  // [B, 1]
+  const at::Tensor to = at::tensor(batch.scored_to, at::kLong).to(mask.device()).unsqueeze(1);
+  const at::Tensor t = at::arange(T, mask.options().dtype(at::kLong)).unsqueeze(0);                // [1, T]
+  return real & (t >= from) & (t < to);
+}
+
+}  // namespace tlm
