@@ -10,6 +10,7 @@
 // difference scales with lr (measured 4.9e-5 at lr 1e-3 over 184k LoRA B elements).
 #include <filesystem>
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <utility>
@@ -21,6 +22,7 @@
 
 #include "dist/shard.h"
 #include "engine/generate/scoring.h"
+#include "engine/learn/methods.h"
 #include "engine/learn/test_time_learner.h"
 #include "engine/model/model_files.h"
 #include "tests/dist/mpi_test_main.h"
@@ -93,6 +95,85 @@ TEST(TestTimeLearnerMpi, FiveOnlineStepsEqualOneProcess) {
     if (g.is_root())
       std::printf("[parity] 5 TLM steps tp %d x dp %d (%d selected, %d masked): loss max rel diff %.3e, "
                   "adapter max abs diff %.3e\n", tp, dp, selected, masked, worst_loss, adapter_diff);
+  }
+}
+
+// Tent and EATA through the same seam: five steps under every layout equal one process. EATA's
+// margins are placed between the samples' values so that both filters keep some and drop
+// some (the entropy margin at the median entropy; the redundancy margin at the median cosine
+// of step 2, read off a first reference run), and its moving average is reduced over DP and
+// its cosines over TP.
+TEST(TestTimeLearnerMpi, TentAndEataStepsEqualOneProcess) {
+  if (test::world_size() == 3) GTEST_SKIP() << "tiny model layouts run on 2 and 4 ranks";
+  const test::TinyLlamaSpec spec;
+  const auto seqs = test::random_token_sequences(20, spec.vocab_size, 6, 5);
+  LoraConfig lc;
+  lc.targets = lora_target_names();
+  lc.rank = 4;
+  const double lr = 1e-2;
+  auto run = [&](const MethodSpec& method, LlamaModel& model, const CommunicatorPtr& dp, const ProcessGrid* g) {
+    LoraAdapters lora(model, lc);
+    // EATA steps only when it keeps a sample (its official code's rule, and its recipe's).
+    StepOptions step;
+    step.skip_unselected = method.name == "eata";
+    TestTimeLearner learner(model, lora, make_objective(method, model), step, AdamWOptions{}, dp);
+    std::vector<StepRecord> records;
+    for (int k = 0; k < 5; ++k) {
+      const std::vector<std::vector<int32_t>> batch(seqs.begin() + 4 * k, seqs.begin() + 4 * k + 4);
+      records.push_back(learner.train_step(g ? block(batch, *g) : batch, lr));
+    }
+    return std::make_pair(records, lora.full_state());
+  };
+  test::TinyLlama ref = test::load_tiny_llama(spec, at::kFloat);
+  MethodSpec eata;
+  eata.name = "eata";
+  eata.eata.redundancy_margin = 2.0;  // first run: no redundancy filter, to read the cosines
+  {
+    MethodSpec tent;
+    tent.name = "tent";
+    std::vector<double> entropies;
+    for (const StepRecord& r : run(tent, *ref.model, nullptr, nullptr).first)
+      entropies.insert(entropies.end(), r.extra.at("entropy").begin(), r.extra.at("entropy").end());
+    // Midpoints between neighbouring values: no sample sits on a margin, where a last-bit
+    // difference of reduction order could flip it.
+    std::sort(entropies.begin(), entropies.end());
+    eata.eata.entropy_margin = (entropies[9] + entropies[10]) / 2 / std::log(static_cast<double>(spec.vocab_size));
+    std::vector<double> cos = run(eata, *ref.model, nullptr, nullptr).first[1].extra.at("redundancy_cos");
+    std::sort(cos.begin(), cos.end());
+    eata.eata.redundancy_margin = (cos[1] + cos[2]) / 2;
+  }
+  for (const std::string name : {"tent", "eata"}) {
+    MethodSpec method = name == "eata" ? eata : MethodSpec{};
+    method.name = name;
+    const auto [want, want_adapter] = run(method, *ref.model, nullptr, nullptr);
+    int kept = 0, dropped = 0;
+    for (const StepRecord& r : want)
+      for (bool s : r.selected) (s ? kept : dropped)++;
+    if (name == "eata") {
+      EXPECT_GT(kept, 0);
+      EXPECT_GT(dropped, 0);
+    }
+    for (auto [tp, dp] : test::test_layouts(test::world_size())) {
+      ProcessGrid g = test::mpi_grid(tp, dp);
+      LlamaModel model(ref.config, *ref.weights, g.tp, at::kFloat);
+      const auto [got, got_adapter] = run(method, model, g.dp, &g);
+      double worst = 0;
+      for (size_t k = 0; k < got.size(); ++k) {
+        EXPECT_EQ(got[k].selected, want[k].selected) << name << " step " << k;
+        const double rel = std::abs(got[k].loss - want[k].loss) / std::max(1e-30, std::abs(want[k].loss));
+        worst = std::max(worst, rel);
+        EXPECT_LE(rel, 1e-5) << name << " step " << k << ": " << got[k].loss << " vs " << want[k].loss;
+        for (const auto& [stat, values] : want[k].extra) {
+          ASSERT_EQ(got[k].extra.at(stat).size(), values.size()) << stat;
+          for (size_t i = 0; i < values.size(); ++i) EXPECT_NEAR(got[k].extra.at(stat)[i], values[i], 1e-5) << stat;
+        }
+      }
+      const double adapter_diff = max_adapter_diff(got_adapter, want_adapter);
+      EXPECT_LE(adapter_diff, 1e-5) << name << " tp " << tp << " dp " << dp;
+      if (g.is_root())
+        std::printf("[parity] 5 %s steps tp %d x dp %d (%d kept, %d dropped): loss max rel diff %.3e, adapter max abs "
+                    "diff %.3e\n", name.c_str(), tp, dp, kept, dropped, worst, adapter_diff);
+    }
   }
 }
 
