@@ -2,7 +2,8 @@
 // and dtypes but no data, and an op that mixes a meta tensor with a CPU tensor (other than a
 // 0-dim scalar) fails. So building the model on `meta` and running its forward, a backward
 // into LoRA on every projection, an AdamW step, LoRA merge/unmerge, assembling the full
-// adapter and a KV-cache prefill plus decode steps fails on any tensor the code makes on the
+// adapter, the entropy objectives (Tent, EATA with its moving average) and a KV-cache prefill
+// plus decode steps fails on any tensor the code makes on the
 // CPU instead of on the model's device: the same mistake that would put a CPU tensor next
 // to CUDA ones on a GPU, where no GPU runs.
 //
@@ -19,9 +20,11 @@
 #include <gtest/gtest.h>
 
 #include "dist/lora_parallel.h"
+#include "engine/common/error.h"
 #include "engine/generate/token_batch.h"
 #include "engine/learn/adamw.h"
 #include "engine/learn/lora.h"
+#include "engine/learn/methods.h"
 #include "engine/learn/tlm_objective.h"
 #include "tests/engine/model/tiny_llama.h"
 
@@ -79,6 +82,29 @@ TEST_P(MetaDevice, ForwardBackwardAdamwStepStayOnTheDevice) {
     for (const at::Tensor& p : lora.parameters()) expect_meta(p, "a LoRA tensor after AdamW");
     optimizer.zero_grad();
     lora.set_training(false);
+  }
+  // The entropy objectives' path: vocab-parallel entropy with its backward, mean
+  // probabilities and EATA's cosines to its moving average (set after the first batch).
+  for (const char* method : {"tent", "eata"}) {
+    MethodSpec spec;
+    spec.name = method;
+    auto objective = make_objective(spec, *tiny.model);
+    for (int round = 0; round < 2; ++round) {
+      TokenBatch batch = right_padded_batch({{3, 4, 5, 6, 7}, {8, 9, 10}}, 0, kMeta);
+      at::AutoGradMode grad(true);
+      SampleTerms t = objective->terms(*tiny.model, ObjectiveBatch{batch, {}, {1, 0}, {4, 2}});
+      expect_meta(t.value, str_cat(method, " value"));
+      for (const auto& [name, v] : t.extra) expect_meta(v, str_cat(method, " ", name));
+      (t.value * t.weight * t.selected.to(at::kFloat)).sum().backward();
+      for (const at::Tensor& p : lora.parameters()) expect_meta(p.grad(), str_cat(method, " LoRA gradient"));
+      optimizer.zero_grad();
+      if (t.mean_probs.defined()) {
+        // after_step reads the kept count on the host, which the meta device cannot give.
+        expect_meta(t.mean_probs, "EATA mean probabilities");
+        objective->load_state({{"eata.moving_average", at::zeros({tiny.config.vocab_size}, at::TensorOptions().device(kMeta))}},
+                              "meta test");
+      }
+    }
   }
   for (const auto& [name, t] : lora.full_state()) expect_meta(t, name);
   lora.merge();
