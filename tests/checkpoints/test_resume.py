@@ -76,12 +76,15 @@ class Resume(unittest.TestCase):
         return run(cls.cmd(out, *extra, device=device), env=dict(ENV, **(env or {})))
 
     def assert_same_as_full(self, out, what):
-        want, got = datasets(self.full / "ckpt" / "step-12.h5"), datasets(out / "ckpt" / "step-12.h5")
+        self.assert_same_as_full_dir(self.full, out, what)
+
+    def assert_same_as_full_dir(self, full, out, what):
+        want, got = datasets(full / "ckpt" / "step-12.h5"), datasets(out / "ckpt" / "step-12.h5")
         self.assertEqual(sorted(want), sorted(got), what)
         for name in want:
             self.assertTrue(np.array_equal(want[name], got[name]), f"{what}: {name} differs")
-        self.assertEqual(metrics(out / "metrics.jsonl"), metrics(self.full / "metrics.jsonl"), what)
-        self.assertEqual((out / "predictions.jsonl").read_bytes(), (self.full / "predictions.jsonl").read_bytes(), what)
+        self.assertEqual(metrics(out / "metrics.jsonl"), metrics(full / "metrics.jsonl"), what)
+        self.assertEqual((out / "predictions.jsonl").read_bytes(), (full / "predictions.jsonl").read_bytes(), what)
 
     def test_exact_resume_after_sigterm(self):
         out = self.work / "stopped"
@@ -106,6 +109,41 @@ class Resume(unittest.TestCase):
         want, got = datasets(full / "ckpt" / "step-12.h5"), datasets(out / "ckpt" / "step-12.h5")
         for name in want:
             self.assertTrue(np.array_equal(want[name], got[name]), f"{name} differs after resuming with dropout")
+
+    def test_exact_resume_with_eata_state(self):
+        # EATA's moving average is method state: checkpointed in /method_state and restored, or
+        # the resumed steps would see no average (cosine -1) and keep samples the uninterrupted
+        # run drops. entropy_margin 1 keeps every sample by entropy (E <= ln V), so the average is
+        # set at step 1 and the redundancy filter (0.05) decides afterwards.
+        full, out = self.work / "eata-full", self.work / "eata-stopped"
+        extra = ["--method", "eata", "--entropy-margin", "1.0", "--skip-unselected-steps", "true"]
+        self.adapt(full, *extra)
+        self.adapt(out, *extra, env={"TLM_FAULT_INJECT": "rank=0,step=6,action=term"})
+        proc = self.adapt(out, *extra, "--resume", "latest")
+        self.assertIn("resumed from", proc.stderr)
+        want, got = datasets(full / "ckpt" / "step-12.h5"), datasets(out / "ckpt" / "step-12.h5")
+        self.assertIn("method_state/eata.moving_average", want)
+        self.assertEqual(sorted(want), sorted(got))
+        for name in want:
+            self.assertTrue(np.array_equal(want[name], got[name]), f"{name} differs after resuming EATA")
+        self.assertEqual(metrics(out / "metrics.jsonl"), metrics(full / "metrics.jsonl"))
+        kept = sum(sum(json.loads(l)["selected"]) for l in (full / "metrics.jsonl").read_text().splitlines())
+        print(f"[resume] EATA, SIGTERM after step 6, resumed to 12: {len(want)} datasets (moving average included) "
+              f"bitwise equal; {kept} of 12 samples kept", flush=True)
+        self.assertGreater(kept, 0)
+
+    def test_exact_resume_tent_on_generated_tokens(self):
+        # Tent on the distributions that produced each answer's tokens: the answers' ids travel
+        # in predictions.jsonl ("predict_ids"), so a job stopped in the middle of a chunk (step 6
+        # of chunks of 4) learns from the same tokens after resuming.
+        full, out = self.work / "tent-gen-full", self.work / "tent-gen-stopped"
+        extra = ["--method", "tent", "--positions", "generated", "--generated-tokens", 3]
+        self.adapt(full, *extra)
+        self.adapt(out, *extra, env={"TLM_FAULT_INJECT": "rank=0,step=6,action=term"})
+        self.adapt(out, *extra, "--resume", "latest")
+        self.assert_same_as_full_dir(full, out, "Tent on generated tokens")
+        first = json.loads((full / "predictions.jsonl").read_text().splitlines()[0])
+        self.assertIn("predict_ids", first)
 
     def test_exact_resume_with_dropout_at_dp2(self):
         # Data-parallel replicas draw different dropout masks (different samples, different

@@ -51,6 +51,14 @@ class CliErrors(unittest.TestCase):
         self.assertIn("only tlm adapt splits its work over data-parallel replicas", out)
         code, out = tlm("adapt", "--model", self.model, "--data", "/nonexistent.jsonl", "--backend", "gloo")
         self.assertIn("parallel.backend must be auto, single, mpi or nccl", out)
+        code, out = tlm("adapt", "--model", self.model, "--data", "/nonexistent.jsonl", "--method", "sgd")
+        self.assertNotEqual(code, 0)
+        self.assertIn("command line --method: method must be tlm, tent or eata, got 'sgd'", out)
+        code, out = tlm("adapt", "--model", self.model, "--data", "/nonexistent.jsonl", "--method", "tent",
+                        "--positions", "answer")
+        self.assertIn("objective.positions must be prompt or generated, got 'answer'", out)
+        code, out = tlm("adapt", "--model", self.model, "--data", "/nonexistent.jsonl", "--device", "gpu")
+        self.assertIn("device must be auto, cpu, cuda or cuda:N, got 'gpu'", out)
 
     def test_recipe_errors_name_file_line_or_flag(self):
         recipe = self.work / "bad.yaml"
