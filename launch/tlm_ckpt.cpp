@@ -116,6 +116,14 @@ json stats_summary(const CheckpointState& s) {
   return out;
 }
 
+// The method's own state (e.g. EATA's moving average): name, shape, norm.
+json method_state_summary(const CheckpointState& s) {
+  json out = json::array();
+  for (const auto& [name, t] : s.method_state)
+    out.push_back({{"name", name}, {"shape", t.sizes().vec()}, {"norm", frobenius(t)}});
+  return out;
+}
+
 json describe(const std::string& path, const CheckpointState& s) {
   const CheckpointIdentity& id = s.identity;
   return {{"file", path}, {"format_version", kCheckpointFormatVersion},
@@ -127,7 +135,7 @@ json describe(const std::string& path, const CheckpointState& s) {
           {"state", {{"global_step", s.global_step}, {"samples_consumed", s.samples_consumed},
                      {"stream", s.stream_identity}, {"stream_offset", s.stream_offset},
                      {"optimizer_step", s.optimizer_step}}},
-          {"modules", module_norms(s)}, {"stats", stats_summary(s)}};
+          {"modules", module_norms(s)}, {"stats", stats_summary(s)}, {"method_state", method_state_summary(s)}};
 }
 
 std::string num(double v, int digits = 4) {
@@ -157,6 +165,9 @@ int cmd_show(const std::string& file, bool as_json) {
               << " samples selected (" << num(100 * st["selected_fraction"].get<double>(), 3) << "%) over "
               << st["steps_recorded"] << " steps; mean ce " << num(st["first_ce_mean"].get<double>()) << " (first step) -> "
               << num(st["last_ce_mean"].get<double>()) << " (last); last loss " << num(st["last_loss"].get<double>()) << "\n";
+  for (const json& m : d["method_state"])
+    std::cout << "  state of the method  " << m["name"].get<std::string>() << " " << m["shape"].dump() << ", norm "
+              << num(m["norm"].get<double>()) << "\n";
   std::cout << "  module                                        |A|        |B|        |scale*B*A|\n";
   for (const json& m : d["modules"]) {
     char line[256];
