@@ -28,9 +28,7 @@ TlmLoss tlm_loss(const at::Tensor& ce, const at::Tensor& selection_ce,
 }
 
 at::Tensor per_sample_ce(const LlamaModel& model, const TokenBatch& batch) {
-  at::Tensor logp = model.token_log_likelihoods(batch.ids, batch.attention_mask());  // [B, T-1]
-  at::Tensor counts = (batch.mask.sum(1) - 1).to(at::kFloat);             // [B]
-  return -logp.sum(1) / counts;
+  return per_sample_ce_of(model, model.forward_hidden(batch.ids, batch.attention_mask()), batch);
 }
 
 at::Tensor per_sample_ce_of(const LlamaModel& model, const at::Tensor& hidden, const TokenBatch& batch) {
