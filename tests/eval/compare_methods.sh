@@ -17,7 +17,7 @@ n=${3:-100}
 new=${4:-64}
 forget_n=${5:-100}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-tlm="$root/build/launch/tlm"
+tlm=${TLM:-$root/build/launch/tlm}  # TLM=path: another build
 cfg="$root/configs"
 mkdir -p "$out"
 
