@@ -36,7 +36,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"backend", "parallel.backend", "auto (under mpirun: nccl for GPU ranks, mpi for CPU ranks; else single), single, mpi or nccl"},
     {"collective-timeout", "parallel.timeout_seconds", "seconds a collective may wait for a peer before the job aborts (0 = forever)"},
     {"mode", "mode", "online or offline"},
-    {"method", "method", "tlm (default), tent or eata: what the steps minimise"},
+    {"method", "method", "tlm (default), tent, eata, come or sytta: what the steps minimise"},
     {"data", "data.path", "prompt file: JSON array, JSONL or text"},
     {"data-format", "data.format", "auto, json, jsonl, txt"},
     {"prompt-field", "data.prompt_field", "record field holding the prompt (overrides the conventions)"},
@@ -58,8 +58,12 @@ const std::vector<RecipeFlag> kFlags = {
     {"lambda", "objective.lambda", "weight scale: coeff = lambda * exp(ce - threshold)"},
     {"sample-selection", "objective.sample_selection", "false: the ablation without selection (all samples, coeff 1)"},
     {"loss", "objective.loss", "log_perplexity (official code) or perplexity"},
-    {"positions", "objective.positions", "tent/eata: prompt (every prompt position) or generated (the first G answer tokens)"},
-    {"generated-tokens", "objective.generated_tokens", "tent/eata with positions generated: G"},
+    {"positions", "objective.positions", "tent/eata/come: prompt (every prompt position) or generated (the first G answer tokens)"},
+    {"generated-tokens", "objective.generated_tokens", "tent/eata/come with positions generated, and sytta: G"},
+    {"come-base", "objective.come_base", "come: tent or eata (the method whose entropy COME replaces)"},
+    {"uncertainty-mass", "objective.uncertainty_mass", "come: K of the opinion's uncertainty K / (sum e^z + K) (0 = vocabulary size)"},
+    {"entropy-weight", "objective.entropy_weight", "sytta: weight of the generated tokens' entropy"},
+    {"kl-weight", "objective.kl_weight", "sytta: weight of the reverse-KL trust region to the base (0 = off)"},
     {"entropy-margin", "objective.entropy_margin", "eata: keep samples with entropy < this * ln(vocabulary)"},
     {"redundancy-margin", "objective.redundancy_margin", "eata: keep samples whose cosine to the moving average is below this"},
     {"moving-average", "objective.moving_average", "eata: m = this * m + (1 - this) * mean of the kept"},
@@ -180,6 +184,47 @@ class RecipeReader {
   std::map<std::string, std::string> flags_;
 };
 
+// `method:` and the objective.* keys: the method's typed settings.
+MethodSpec read_method(RecipeReader& r) {
+  MethodSpec method;
+  method.name = r.get<std::string>("method", "tlm");
+  TLM_CHECK(std::find(method_names().begin(), method_names().end(), method.name) != method_names().end(),
+            r.origin("method"), ": method must be tlm, tent, eata, come or sytta, got '", method.name, "'");
+  TlmObjectiveOptions& tlm_options = method.tlm;
+  tlm_options.threshold = r.get<double>("objective.threshold", tlm_options.threshold);
+  tlm_options.lambda = r.get<double>("objective.lambda", tlm_options.lambda);
+  tlm_options.sample_selection = r.get<bool>("objective.sample_selection", true);
+  const std::string loss = r.get<std::string>("objective.loss", "log_perplexity");
+  TLM_CHECK(loss == "log_perplexity" || loss == "perplexity", r.origin("objective.loss"),
+            ": objective.loss must be log_perplexity or perplexity, got '", loss, "'");
+  tlm_options.perplexity_loss = loss == "perplexity";
+  const std::string positions = r.get<std::string>("objective.positions", method.name == "sytta" ? "generated" : "prompt");
+  TLM_CHECK(positions == "prompt" || positions == "generated", r.origin("objective.positions"),
+            ": objective.positions must be prompt or generated, got '", positions, "'");
+  TLM_CHECK(method.name != "sytta" || positions == "generated", r.origin("objective.positions"),
+            ": sytta learns from the generated answer's tokens: objective.positions must be generated");
+  method.entropy.positions = parse_scored_positions(positions);
+  method.entropy.generated_tokens = r.get<int64_t>("objective.generated_tokens", method.entropy.generated_tokens);
+  TLM_CHECK(method.entropy.generated_tokens > 0, r.origin("objective.generated_tokens"),
+            ": objective.generated_tokens must be positive");
+  method.entropy.uncertainty_mass = r.get<double>("objective.uncertainty_mass", 0.0);
+  TLM_CHECK(method.entropy.uncertainty_mass >= 0.0, r.origin("objective.uncertainty_mass"),
+            ": objective.uncertainty_mass must be >= 0 (0: the vocabulary size)");
+  method.come_base = r.get<std::string>("objective.come_base", method.come_base);
+  TLM_CHECK(method.come_base == "tent" || method.come_base == "eata", r.origin("objective.come_base"),
+            ": objective.come_base must be tent or eata, got '", method.come_base, "'");
+  method.eata.entropy_margin = r.get<double>("objective.entropy_margin", method.eata.entropy_margin);
+  method.eata.redundancy_margin = r.get<double>("objective.redundancy_margin", method.eata.redundancy_margin);
+  method.eata.moving_average = r.get<double>("objective.moving_average", method.eata.moving_average);
+  TLM_CHECK(method.eata.moving_average >= 0 && method.eata.moving_average < 1, r.origin("objective.moving_average"),
+            ": objective.moving_average must be in [0, 1)");
+  method.sytta.entropy_weight = r.get<double>("objective.entropy_weight", method.sytta.entropy_weight);
+  method.sytta.kl_weight = r.get<double>("objective.kl_weight", method.sytta.kl_weight);
+  TLM_CHECK(method.sytta.entropy_weight >= 0, r.origin("objective.entropy_weight"), ": objective.entropy_weight must be >= 0");
+  TLM_CHECK(method.sytta.kl_weight >= 0, r.origin("objective.kl_weight"), ": objective.kl_weight must be >= 0");
+  return method;
+}
+
 }  // namespace
 
 void add_recipe_flags(cxxopts::Options& options) {
@@ -259,30 +304,7 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.adamw.weight_decay = r.get<double>("optim.weight_decay", c.adamw.weight_decay);
   c.fresh_optimizer_per_chunk = r.get<bool>("optim.fresh_optimizer_per_chunk", true);
   c.step.skip_unselected = r.get<bool>("optim.skip_unselected_steps", false);
-  MethodSpec& method = c.method;
-  method.name = r.get<std::string>("method", "tlm");
-  TLM_CHECK(std::find(method_names().begin(), method_names().end(), method.name) != method_names().end(),
-            r.origin("method"), ": method must be tlm, tent or eata, got '", method.name, "'");
-  TlmObjectiveOptions& tlm_options = method.tlm;
-  tlm_options.threshold = r.get<double>("objective.threshold", tlm_options.threshold);
-  tlm_options.lambda = r.get<double>("objective.lambda", tlm_options.lambda);
-  tlm_options.sample_selection = r.get<bool>("objective.sample_selection", true);
-  const std::string positions = r.get<std::string>("objective.positions", "prompt");
-  TLM_CHECK(positions == "prompt" || positions == "generated", r.origin("objective.positions"),
-            ": objective.positions must be prompt or generated, got '", positions, "'");
-  method.entropy.positions = parse_scored_positions(positions);
-  method.entropy.generated_tokens = r.get<int64_t>("objective.generated_tokens", method.entropy.generated_tokens);
-  TLM_CHECK(method.entropy.generated_tokens > 0, r.origin("objective.generated_tokens"),
-            ": objective.generated_tokens must be positive");
-  method.eata.entropy_margin = r.get<double>("objective.entropy_margin", method.eata.entropy_margin);
-  method.eata.redundancy_margin = r.get<double>("objective.redundancy_margin", method.eata.redundancy_margin);
-  method.eata.moving_average = r.get<double>("objective.moving_average", method.eata.moving_average);
-  TLM_CHECK(method.eata.moving_average >= 0 && method.eata.moving_average < 1, r.origin("objective.moving_average"),
-            ": objective.moving_average must be in [0, 1)");
-  const std::string loss = r.get<std::string>("objective.loss", "log_perplexity");
-  TLM_CHECK(loss == "log_perplexity" || loss == "perplexity", r.origin("objective.loss"),
-            ": objective.loss must be log_perplexity or perplexity, got '", loss, "'");
-  tlm_options.perplexity_loss = loss == "perplexity";
+  c.method = read_method(r);
   c.lora.targets = r.get_list("lora.targets", c.lora.targets);
   c.lora.rank = r.get<int64_t>("lora.rank", c.lora.rank);
   c.lora.alpha = r.get<double>("lora.alpha", c.lora.alpha);

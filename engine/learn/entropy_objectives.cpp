@@ -6,6 +6,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "dist/shard.h"
+#include "dist/vocab_parallel_rows.h"
 #include "engine/common/error.h"
 #include "engine/learn/tlm_objective.h"
 #include "engine/model/llama_model.h"
@@ -22,14 +23,21 @@ struct EntropyForward {
   at::Tensor ce;         // [B] detached
 };
 
-EntropyForward entropy_forward(const LlamaModel& model, const ObjectiveBatch& batch) {
+EntropyForward entropy_forward(const LlamaModel& model, const ObjectiveBatch& batch, const EntropyOptions& o) {
   EntropyForward f;
   const TokenBatch& tb = batch.tokens;
   f.hidden = model.forward_hidden(tb.ids, tb.attention_mask());
   f.positions = scored_positions(batch);
-  const at::Tensor per_position = model.entropies_of(f.hidden, tb.attention_mask());  // [B, T]
-  const at::Tensor counted = f.positions.to(at::kFloat);
-  f.entropy = (per_position * counted).sum(1) / counted.sum(1).clamp_min(1.0);
+  if (o.measure == EntropyMeasure::Opinion) {
+    const ScoredRows s = scored_rows(f.hidden, f.positions);
+    const double k = o.uncertainty_mass > 0.0 ? o.uncertainty_mass : static_cast<double>(model.config().vocab_size);
+    const at::Tensor e = vocab_parallel_opinion_entropy(model.shard_logits_of(s.rows), model.tp(), k);
+    f.entropy = per_sample_mean(e, s.sample, tb.ids.size(0));
+  } else {
+    const at::Tensor per_position = model.entropies_of(f.hidden, tb.attention_mask());  // [B, T]
+    const at::Tensor counted = f.positions.to(at::kFloat);
+    f.entropy = (per_position * counted).sum(1) / counted.sum(1).clamp_min(1.0);
+  }
   {
     at::NoGradGuard no_grad;
     f.ce = per_sample_ce_of(model, f.hidden.detach(), tb);
@@ -37,9 +45,17 @@ EntropyForward entropy_forward(const LlamaModel& model, const ObjectiveBatch& ba
   return f;
 }
 
-nlohmann::json entropy_spec(const EntropyOptions& o) {
+// The spec of a Tent-type (`base` "Tent") or EATA-type method: COME when E is the opinion's.
+nlohmann::json entropy_spec(const EntropyOptions& o, const char* base) {
   nlohmann::json j = {{"positions", scored_positions_name(o.positions)}};
   if (o.positions == ScoredPositions::Generated) j["generated_tokens"] = o.generated_tokens;
+  if (o.measure == EntropyMeasure::Opinion) {
+    j["method"] = "COME";
+    j["come_base"] = base;
+    j["uncertainty_mass"] = o.uncertainty_mass;  // 0: the vocabulary size
+  } else {
+    j["method"] = base;
+  }
   return j;
 }
 
@@ -56,7 +72,7 @@ const char* scored_positions_name(ScoredPositions positions) {
 }
 
 SampleTerms TentObjective::terms(const LlamaModel& model, const ObjectiveBatch& batch) {
-  const EntropyForward f = entropy_forward(model, batch);
+  const EntropyForward f = entropy_forward(model, batch, options_);
   SampleTerms t;
   t.value = f.entropy;
   t.weight = at::ones_like(f.ce);
@@ -67,9 +83,7 @@ SampleTerms TentObjective::terms(const LlamaModel& model, const ObjectiveBatch& 
 }
 
 nlohmann::json TentObjective::spec() const {
-  nlohmann::json j = entropy_spec(options_);
-  j["method"] = "Tent";
-  return j;
+  return entropy_spec(options_, "Tent");
 }
 
 EataObjective::EataObjective(const EataOptions& options, CommunicatorPtr tp, int64_t vocab_size,
@@ -81,7 +95,7 @@ EataObjective::EataObjective(const EataOptions& options, CommunicatorPtr tp, int
 }
 
 SampleTerms EataObjective::terms(const LlamaModel& model, const ObjectiveBatch& batch) {
-  const EntropyForward f = entropy_forward(model, batch);
+  const EntropyForward f = entropy_forward(model, batch, options_.entropy);
   at::NoGradGuard no_grad;
   const at::Tensor entropy = f.entropy.detach();
   const at::Tensor q = model.mean_probabilities_of(f.hidden.detach(), f.positions);  // [b, V/tp]
@@ -145,8 +159,7 @@ void EataObjective::load_state(const std::map<std::string, at::Tensor>& state, c
 }
 
 nlohmann::json EataObjective::spec() const {
-  nlohmann::json j = entropy_spec(options_.entropy);
-  j["method"] = "EATA";
+  nlohmann::json j = entropy_spec(options_.entropy, "EATA");
   j["entropy_margin"] = options_.entropy_margin;
   j["redundancy_margin"] = options_.redundancy_margin;
   j["moving_average"] = options_.moving_average;

@@ -12,6 +12,10 @@
 //     exp(E0 - E), value E: the loss is the weighted mean over the kept samples. m is the
 //     method's state (checkpointed, restored on resume). Its Fisher regulariser is not
 //     implemented (it needs source data this setting does not have).
+//   COME (Zhang et al., ICLR 2025): Tent or EATA (`come_base`) with E the entropy of the
+//     "opinion" instead of the softmax entropy (dist/vocab_parallel_rows.h: logits with their
+//     norm held fixed in the gradient, belief e^z / S and uncertainty mass K / S, S = sum e^z + K,
+//     K = the vocabulary size unless set). Under EATA the same E drives the filter and weights.
 // Under TP the distributions stay split over the vocabulary (vocab-parallel entropy and
 // mean probabilities; cosines from all-reduced dot products); under DP the moving average is
 // updated from the kept samples of every replica.
@@ -30,15 +34,20 @@ namespace tlm {
 
 enum class ScoredPositions { Prompt, Generated };
 
+// Which entropy E measures: of softmax(z) (Tent, EATA), or of COME's opinion.
+enum class EntropyMeasure { Softmax, Opinion };
+
 struct EntropyOptions {
   ScoredPositions positions = ScoredPositions::Prompt;
   int64_t generated_tokens = 16;  // G, with positions = generated
+  EntropyMeasure measure = EntropyMeasure::Softmax;
+  double uncertainty_mass = 0.0;  // COME's K; 0 = the vocabulary size
 };
 
 class TentObjective final : public Objective {
  public:
   explicit TentObjective(const EntropyOptions& options) : options_(options) {}
-  std::string name() const override { return "tent"; }
+  std::string name() const override { return options_.measure == EntropyMeasure::Opinion ? "come" : "tent"; }
   SampleTerms terms(const LlamaModel& model, const ObjectiveBatch& batch) override;
   std::vector<std::string> statistic_names() const override { return {"entropy"}; }
   nlohmann::json spec() const override;
@@ -59,7 +68,7 @@ class EataObjective final : public Objective {
   // `tp`: the model's tensor-parallel group; `vocab_size`: the full vocabulary; `device`: the
   // model's, where the moving average lives.
   EataObjective(const EataOptions& options, CommunicatorPtr tp, int64_t vocab_size, c10::Device device);
-  std::string name() const override { return "eata"; }
+  std::string name() const override { return options_.entropy.measure == EntropyMeasure::Opinion ? "come" : "eata"; }
   SampleTerms terms(const LlamaModel& model, const ObjectiveBatch& batch) override;
   std::vector<std::string> statistic_names() const override { return {"entropy", "redundancy_cos"}; }
   void after_step(const SampleTerms* terms, bool updated, const CommunicatorPtr& dp) override;

@@ -4,6 +4,9 @@
 //   tlm   TLM (Hu et al., ICML 2025): perplexity minimisation with sample selection (default)
 //   tent  Tent: mean token entropy
 //   eata  EATA: entropy with entropy and redundancy filters and weights
+//   come  COME: Tent or EATA (come_base) minimising the entropy of the opinion
+//   sytta SyTTA-style: prompt NLL + entropy of the first G generated tokens + reverse-KL trust
+//         region to the frozen base on those tokens
 #pragma once
 
 #include <memory>
@@ -14,6 +17,7 @@
 
 #include "engine/learn/entropy_objectives.h"
 #include "engine/learn/objective.h"
+#include "engine/learn/sytta_objective.h"
 #include "engine/learn/tlm_objective.h"
 
 namespace tlm {
@@ -21,10 +25,12 @@ namespace tlm {
 class LlamaModel;
 
 struct MethodSpec {
-  std::string name = "tlm";  // tlm | tent | eata
+  std::string name = "tlm";  // tlm | tent | eata | come | sytta
   TlmObjectiveOptions tlm;
-  EntropyOptions entropy;    // tent and eata: which positions count
+  EntropyOptions entropy;    // tent, eata, come: which positions count (and G for sytta)
   EataOptions eata;          // eata's margins (its `entropy` is taken from above)
+  std::string come_base = "tent";  // come: tent or eata
+  SyttaOptions sytta;        // its generated_tokens is taken from entropy
   // True when the objective learns from the answers the job generates (positions = generated).
   bool needs_generated_tokens() const;
 };

@@ -19,4 +19,19 @@ at::Tensor scored_positions(const ObjectiveBatch& batch) {
   return real & (t >= from) & (t < to);
 }
 
+ScoredRows scored_rows(const at::Tensor& hidden, const at::Tensor& positions) {
+  const int64_t B = hidden.size(0), T = hidden.size(1);
+  TLM_CHECK(positions.sizes() == at::IntArrayRef({B, T}), "scored rows: positions ", positions.sizes(),
+            " do not match hidden ", hidden.sizes());
+  const at::Tensor flat = positions.reshape({-1}).nonzero().squeeze(1);  // [N] int64
+  return {hidden.reshape({B * T, hidden.size(2)}).index_select(0, flat), at::div(flat, T, "floor")};
+}
+
+at::Tensor per_sample_mean(const at::Tensor& values, const at::Tensor& sample, int64_t batch) {
+  const at::Tensor v = values.to(at::kFloat);
+  const at::Tensor sums = at::zeros({batch}, v.options()).index_add(0, sample, v);
+  const at::Tensor counts = at::zeros({batch}, v.options()).index_add(0, sample, at::ones_like(v));
+  return sums / counts.clamp_min(1.0);
+}
+
 }  // namespace tlm

@@ -13,6 +13,7 @@
 // named full-size tensors, which checkpoints store and resume restores.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -36,11 +37,26 @@ struct ObjectiveBatch {
   // objective counts (empty = every real position of the row).
   std::vector<int64_t> scored_from;
   std::vector<int64_t> scored_to;
+  // The batch's final-normed hidden states [B, T, H] under the frozen base model (every
+  // trainable off), without gradient, for objectives with a trust region to the base (SyTTA);
+  // set by the learner, empty where no caller provides it.
+  std::function<at::Tensor()> frozen_hidden;
 };
 
 // [B, T] bool: the positions of each row an entropy objective counts (real tokens within
 // [scored_from, scored_to) when given), on the batch's device.
 at::Tensor scored_positions(const ObjectiveBatch& batch);
+
+// The rows of hidden [B, T, H] where `positions` [B, T] (bool) is true, row-major: rows
+// [N, H] (differentiable) and each row's sample index [N] int64.
+struct ScoredRows {
+  at::Tensor rows;
+  at::Tensor sample;
+};
+ScoredRows scored_rows(const at::Tensor& hidden, const at::Tensor& positions);
+// The mean of per-row values [N] over each sample's rows -> [batch] fp32 (0 for a sample
+// without rows), differentiable.
+at::Tensor per_sample_mean(const at::Tensor& values, const at::Tensor& sample, int64_t batch);
 
 struct SampleTerms {
   at::Tensor value;       // [b] fp32, differentiable through the trainables

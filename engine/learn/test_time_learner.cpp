@@ -67,6 +67,19 @@ double clip_lora_gradients(LoraAdapters& lora, const std::vector<at::Tensor>& pa
 
 }  // namespace
 
+at::Tensor TestTimeLearner::frozen_hidden(const TokenBatch& batch) {
+  at::NoGradGuard no_grad;
+  lora_.set_enabled(false);
+  try {
+    at::Tensor h = model_.forward_hidden(batch.ids, batch.attention_mask());
+    lora_.set_enabled(true);
+    return h;
+  } catch (...) {
+    lora_.set_enabled(true);
+    throw;
+  }
+}
+
 StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& batch, double lr,
                                        const std::vector<double>& selection_ce,
                                        const std::vector<int64_t>& scored_from,
@@ -94,7 +107,9 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   double global_selected = 0.0;
   if (!batch.empty()) {
     TokenBatch token_batch = right_padded_batch(batch, 0, model_.device());
-    terms = objective_->terms(model_, ObjectiveBatch{token_batch, selection_ce, scored_from, scored_to});
+    ObjectiveBatch objective_batch{token_batch, selection_ce, scored_from, scored_to, {}};
+    objective_batch.frozen_hidden = [this, &token_batch] { return frozen_hidden(token_batch); };
+    terms = objective_->terms(model_, objective_batch);
     // One host copy carries the record's per-sample values and the selection; then the loss
     // with the global selected count (the selection does not depend on the normaliser).
     std::vector<at::Tensor> rows = {terms.ce.to(at::kDouble), terms.current_ce.to(at::kDouble),

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/generate/token_batch.h"
 #include "engine/learn/adamw.h"
 #include "engine/learn/lora.h"
 #include "engine/learn/objective.h"
@@ -75,6 +76,9 @@ class TestTimeLearner {
   int64_t skipped_steps() const { return skipped_; }
 
  private:
+  // The batch's hidden states under the frozen base (adapters off), for ObjectiveBatch.
+  at::Tensor frozen_hidden(const TokenBatch& batch);
+
   LlamaModel& model_;
   LoraAdapters& lora_;
   std::shared_ptr<Objective> objective_;

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "dist/mappings.h"
 #include "dist/shard.h"
 #include "dist/vocab_parallel_entropy.h"
 #include "engine/common/error.h"
@@ -259,6 +260,11 @@ at::Tensor LlamaModel::mean_probabilities_of(const at::Tensor& h, const at::Tens
   at::Tensor row = at::arange(B, positions.options().dtype(at::kLong)).unsqueeze(1).expand({B, T});
   at::Tensor group = row.masked_fill(~positions.to(at::kBool), -1).reshape({-1});  // [B*T]
   return vocab_parallel_mean_probs(h.reshape({B * T, -1}), lm_head_shard_, group, B, tp_, chunk_rows);
+}
+
+at::Tensor LlamaModel::shard_logits_of(const at::Tensor& rows) const {
+  TLM_CHECK(rows.dim() == 2, "shard_logits_of: rows must be [N, H], got ", rows.sizes());
+  return at::linear(copy_to_tp_region(rows, tp_), lm_head_shard_).to(at::kFloat);
 }
 
 KvCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {

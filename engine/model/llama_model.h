@@ -71,6 +71,11 @@ class LlamaModel {
   at::Tensor mean_probabilities_of(const at::Tensor& hidden, const at::Tensor& positions,
                                    int64_t chunk_rows = 256) const;
 
+  // This rank's fp32 logit shard [N, V/tp] of hidden rows [N, H] (rows picked from
+  // forward_hidden's output), differentiable through `rows`, for the objectives whose
+  // statistics are composed from dist/vocab_parallel_rows.h.
+  at::Tensor shard_logits_of(const at::Tensor& rows) const;
+
   KvCache make_cache(int64_t batch, int64_t capacity) const;
 
   // Every projection in layer order: q, k, v, o, gate, up, down.

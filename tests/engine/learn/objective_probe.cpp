@@ -2,7 +2,7 @@
 // Python tests that check each objective against a reference written in torch.
 //   objective_probe MODEL ADAPTER IN.json OUT.json
 // MODEL: an HF directory (config + safetensors); ADAPTER: a PEFT adapter directory (the
-// starting LoRA); IN = {"method": "tent" | "eata" | "tlm", "options": {...}, "batches": [[[ids]...]...],
+// starting LoRA); IN = {"method": "tent" | "eata" | "come" | "sytta" | "tlm", "options": {...}, "batches": [[[ids]...]...],
 // "scored_from": [[...]...], "scored_to": [[...]...] (optional, per batch)}. Every batch but the
 // last only updates the objective's state (EATA's moving average, as after a step that kept
 // the adapter); the last gives the loss = sum w m v / max(1, sum m) and, after backward, the
@@ -45,6 +45,10 @@ tlm::MethodSpec spec_of(const json& in) {
   spec.eata.entropy_margin = o.value("entropy_margin", spec.eata.entropy_margin);
   spec.eata.redundancy_margin = o.value("redundancy_margin", spec.eata.redundancy_margin);
   spec.eata.moving_average = o.value("moving_average", spec.eata.moving_average);
+  spec.come_base = o.value("come_base", spec.come_base);
+  spec.entropy.uncertainty_mass = o.value("uncertainty_mass", 0.0);
+  spec.sytta.entropy_weight = o.value("entropy_weight", spec.sytta.entropy_weight);
+  spec.sytta.kl_weight = o.value("kl_weight", spec.sytta.kl_weight);
   return spec;
 }
 
@@ -74,7 +78,14 @@ int main(int argc, char** argv) {
     for (size_t b = 0; b < batches.size(); ++b) {
       const auto seqs = batches[b].get<std::vector<std::vector<int32_t>>>();
       const tlm::TokenBatch tokens = tlm::right_padded_batch(seqs, 0, model.device());
-      const tlm::ObjectiveBatch batch{tokens, {}, bounds(in, "scored_from", b), bounds(in, "scored_to", b)};
+      tlm::ObjectiveBatch batch{tokens, {}, bounds(in, "scored_from", b), bounds(in, "scored_to", b), {}};
+      batch.frozen_hidden = [&] {  // the base: adapters off, as the learner does it
+        at::NoGradGuard no_grad;
+        lora.set_enabled(false);
+        at::Tensor h = model.forward_hidden(tokens.ids, tokens.attention_mask());
+        lora.set_enabled(true);
+        return h;
+      };
       const bool last = b + 1 == batches.size();
       at::AutoGradMode grad(last);
       tlm::SampleTerms t = objective->terms(model, batch);

@@ -92,7 +92,7 @@ TEST_P(MetaDevice, ForwardBackwardAdamwStepStayOnTheDevice) {
     for (int round = 0; round < 2; ++round) {
       TokenBatch batch = right_padded_batch({{3, 4, 5, 6, 7}, {8, 9, 10}}, 0, kMeta);
       at::AutoGradMode grad(true);
-      SampleTerms t = objective->terms(*tiny.model, ObjectiveBatch{batch, {}, {1, 0}, {4, 2}});
+      SampleTerms t = objective->terms(*tiny.model, ObjectiveBatch{batch, {}, {1, 0}, {4, 2}, {}});
       expect_meta(t.value, str_cat(method, " value"));
       for (const auto& [name, v] : t.extra) expect_meta(v, str_cat(method, " ", name));
       (t.value * t.weight * t.selected.to(at::kFloat)).sum().backward();
