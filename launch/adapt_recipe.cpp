@@ -35,7 +35,8 @@ const std::vector<RecipeFlag> kFlags = {
     {"dp-size", "parallel.dp_size", "data-parallel replicas (each takes a share of every batch)"},
     {"backend", "parallel.backend", "auto (under mpirun: nccl for GPU ranks, mpi for CPU ranks; else single), single, mpi or nccl"},
     {"collective-timeout", "parallel.timeout_seconds", "seconds a collective may wait for a peer before the job aborts (0 = forever)"},
-    {"mode", "mode", "online or offline"},
+    {"mode", "mode", "online, offline or episodic (per prompt: fresh LoRA, K steps, answer, reset)"},
+    {"episodic-steps", "episodic.steps", "mode episodic: K gradient steps on each prompt's NLL"},
     {"method", "method", "tlm (default), tent, eata, come or sytta: what the steps minimise"},
     {"data", "data.path", "prompt file: JSON array, JSONL or text"},
     {"data-format", "data.format", "auto, json, jsonl, txt"},
@@ -278,8 +279,11 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
 
   AdaptConfig& c = out.adapt;
   const std::string mode = r.get<std::string>("mode", "online");
-  TLM_CHECK(mode == "online" || mode == "offline", r.origin("mode"), ": mode must be online or offline, got '", mode, "'");
-  c.mode = mode == "online" ? AdaptMode::Online : AdaptMode::Offline;
+  TLM_CHECK(mode == "online" || mode == "offline" || mode == "episodic", r.origin("mode"),
+            ": mode must be online, offline or episodic, got '", mode, "'");
+  c.mode = mode == "online" ? AdaptMode::Online : mode == "offline" ? AdaptMode::Offline : AdaptMode::Episodic;
+  c.episodic_steps = r.get<int64_t>("episodic.steps", c.episodic_steps);
+  TLM_CHECK(c.episodic_steps >= 1, r.origin("episodic.steps"), ": episodic.steps must be >= 1");
   c.data = r.get<std::string>("data.path", "");
   c.data_options.format = parse_prompt_format(r.get<std::string>("data.format", "auto"));
   const std::string prompt_field = r.get<std::string>("data.prompt_field", "");

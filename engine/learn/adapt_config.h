@@ -15,7 +15,7 @@
 
 namespace tlm {
 
-enum class AdaptMode { Online, Offline };
+enum class AdaptMode { Online, Offline, Episodic };
 
 struct AdaptConfig {
   AdaptMode mode = AdaptMode::Online;
@@ -31,6 +31,7 @@ struct AdaptConfig {
   // Official online code: a fresh optimiser and schedule for every chunk (the adapter carries
   // over). false = one optimiser for the whole stream.
   bool fresh_optimizer_per_chunk = true;
+  int64_t episodic_steps = 5;    // mode episodic: K gradient steps per prompt (at learning_rate)
   StepOptions step;
   MethodSpec method;             // which objective, and its settings (method.tlm for TLM)
   LoraConfig lora;

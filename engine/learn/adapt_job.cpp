@@ -17,6 +17,8 @@
 #include "engine/generate/prompt_encoder.h"
 #include "engine/generate/scoring.h"
 #include "engine/learn/lr_schedule.h"
+#include "engine/learn/episodic_job.h"
+#include "engine/learn/job_steps.h"
 #include "engine/learn/memory_report.h"
 #include "engine/learn/peft_adapter.h"
 #include "engine/learn/run_outputs.h"
@@ -38,119 +40,6 @@ double AdaptConfig::warmup() const {
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-// A prompt the job will learn from and answer: its record and its token ids.
-struct Sample {
-  PromptRecord record;
-  std::vector<int32_t> ids;
-};
-
-struct Counters {
-  int64_t too_short = 0;
-  int64_t truncated = 0;
-};
-
-std::vector<Sample> encode_records(const std::vector<PromptRecord>& records,
-                                   const PromptEncoder& encoder, Counters& counters, bool report) {
-  std::vector<Sample> out;
-  for (const PromptRecord& r : records) {
-    EncodedPrompt e = encoder.encode(r.prompt);
-    if (e.ids.size() < 2) {
-      if (report) log_warn(str_cat(r.source, ":", r.line, ": skipped record: prompt encodes to ", e.ids.size(),
-                       " token(s), no next-token target"));
-      ++counters.too_short;
-      continue;
-    }
-    if (e.truncated) ++counters.truncated;
-    out.push_back({r, std::move(e.ids)});
-  }
-  return out;
-}
-
-std::vector<std::vector<int32_t>> ids_of(const std::vector<Sample>& samples, size_t begin, size_t end) {
-  std::vector<std::vector<int32_t>> out;
-  for (size_t i = begin; i < end; ++i) out.push_back(samples[i].ids);
-  return out;
-}
-
-// This data-parallel replica's contiguous block of [begin, end) (balanced_range).
-std::pair<size_t, size_t> replica_block(size_t begin, size_t end, const ProcessGrid& grid) {
-  const ShardRange r = balanced_range(static_cast<int64_t>(end - begin), grid.dp_rank, grid.dp_size);
-  return {begin + static_cast<size_t>(r.begin), begin + static_cast<size_t>(r.end)};
-}
-
-// Answers samples[begin, end): each replica generates its block, the answers are gathered in
-// stream order, rank 0 writes them.
-// Token ids as a string of their bytes (to travel with the gathered answers) and back.
-std::string pack_ids(const std::vector<int32_t>& ids) {
-  return std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * sizeof(int32_t));
-}
-std::vector<int32_t> unpack_ids(const std::string& bytes) {
-  std::vector<int32_t> ids(bytes.size() / sizeof(int32_t));
-  std::memcpy(ids.data(), bytes.data(), ids.size() * sizeof(int32_t));
-  return ids;
-}
-
-// Answers samples[begin, end): each replica generates its block, the answers are gathered in
-// stream order, rank 0 writes them. With `answer_ids` (methods that learn from the generated
-// tokens) every rank also gets each answer's token ids, indexed like samples, and the
-// predictions carry them.
-void answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
-            const ProcessGrid& grid, const std::vector<Sample>& samples, size_t begin, size_t end,
-            RunOutputs& outputs, std::vector<std::string>& predictions,
-            std::vector<std::vector<int32_t>>* answer_ids) {
-  const auto [lb, le] = replica_block(begin, end, grid);
-  std::vector<std::string> local, local_ids;
-  const size_t step = static_cast<size_t>(config.generation_batch);
-  for (size_t b = lb; b < le; b += step) {
-    const size_t e = std::min(le, b + step);
-    std::vector<Generation> gens = generate(model, ids_of(samples, b, e), config.generation);
-    for (const Generation& g : gens) {
-      local.push_back(encoder.tokenizer().decode(g.ids, /*skip_special=*/true));
-      local_ids.push_back(pack_ids(g.ids));
-    }
-  }
-  std::vector<std::string> all = all_gather_strings(local, grid.host_dp);
-  TLM_CHECK(all.size() == end - begin, "answer: gathered ", all.size(), " answers for ", end - begin,
-            " prompts");
-  std::vector<std::string> all_ids;
-  if (answer_ids) all_ids = all_gather_strings(local_ids, grid.host_dp);
-  for (size_t i = begin; i < end; ++i) {
-    if (answer_ids) (*answer_ids)[i] = unpack_ids(all_ids[i - begin]);
-    outputs.write_prediction(samples[i].record, all[i - begin], answer_ids ? &(*answer_ids)[i] : nullptr);
-    predictions.push_back(std::move(all[i - begin]));
-  }
-}
-
-// Input ce of every sample, each replica scoring its block.
-std::vector<double> score_all(const LlamaModel& model, const std::vector<Sample>& samples,
-                              const AdaptConfig& config, const ProcessGrid& grid, int32_t pad) {
-  const auto [lb, le] = replica_block(0, samples.size(), grid);
-  std::vector<double> local;
-  if (le > lb) local = mean_token_nll(model, ids_of(samples, lb, le), config.score_batch, pad);
-  return all_gather_doubles(local, grid.host_dp);
-}
-
-ContinuationNll answer_nll_all(const LlamaModel& model, const std::vector<std::vector<int32_t>>& prompts,
-                               const std::vector<std::vector<int32_t>>& answers,
-                               const AdaptConfig& config, const ProcessGrid& grid, int32_t pad) {
-  const auto [lb, le] = replica_block(0, prompts.size(), grid);
-  ContinuationNll local;
-  if (le > lb) {
-    local = continuation_nll(model, {prompts.begin() + static_cast<long>(lb), prompts.begin() + static_cast<long>(le)},
-                             {answers.begin() + static_cast<long>(lb), answers.begin() + static_cast<long>(le)},
-                             config.score_batch, pad);
-  }
-  at::Tensor sums = at::tensor({local.nll_sum, static_cast<double>(local.tokens)}, at::kDouble);
-  grid.host_dp->all_reduce(sums, ReduceOp::Sum);
-  ContinuationNll out;
-  out.nll_sum = sums[0].item<double>();
-  out.tokens = static_cast<int64_t>(sums[1].item<double>());
-  return out;
-}
 
 // Trains on samples[begin, end) in batches of train_batch_size. `k` counts the steps of the
 // current schedule (its lr is schedule.lr(k)); `selection_ce` (offline) is indexed like samples.
@@ -236,31 +125,19 @@ int64_t steps_for(size_t n, int64_t batch) {
   return static_cast<int64_t>((n + static_cast<size_t>(batch) - 1) / static_cast<size_t>(batch));
 }
 
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0.0 : s / static_cast<double>(v.size());
-}
 
 }  // namespace
 
 nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
                               const AdaptConfig& config, const std::string& model_path,
                               const ProcessGrid& grid) {
+  if (config.mode == AdaptMode::Episodic) return run_episodic(model, encoder, config, model_path, grid);
   const auto start = std::chrono::steady_clock::now();
   TLM_CHECK(config.stream_batch > 0 && config.train_batch_size > 0 && config.generation_batch > 0 &&
                 config.score_batch > 0,
             "stream_batch, train_batch_size, generation_batch and score_batch must be positive");
-  TLM_CHECK(!config.data.empty(), "no data file given (--data or `data:` in the recipe)");
-  PromptSet set = read_prompt_file(config.data, config.data_options);
-  for (const SkippedRecord& s : set.skips.records)
-    if (grid.is_root()) log_warn(str_cat(s.source, ":", s.line, ": skipped record: ", s.reason));
-  if (config.max_samples > 0 && static_cast<int64_t>(set.records.size()) > config.max_samples)
-    set.records.resize(static_cast<size_t>(config.max_samples));
-  Counters counters;
-  const std::vector<Sample> samples = encode_records(set.records, encoder, counters, grid.is_root());
-  TLM_CHECK(!samples.empty(), config.data, ": no usable prompt (", set.skips.total(),
-            " bad records, ", counters.too_short, " too short)");
+  const JobSamples job = load_job_samples(config, encoder, grid);
+  const std::vector<Sample>& samples = job.samples;
   const int32_t pad = encoder.tokenizer().pad_id().value_or(0);
 
   const MemoryMeter memory(grid.device);  // baseline: the loaded model, before the adapters
@@ -415,7 +292,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
                      " prompts learned); continue with --resume latest"));
     nlohmann::json summary = {{"stopped", true}, {"steps", learner.steps()}, {"samples_learned", samples_seen},
                               {"samples", samples.size()}, {"layout", grid.describe()}, {"config", method},
-                              {"memory", memory.report(model, lora, learner.optimizer(), grid.host_world)}};
+                              {"memory", memory.report(model, lora, &learner.optimizer(), grid.host_world)}};
     outputs.write_summary(summary);
     return summary;
   }
@@ -433,8 +310,8 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       {"samples", samples.size()}, {"steps", learner.steps()},
       {"skipped_steps", learner.skipped_steps()},
       {"selected", outputs.selected()}, {"selected_fraction", outputs.trained() ? double(outputs.selected()) / outputs.trained() : 0.0},
-      {"records_skipped", set.skips.to_json()}, {"records_too_short", counters.too_short},
-      {"prompts_truncated", counters.truncated},
+      {"records_skipped", job.set.skips.to_json()}, {"records_too_short", job.counters.too_short},
+      {"prompts_truncated", job.counters.truncated},
       {"input_ce_base", base_ce}, {"input_ce_adapted", adapted_ce},
       {"input_ppl_base", std::exp(base_ce)}, {"input_ppl_adapted", std::exp(adapted_ce)},
       {"train_seconds", train_seconds}, {"generate_seconds", generate_seconds},
@@ -442,38 +319,13 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       {"adapter", adapter_dir}, {"layout", grid.describe()},
       {"config", method}};
 
-  // Reference-based metrics for records that carry one.
-  std::vector<std::vector<int32_t>> prompts, answers;
-  std::vector<RougeScore> rouge;
-  int64_t em_hits = 0, em_total = 0;
-  for (size_t i = 0; i < samples.size(); ++i) {
-    if (!samples[i].record.reference) continue;
-    const std::string& ref = *samples[i].record.reference;
-    if (config.answer_nll) {
-      prompts.push_back(samples[i].ids);
-      answers.push_back(encoder.encode_continuation(ref));
-    }
-    if (i < predictions.size()) {
-      rouge.push_back(rouge_lsum(ref, predictions[i]));
-      if (is_numeric_reference(ref)) {
-        ++em_total;
-        em_hits += gsm8k_exact_match(predictions[i], ref) ? 1 : 0;
-      }
-    }
-  }
-  if (!prompts.empty()) {
-    lora.set_enabled(false);
-    const ContinuationNll base = answer_nll_all(model, prompts, answers, config, grid, pad);
-    lora.set_enabled(true);
-    const ContinuationNll adapted = answer_nll_all(model, prompts, answers, config, grid, pad);
-    summary["answer_nll_base"] = base.per_token();
-    summary["answer_nll_adapted"] = adapted.per_token();
-    summary["answer_tokens"] = base.tokens;
-  }
-  if (!rouge.empty()) summary["rouge_lsum"] = mean_fmeasure(rouge);
-  if (em_total > 0) summary["exact_match"] = static_cast<double>(em_hits) / static_cast<double>(em_total);
+  lora.set_enabled(false);
+  const std::optional<ContinuationNll> base_nll = answer_nll_of_references(model, encoder, config, grid, samples);
+  lora.set_enabled(true);
+  const std::optional<ContinuationNll> adapted_nll = answer_nll_of_references(model, encoder, config, grid, samples);
+  add_reference_metrics(summary, samples, predictions, base_nll, adapted_nll);
   summary["wall_seconds"] = seconds_since(start);
-  summary["memory"] = memory.report(model, lora, learner.optimizer(), grid.host_world);
+  summary["memory"] = memory.report(model, lora, &learner.optimizer(), grid.host_world);
   outputs.write_summary(summary);
   log_info(str_cat("input perplexity ", fixed(std::exp(base_ce), 3), " -> ", fixed(std::exp(adapted_ce), 3),
                    " (ce ", fixed(base_ce, 4), " -> ", fixed(adapted_ce, 4), "); ", outputs.selected(),

@@ -14,11 +14,12 @@ namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
-double trainable_bytes(const LoraAdapters& lora, AdamW& optimizer) {
+double trainable_bytes(const LoraAdapters& lora, AdamW* optimizer) {
   double total = 0;
   for (const at::Tensor& p : lora.parameters()) total += static_cast<double>(p.nbytes());
-  for (const at::Tensor& m : optimizer.exp_avg()) total += static_cast<double>(m.nbytes());
-  for (const at::Tensor& v : optimizer.exp_avg_sq()) total += static_cast<double>(v.nbytes());
+  if (!optimizer) return total;
+  for (const at::Tensor& m : optimizer->exp_avg()) total += static_cast<double>(m.nbytes());
+  for (const at::Tensor& v : optimizer->exp_avg_sq()) total += static_cast<double>(v.nbytes());
   return total;
 }
 
@@ -37,7 +38,7 @@ MemoryMeter::MemoryMeter(const c10::Device& device) : device_(device) {
   base_resident_ = host_resident_bytes();
 }
 
-nlohmann::json MemoryMeter::report(const LlamaModel& model, const LoraAdapters& lora, AdamW& optimizer,
+nlohmann::json MemoryMeter::report(const LlamaModel& model, const LoraAdapters& lora, AdamW* optimizer,
                                    const CommunicatorPtr& host_world) const {
   const double weights = static_cast<double>(model.weight_bytes());
   const double trainable = trainable_bytes(lora, optimizer);

@@ -22,7 +22,8 @@ class MemoryMeter {
   // Takes the baseline now: construct once the model is loaded, before the adapters exist.
   explicit MemoryMeter(const c10::Device& device);
   // Gathers every rank's figures over `host_world` (a collective) and logs them on rank 0.
-  nlohmann::json report(const LlamaModel& model, const LoraAdapters& lora, AdamW& optimizer,
+  // `optimizer`: null for a job without one (episodic: plain gradient steps).
+  nlohmann::json report(const LlamaModel& model, const LoraAdapters& lora, AdamW* optimizer,
                         const CommunicatorPtr& host_world) const;
 
  private:

@@ -88,6 +88,30 @@ class AdaptUnderMpirun(unittest.TestCase):
                 summary = json.loads((out / "summary.json").read_text())
                 self.assertIn(f"tp {tp} x dp {dp}", summary["layout"])
 
+    def test_episodic_layouts_equal_one_process(self):
+        # Episodic: per prompt a fresh LoRA, 2 SGD steps, answer, reset. TP splits each episode's
+        # model; DP gives each replica its own prompts (no gradient reduction between them).
+        def episodic(out, ranks, tp=1, dp=1):
+            cmd = [binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "episodic.yaml",
+                   "--model", self.model_dir, "--data", self.data, "--output-dir", out, "--chat-template", "chatml",
+                   "--cutoff-len", 0, "--episodic-steps", 2, "--lr", "0.05", "--stream-batch", 4,
+                   "--max-new-tokens", 6, "--device", "cpu"]
+            if ranks > 1:
+                cmd = MPIRUN + ["-np", str(ranks)] + cmd + ["--tp-size", tp, "--dp-size", dp, "--collective-timeout", 30]
+            run(cmd, env=ENV)
+            lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+            return lines, (out / "predictions.jsonl").read_text(), json.loads((out / "summary.json").read_text())
+        ref, ref_pred, ref_summary = episodic(self.work / "episodic-single", 1)
+        self.assertEqual(len(ref), len(PROMPTS))
+        self.assertLess(ref_summary["input_ce_adapted"], ref_summary["input_ce_base"])
+        for tp, dp in [(2, 1), (1, 2)]:
+            with self.subTest(tp=tp, dp=dp):
+                got, pred, _ = episodic(self.work / f"episodic-tp{tp}-dp{dp}", 2, tp, dp)
+                assert_close(self, [x for l in got for x in l["episode_nll"]],
+                             [x for l in ref for x in l["episode_nll"]], rtol=1e-5,
+                             what=f"episodic tp {tp} x dp {dp} per-step prompt NLLs")
+                self.assertEqual(pred, ref_pred, "episodic predictions.jsonl differs from the one-process run")
+
     def check_failure(self, action, failing_rank, expect):
         start = time.monotonic()
         proc = self.adapt(self.work / f"fail-{action}", 2, 2, 1, check=False, timeout=180,
