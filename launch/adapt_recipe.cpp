@@ -68,6 +68,13 @@ const std::vector<RecipeFlag> kFlags = {
     {"entropy-margin", "objective.entropy_margin", "eata: keep samples with entropy < this * ln(vocabulary)"},
     {"redundancy-margin", "objective.redundancy_margin", "eata: keep samples whose cosine to the moving average is below this"},
     {"moving-average", "objective.moving_average", "eata: m = this * m + (1 - this) * mean of the kept"},
+    {"guard-loss-floor", "guard.loss_floor", "collapse guard: reset the adapter when the moving average of the loss falls below this (0 = off)"},
+    {"guard-loss-average", "guard.loss_average", "collapse guard: a of that moving average m = a m + (1 - a) loss"},
+    {"guard-reset-every", "guard.reset_every", "collapse guard: reset the adapter every N steps (0 = off)"},
+    {"guard-data", "guard.probe_data", "collapse guard: general prompt set whose NLL the probe watches"},
+    {"guard-probe-every", "guard.probe_every", "collapse guard: probe every N steps; roll back when worse than the base (0 = off)"},
+    {"guard-tolerance", "guard.probe_tolerance", "collapse guard: roll back when the probe NLL exceeds the base's by this fraction"},
+    {"guard-samples", "guard.probe_samples", "collapse guard: prompts of the probe set used"},
     {"lora-targets", "lora.targets", "comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
     {"lora-rank", "lora.rank", "LoRA rank r"},
     {"lora-alpha", "lora.alpha", "LoRA alpha (scale = alpha / r)"},
@@ -226,6 +233,28 @@ MethodSpec read_method(RecipeReader& r) {
   return method;
 }
 
+// The guard.* keys.
+GuardOptions read_guards(RecipeReader& r) {
+  GuardOptions g;
+  g.loss_floor = r.get<double>("guard.loss_floor", g.loss_floor);
+  g.loss_average = r.get<double>("guard.loss_average", g.loss_average);
+  g.reset_every = r.get<int64_t>("guard.reset_every", g.reset_every);
+  g.probe_data = r.get<std::string>("guard.probe_data", g.probe_data);
+  g.probe_every = r.get<int64_t>("guard.probe_every", g.probe_every);
+  g.probe_tolerance = r.get<double>("guard.probe_tolerance", g.probe_tolerance);
+  g.probe_samples = r.get<int64_t>("guard.probe_samples", g.probe_samples);
+  TLM_CHECK(g.loss_floor >= 0, r.origin("guard.loss_floor"), ": guard.loss_floor must be >= 0");
+  TLM_CHECK(g.loss_average >= 0 && g.loss_average < 1, r.origin("guard.loss_average"),
+            ": guard.loss_average must be in [0, 1)");
+  TLM_CHECK(g.reset_every >= 0, r.origin("guard.reset_every"), ": guard.reset_every must be >= 0");
+  TLM_CHECK(g.probe_every >= 0, r.origin("guard.probe_every"), ": guard.probe_every must be >= 0");
+  TLM_CHECK(g.probe_every == 0 || !g.probe_data.empty(), r.origin("guard.probe_every"),
+            ": guard.probe_every needs the probe set (guard.probe_data / --guard-data)");
+  TLM_CHECK(g.probe_tolerance >= 0, r.origin("guard.probe_tolerance"), ": guard.probe_tolerance must be >= 0");
+  TLM_CHECK(g.probe_samples > 0, r.origin("guard.probe_samples"), ": guard.probe_samples must be positive");
+  return g;
+}
+
 }  // namespace
 
 void add_recipe_flags(cxxopts::Options& options) {
@@ -309,6 +338,9 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.fresh_optimizer_per_chunk = r.get<bool>("optim.fresh_optimizer_per_chunk", true);
   c.step.skip_unselected = r.get<bool>("optim.skip_unselected_steps", false);
   c.method = read_method(r);
+  c.guards = read_guards(r);
+  TLM_CHECK(!c.guards.any() || c.mode != AdaptMode::Episodic, r.origin("mode"),
+            ": collapse guards watch a job that carries its adapter; an episodic job resets after every prompt");
   c.lora.targets = r.get_list("lora.targets", c.lora.targets);
   c.lora.rank = r.get<int64_t>("lora.rank", c.lora.rank);
   c.lora.alpha = r.get<double>("lora.alpha", c.lora.alpha);

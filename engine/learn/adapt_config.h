@@ -8,6 +8,7 @@
 #include "engine/data/prompt_stream.h"
 #include "engine/generate/generator.h"
 #include "engine/learn/adamw.h"
+#include "engine/learn/guards.h"
 #include "engine/learn/job_checkpoints.h"
 #include "engine/learn/lora.h"
 #include "engine/learn/methods.h"
@@ -33,6 +34,7 @@ struct AdaptConfig {
   bool fresh_optimizer_per_chunk = true;
   int64_t episodic_steps = 5;    // mode episodic: K gradient steps per prompt (at learning_rate)
   StepOptions step;
+  GuardOptions guards;           // collapse guards (all off by default)
   MethodSpec method;             // which objective, and its settings (method.tlm for TLM)
   LoraConfig lora;
   AdamWOptions adamw;

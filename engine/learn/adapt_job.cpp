@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 
 #include "engine/common/log.h"
 
@@ -74,7 +75,7 @@ bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& c
                  const AdaptConfig& config, const ProcessGrid& grid,
                  const LrSchedule& schedule, const std::vector<Sample>& samples, size_t begin, size_t end,
                  const std::vector<double>& selection_ce, const std::vector<std::vector<int32_t>>& answer_ids,
-                 RunOutputs& outputs, int64_t& samples_seen, int64_t& k) {
+                 RunOutputs& outputs, CollapseGuards* guards, int64_t& samples_seen, int64_t& k) {
   const size_t bs = static_cast<size_t>(config.train_batch_size);
   for (size_t b = begin; b < end; b += bs, ++k) {
     const size_t e = std::min(end, b + bs);
@@ -88,6 +89,7 @@ bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& c
     StepRecord rec = learner.train_step(in.sequences, schedule.lr(k), sel, in.scored_from, in.scored_to);
     samples_seen += static_cast<int64_t>(e - b);
     outputs.write_step(rec, samples_seen);
+    if (guards) guards->after_step(rec);
     const nlohmann::json scheduler = {{"kind", schedule_name(schedule.kind)}, {"base_lr", schedule.base_lr},
                                       {"total_steps", schedule.total_steps}, {"warmup_steps", schedule.warmup_steps},
                                       {"next_step", k + 1}};
@@ -125,6 +127,30 @@ int64_t steps_for(size_t n, int64_t batch) {
   return static_cast<int64_t>((n + static_cast<size_t>(batch) - 1) / static_cast<size_t>(batch));
 }
 
+
+// The job's collapse guards, or null when none is on; the probe set read and encoded here.
+std::unique_ptr<CollapseGuards> make_guards(const AdaptConfig& config, const PromptEncoder& encoder,
+                                            const ProcessGrid& grid, LlamaModel& model, LoraAdapters& lora,
+                                            TestTimeLearner& learner, int32_t pad) {
+  const GuardOptions& g = config.guards;
+  if (!g.any()) return nullptr;
+  std::vector<std::vector<int32_t>> probe;
+  if (g.probe_every > 0) {
+    TLM_CHECK(!g.probe_data.empty(), "guard.probe_every is set: give the probe set (--guard-data or guard.probe_data)");
+    AdaptConfig probe_config;
+    probe_config.data = g.probe_data;
+    probe_config.max_samples = g.probe_samples;
+    for (Sample& s : load_job_samples(probe_config, encoder, grid).samples) probe.push_back(std::move(s.ids));
+  }
+  auto guards = std::make_unique<CollapseGuards>(g, model, lora, learner.optimizer(), std::move(probe), pad,
+                                                 config.score_batch, config.output_dir + "/guards.jsonl",
+                                                 grid.is_root());
+  if (g.probe_every > 0)
+    log_info(str_cat("guard probe: ", g.probe_data, " (", g.probe_samples, " prompts at most), base NLL ",
+                     fixed(guards->probe_base_nll(), 4), ", rollback above ",
+                     fixed(guards->probe_base_nll() * (1.0 + g.probe_tolerance), 4), " every ", g.probe_every, " steps"));
+  return guards;
+}
 
 }  // namespace
 
@@ -197,6 +223,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   RunOutputs outputs = config.resume.empty()
                            ? RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root())
                            : RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root(), resume_point);
+  std::unique_ptr<CollapseGuards> guards = make_guards(config, encoder, grid, model, lora, learner, job.pad);
   std::vector<std::string> predictions = outputs.kept_predictions();
   // Objectives that learn from the generated answers: their token ids, indexed like samples
   // (a resumed job gets the kept ones back from rank 0's predictions.jsonl).
@@ -254,7 +281,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       resumed_scheduler = nullptr;
       auto t = std::chrono::steady_clock::now();
       stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, from, e, {}, answer_ids, outputs,
-                             samples_seen, k);
+                             guards.get(), samples_seen, k);
       train_seconds += seconds_since(t);
       outputs.log_progress(samples_seen);
     }
@@ -271,7 +298,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     for (size_t b = 0; b < samples.size(); b += chunk) {
       const size_t e = std::min(samples.size(), b + chunk);
       stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, b, e, base_ce, answer_ids, outputs,
-                             samples_seen, k);
+                             guards.get(), samples_seen, k);
       if (stopped) break;
       outputs.log_progress(static_cast<int64_t>(e));
     }
@@ -318,6 +345,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       {"train_tokens_per_s", outputs.train_tokens_per_second()},
       {"adapter", adapter_dir}, {"layout", grid.describe()},
       {"config", method}};
+  if (guards) summary["guards"] = guards->summary();
 
   lora.set_enabled(false);
   const std::optional<ContinuationNll> base_nll = answer_nll_of_references(model, encoder, config, grid, samples);

@@ -1,0 +1,128 @@
+#include "engine/learn/guards.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
+
+#include "engine/common/error.h"
+#include "engine/common/log.h"
+#include "engine/generate/scoring.h"
+#include "engine/learn/job_steps.h"
+
+namespace tlm {
+
+nlohmann::json GuardEvent::to_json() const {
+  return {{"step", step}, {"event", kind}, {"value", value}, {"limit", limit}};
+}
+
+CollapseGuards::CollapseGuards(const GuardOptions& options, LlamaModel& model, LoraAdapters& lora, AdamW& optimizer,
+                               std::vector<std::vector<int32_t>> probe, int32_t pad, int64_t score_batch,
+                               const std::string& events_path, bool writer)
+    : options_(options), model_(model), lora_(lora), optimizer_(optimizer), probe_(std::move(probe)), pad_(pad),
+      score_batch_(score_batch), writer_(writer) {
+  TLM_CHECK(options.loss_floor >= 0.0, "guard.loss_floor must be >= 0, got ", options.loss_floor);
+  TLM_CHECK(options.loss_average >= 0.0 && options.loss_average < 1.0, "guard.loss_average must be in [0, 1), got ",
+            options.loss_average);
+  TLM_CHECK(options.reset_every >= 0 && options.probe_every >= 0, "guard.reset_every and guard.probe_every must be >= 0");
+  TLM_CHECK(options.probe_tolerance >= 0.0, "guard.probe_tolerance must be >= 0, got ", options.probe_tolerance);
+  TLM_CHECK(options.probe_every == 0 || !probe_.empty(),
+            "guard.probe_every is set but the probe set is empty (guard.probe_data / --guard-data)");
+  fresh_ = capture();
+  last_good_ = fresh_;
+  if (!probe_.empty()) {
+    lora_.set_enabled(false);
+    probe_base_ = probe_nll();
+    lora_.set_enabled(true);
+  }
+  if (writer_ && !events_path.empty()) {
+    events_.open(events_path, std::ios::trunc);
+    TLM_CHECK(events_.good(), events_path, ": cannot write the guard events");
+  }
+}
+
+CollapseGuards::State CollapseGuards::capture() const {
+  State s;
+  for (const at::Tensor& p : lora_.parameters()) s.params.push_back(p.detach().clone());
+  for (const at::Tensor& m : optimizer_.exp_avg()) s.exp_avg.push_back(m.clone());
+  for (const at::Tensor& v : optimizer_.exp_avg_sq()) s.exp_avg_sq.push_back(v.clone());
+  s.optimizer_steps = optimizer_.step_count();
+  return s;
+}
+
+void CollapseGuards::restore(const State& s) {
+  at::NoGradGuard no_grad;
+  const std::vector<at::Tensor> params = lora_.parameters();
+  TLM_CHECK(params.size() == s.params.size(), "guards: ", params.size(), " trainables, the saved state has ",
+            s.params.size());
+  for (size_t i = 0; i < params.size(); ++i) params[i].copy_(s.params[i]);
+  for (size_t i = 0; i < s.exp_avg.size(); ++i) optimizer_.exp_avg()[i].copy_(s.exp_avg[i]);
+  for (size_t i = 0; i < s.exp_avg_sq.size(); ++i) optimizer_.exp_avg_sq()[i].copy_(s.exp_avg_sq[i]);
+  optimizer_.set_step_count(s.optimizer_steps);
+}
+
+double CollapseGuards::probe_nll() const {
+  return mean(mean_token_nll(model_, probe_, score_batch_, pad_));
+}
+
+void CollapseGuards::record(const GuardEvent& e) {
+  if (writer_ && events_.is_open()) {
+    events_ << e.to_json().dump() << "\n";
+    events_.flush();
+  }
+  if (!writer_ || e.kind == "probe passed") return;
+  if (e.kind == "reset (periodic)")
+    log_warn(str_cat("guard at step ", e.step, ": ", e.kind));
+  else
+    log_warn(str_cat("guard at step ", e.step, ": ", e.kind, " (", fixed(e.value, 4), " vs limit ", fixed(e.limit, 4),
+                     ")"));
+}
+
+std::vector<GuardEvent> CollapseGuards::after_step(const StepRecord& step) {
+  std::vector<GuardEvent> events;
+  auto add = [&](const char* kind, double value, double limit) {
+    events.push_back({step.step, kind, value, limit});
+    record(events.back());
+  };
+  if (options_.loss_floor > 0.0 && step.updated) {
+    average_ = average_set_ ? options_.loss_average * average_ + (1.0 - options_.loss_average) * step.loss : step.loss;
+    average_set_ = true;
+    if (average_ < options_.loss_floor) {
+      add("reset (loss floor)", average_, options_.loss_floor);
+      restore(fresh_);
+      average_set_ = false;
+      ++resets_floor_;
+    }
+  }
+  if (options_.reset_every > 0 && step.step % options_.reset_every == 0) {
+    add("reset (periodic)", 0.0, 0.0);
+    restore(fresh_);
+    average_set_ = false;
+    ++resets_periodic_;
+  }
+  if (options_.probe_every > 0 && step.step % options_.probe_every == 0) {
+    ++probes_;
+    const double nll = probe_nll();
+    const double limit = probe_base_ * (1.0 + options_.probe_tolerance);
+    if (nll > limit) {
+      add("rollback", nll, limit);
+      restore(last_good_);
+      ++rollbacks_;
+    } else {
+      add("probe passed", nll, limit);
+      last_good_ = capture();
+    }
+  }
+  return events;
+}
+
+nlohmann::json CollapseGuards::summary() const {
+  nlohmann::json j = {{"resets_loss_floor", resets_floor_}, {"resets_periodic", resets_periodic_},
+                      {"probes", probes_}, {"rollbacks", rollbacks_}, {"options", {
+                          {"loss_floor", options_.loss_floor}, {"loss_average", options_.loss_average},
+                          {"reset_every", options_.reset_every}, {"probe_data", options_.probe_data},
+                          {"probe_every", options_.probe_every}, {"probe_tolerance", options_.probe_tolerance},
+                          {"probe_samples", options_.probe_samples}}}};
+  if (!probe_.empty()) j["probe_nll_base"] = probe_base_;
+  return j;
+}
+
+}  // namespace tlm

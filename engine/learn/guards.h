@@ -1,0 +1,95 @@
+// Collapse guards for every method (all off by default; each a recipe key, guard.*): what an
+// engine that adapts for weeks needs when a stream drives the model somewhere bad.
+//   loss floor (as SAR does):   the moving average m = a m + (1 - a) loss of the updated steps'
+//                               losses; when m < floor, the adapter is reset to its fresh
+//                               values and the optimiser's moments cleared.
+//   periodic reset (as RDumb):  the same reset every N optimiser steps.
+//   reference probe:            every N steps the mean token NLL of a small general prompt set
+//                               (guard.probe_data) under the current adapter; when it is worse
+//                               than the base model's (adapters off, measured at the start) by
+//                               more than tolerance (a fraction), the adapter and optimiser
+//                               roll back, bitwise, to the state of the last probe that passed
+//                               (the fresh state before the first). A passing probe records
+//                               the state as the new last good one.
+// Every event is logged, written to guards.jsonl in the output directory and counted in
+// summary.json ("guards"). Each rank holds its own shards' copies (no collective but the
+// probe's TP forward); every DP replica scores the whole probe set, so all decide alike.
+// The method's own state (EATA's moving average) is left as it is. Not yet in checkpoints: a
+// resumed job starts its moving average afresh and takes the resumed adapter as last good.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "dist/process_grid.h"
+#include "engine/learn/adamw.h"
+#include "engine/learn/lora.h"
+#include "engine/learn/test_time_learner.h"
+
+namespace tlm {
+
+class LlamaModel;
+
+struct GuardOptions {
+  double loss_floor = 0.0;        // guard.loss_floor; 0 = off
+  double loss_average = 0.9;      // guard.loss_average: a of the moving average
+  int64_t reset_every = 0;        // guard.reset_every; 0 = off
+  std::string probe_data;         // guard.probe_data (--guard-data): the general prompt set
+  int64_t probe_every = 0;        // guard.probe_every; 0 = off
+  double probe_tolerance = 0.05;  // guard.probe_tolerance: rollback when NLL > base * (1 + this)
+  int64_t probe_samples = 32;     // guard.probe_samples: the first N prompts of probe_data
+  bool any() const { return loss_floor > 0.0 || reset_every > 0 || probe_every > 0; }
+};
+
+struct GuardEvent {
+  int64_t step = 0;
+  std::string kind;    // "reset (loss floor)", "reset (periodic)", "probe passed", "rollback"
+  double value = 0.0;  // the moving average, or the probe's NLL
+  double limit = 0.0;  // the floor, or base * (1 + tolerance)
+  nlohmann::json to_json() const;
+};
+
+class CollapseGuards {
+ public:
+  // `probe`: the probe set's token ids (empty when the probe is off); its base NLL is measured
+  // now with the adapters off. `events_path`: guards.jsonl ("" = none); `writer`: rank 0.
+  CollapseGuards(const GuardOptions& options, LlamaModel& model, LoraAdapters& lora, AdamW& optimizer,
+                 std::vector<std::vector<int32_t>> probe, int32_t pad, int64_t score_batch,
+                 const std::string& events_path, bool writer);
+  // After every optimiser step (attempted or taken), on every rank in the same order.
+  std::vector<GuardEvent> after_step(const StepRecord& step);
+  nlohmann::json summary() const;
+  double probe_base_nll() const { return probe_base_; }
+
+ private:
+  struct State {
+    std::vector<at::Tensor> params, exp_avg, exp_avg_sq;
+    int64_t optimizer_steps = 0;
+  };
+  State capture() const;
+  void restore(const State& state);
+  double probe_nll() const;
+  void record(const GuardEvent& event);
+
+  GuardOptions options_;
+  LlamaModel& model_;
+  LoraAdapters& lora_;
+  AdamW& optimizer_;
+  std::vector<std::vector<int32_t>> probe_;
+  int32_t pad_;
+  int64_t score_batch_;
+  bool writer_;
+  std::ofstream events_;
+  State fresh_, last_good_;
+  double probe_base_ = 0.0;
+  double average_ = 0.0;
+  bool average_set_ = false;
+  int64_t resets_floor_ = 0, resets_periodic_ = 0, probes_ = 0, rollbacks_ = 0;
+};
+
+}  // namespace tlm
