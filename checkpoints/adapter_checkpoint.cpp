@@ -403,7 +403,8 @@ bool is_temporary_checkpoint_name(const std::string& filename) {
   return !filename.empty() && filename[0] == '.' && filename.find(".tmp.") != std::string::npos;
 }
 
-void AdapterCheckpoint::save_atomic(const std::string& path, const CheckpointState& state) {
+void AdapterCheckpoint::save_atomic(const std::string& path, const CheckpointState& state,
+                                    double pause_before_rename) {
   silence_hdf5();
   const std::filesystem::path target(path);
   const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
@@ -417,8 +418,7 @@ void AdapterCheckpoint::save_atomic(const std::string& path, const CheckpointSta
     std::filesystem::remove(tmp, ignored);
     throw;
   }
-  if (const char* hook = std::getenv("TLM_TEST_PAUSE_BEFORE_RENAME"))
-    ::usleep(static_cast<useconds_t>(std::atof(hook) * 1e6));
+  if (pause_before_rename > 0.0) ::usleep(static_cast<useconds_t>(pause_before_rename * 1e6));
   TLM_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, path, ": cannot rename ", tmp, " into place: ",
             std::strerror(errno));
   fsync_path(dir.string(), true);

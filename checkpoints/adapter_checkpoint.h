@@ -77,7 +77,9 @@ class AdapterCheckpoint {
  public:
   // Writes `state` to `path` atomically: `path` is either the previous file or the new one,
   // never a partial write, after a crash at any point.
-  static void save_atomic(const std::string& path, const CheckpointState& state);
+  // `pause_before_rename`: seconds to wait between writing the temporary file and renaming it
+  // into place (a test hook that widens the window a crash can hit; 0 in production).
+  static void save_atomic(const std::string& path, const CheckpointState& state, double pause_before_rename = 0.0);
   // Checks format version, every attribute, every dataset's Fletcher32 and crc32.
   static VerifyReport verify(const std::string& path);
   // Loads a file that verifies; throws naming the file and every problem otherwise.

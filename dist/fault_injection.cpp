@@ -1,7 +1,6 @@
 #include "dist/fault_injection.h"
 
 #include <csignal>
-#include <cstdlib>
 #include <sstream>
 #include <string>
 
@@ -12,29 +11,36 @@
 
 namespace tlm {
 
-void fault_injection_point(int world_rank, int64_t step) {
-  const char* spec = std::getenv("TLM_FAULT_INJECT");
-  if (!spec || !*spec) return;
-  int rank = -1;
-  int64_t at_step = -1;
-  std::string action;
+FaultPlan parse_fault_plan(const std::string& spec, const std::string& origin) {
+  FaultPlan plan;
+  if (spec.empty()) return plan;
   std::stringstream ss(spec);
   for (std::string item; std::getline(ss, item, ',');) {
     const auto eq = item.find('=');
-    TLM_CHECK(eq != std::string::npos, "TLM_FAULT_INJECT: '", item, "' is not key=value");
+    TLM_CHECK(eq != std::string::npos, origin, ": '", item, "' is not key=value");
     const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
-    if (key == "rank") rank = std::stoi(value);
-    else if (key == "step") at_step = std::stoll(value);
-    else if (key == "action") action = value;
-    else TLM_FAIL("TLM_FAULT_INJECT: unknown key '", key, "'");
+    try {
+      if (key == "rank") plan.rank = std::stoi(value);
+      else if (key == "step") plan.step = std::stoll(value);
+      else if (key == "action") plan.action = value;
+      else TLM_FAIL(origin, ": unknown key '", key, "' (rank, step, action)");
+    } catch (const std::logic_error&) {
+      TLM_FAIL(origin, ": ", key, " must be an integer, got '", value, "'");
+    }
   }
-  if (rank != world_rank || at_step != step) return;
-  log_warn(str_cat("TLM_FAULT_INJECT: rank ", world_rank, " ", action, " at step ", step));
-  if (action == "kill") ::kill(::getpid(), SIGKILL);
-  else if (action == "stop") ::kill(::getpid(), SIGSTOP);
-  else if (action == "term") ::kill(::getpid(), SIGTERM);
-  else if (action == "throw") TLM_FAIL("TLM_FAULT_INJECT: injected failure at step ", step);
-  else TLM_FAIL("TLM_FAULT_INJECT: action must be kill, stop, term or throw, got '", action, "'");
+  TLM_CHECK(plan.action == "kill" || plan.action == "stop" || plan.action == "term" || plan.action == "throw",
+            origin, ": action must be kill, stop, term or throw, got '", plan.action, "'");
+  TLM_CHECK(plan.rank >= 0 && plan.step >= 1, origin, ": needs rank >= 0 and step >= 1");
+  return plan;
+}
+
+void fault_injection_point(const FaultPlan& plan, int world_rank, int64_t step) {
+  if (plan.empty() || plan.rank != world_rank || plan.step != step) return;
+  log_warn(str_cat("fault injection: rank ", world_rank, " ", plan.action, " at step ", step));
+  if (plan.action == "kill") ::kill(::getpid(), SIGKILL);
+  else if (plan.action == "stop") ::kill(::getpid(), SIGSTOP);
+  else if (plan.action == "term") ::kill(::getpid(), SIGTERM);
+  else TLM_FAIL("fault injection: injected failure at step ", step);
 }
 
 }  // namespace tlm

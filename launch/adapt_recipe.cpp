@@ -94,6 +94,8 @@ const std::vector<RecipeFlag> kFlags = {
     {"checkpoint-every-seconds", "checkpoint.every_seconds", "also a checkpoint when this many seconds passed since the last (0 = off)"},
     {"keep-last", "checkpoint.keep_last", "checkpoints kept (the newest; 0 = all)"},
     {"resume", "checkpoint.resume", "continue a stopped online job: latest (newest that verifies) or FILE"},
+    {"fault-inject", "debug.fault_inject", "test hook: rank=R,step=S,action=kill|stop|term|throw makes rank R fail at step S"},
+    {"checkpoint-pause-before-rename", "debug.pause_before_rename", "test hook: seconds between writing a checkpoint and renaming it into place"},
     {"resume-ignore-base", "checkpoint.ignore_base_mismatch", "resume even if the checkpoint was saved for another base model config (loud in the log)"},
 };
 
@@ -354,6 +356,10 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   TLM_CHECK(c.checkpoints.every_seconds >= 0, r.origin("checkpoint.every_seconds"), ": checkpoint.every_seconds must be >= 0");
   c.resume = r.get<std::string>("checkpoint.resume", "");
   c.resume_ignore_base = r.get<bool>("checkpoint.ignore_base_mismatch", false);
+  c.fault = parse_fault_plan(r.get<std::string>("debug.fault_inject", ""), r.origin("debug.fault_inject"));
+  c.checkpoints.pause_before_rename = r.get<double>("debug.pause_before_rename", 0.0);
+  TLM_CHECK(c.checkpoints.pause_before_rename >= 0, r.origin("debug.pause_before_rename"),
+            ": debug.pause_before_rename must be >= 0");
   TLM_CHECK(c.checkpoints.every_steps >= 0, r.origin("checkpoint.every_steps"), ": checkpoint.every_steps must be >= 0");
   TLM_CHECK(c.checkpoints.keep_last >= 0, r.origin("checkpoint.keep_last"), ": checkpoint.keep_last must be >= 0");
   c.generation.max_new_tokens = r.get<int64_t>("generation.max_new_tokens", c.generation.max_new_tokens);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "dist/fault_injection.h"
 #include "engine/data/prompt_stream.h"
 #include "engine/generate/generator.h"
 #include "engine/learn/adamw.h"
@@ -47,6 +48,7 @@ struct AdaptConfig {
   CheckpointOptions checkpoints; // HDF5 checkpoints of the job
   std::string resume;            // "latest" (in checkpoints.directory) or a checkpoint file
   bool resume_ignore_base = false;  // load a checkpoint saved for another base model config
+  FaultPlan fault;               // test hook (--fault-inject): a rank fails on purpose at a step
 
   std::string schedule_name() const;
   double warmup() const;

@@ -84,7 +84,7 @@ bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& c
     std::vector<double> sel;
     if (!selection_ce.empty())
       sel.assign(selection_ce.begin() + static_cast<long>(lb), selection_ce.begin() + static_cast<long>(le));
-    fault_injection_point(grid.world_rank, learner.steps() + 1);
+    fault_injection_point(config.fault, grid.world_rank, learner.steps() + 1);
     const StepInputs in = step_inputs(config, samples, answer_ids, lb, le);
     StepRecord rec = learner.train_step(in.sequences, schedule.lr(k), sel, in.scored_from, in.scored_to);
     samples_seen += static_cast<int64_t>(e - b);

@@ -248,7 +248,7 @@ void JobCheckpoints::save(int64_t step, int64_t samples_consumed, LoraAdapters& 
   last_save_time_ = std::chrono::steady_clock::now();
   if (!grid_.is_root()) return;
   const std::string path = (std::filesystem::path(options_.directory) / ("step-" + std::to_string(step) + ".h5")).string();
-  AdapterCheckpoint::save_atomic(path, s);
+  AdapterCheckpoint::save_atomic(path, s, options_.pause_before_rename);
   written_.push_back(path);
   while (options_.keep_last > 0 && static_cast<int64_t>(written_.size()) > options_.keep_last) {
     std::error_code ignored;

@@ -21,6 +21,7 @@ struct CheckpointOptions {
   int64_t every_steps = 0;     // 0: only the final one
   double every_seconds = 0;    // also when this long has passed since the last save; 0: off
   int64_t keep_last = 3;       // 0: keep all
+  double pause_before_rename = 0;  // test hook (--checkpoint-pause-before-rename): seconds
 };
 
 class JobCheckpoints {

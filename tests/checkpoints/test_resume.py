@@ -88,7 +88,7 @@ class Resume(unittest.TestCase):
 
     def test_exact_resume_after_sigterm(self):
         out = self.work / "stopped"
-        proc = self.adapt(out, env={"TLM_FAULT_INJECT": "rank=0,step=5,action=term"})
+        proc = self.adapt(out, "--fault-inject", "rank=0,step=5,action=term")
         self.assertIn("stopped by a signal after step 5", proc.stderr)
         self.assertTrue(json.loads((out / "summary.json").read_text())["stopped"])
         self.assertEqual(len((out / "metrics.jsonl").read_text().splitlines()), 5)
@@ -104,7 +104,7 @@ class Resume(unittest.TestCase):
         # seed: without its state in the checkpoint the resumed steps would redraw step 1's masks.
         full, out = self.work / "dropout-full", self.work / "dropout-stopped"
         self.adapt(full, "--lora-dropout", "0.2")
-        self.adapt(out, "--lora-dropout", "0.2", env={"TLM_FAULT_INJECT": "rank=0,step=7,action=term"})
+        self.adapt(out, "--lora-dropout", "0.2", "--fault-inject", "rank=0,step=7,action=term")
         self.adapt(out, "--lora-dropout", "0.2", "--resume", "latest")
         want, got = datasets(full / "ckpt" / "step-12.h5"), datasets(out / "ckpt" / "step-12.h5")
         for name in want:
@@ -118,7 +118,7 @@ class Resume(unittest.TestCase):
         full, out = self.work / "eata-full", self.work / "eata-stopped"
         extra = ["--method", "eata", "--entropy-margin", "1.0", "--skip-unselected-steps", "true"]
         self.adapt(full, *extra)
-        self.adapt(out, *extra, env={"TLM_FAULT_INJECT": "rank=0,step=6,action=term"})
+        self.adapt(out, *extra, "--fault-inject", "rank=0,step=6,action=term")
         proc = self.adapt(out, *extra, "--resume", "latest")
         self.assertIn("resumed from", proc.stderr)
         want, got = datasets(full / "ckpt" / "step-12.h5"), datasets(out / "ckpt" / "step-12.h5")
@@ -139,7 +139,7 @@ class Resume(unittest.TestCase):
         full, out = self.work / "tent-gen-full", self.work / "tent-gen-stopped"
         extra = ["--method", "tent", "--positions", "generated", "--generated-tokens", 3]
         self.adapt(full, *extra)
-        self.adapt(out, *extra, env={"TLM_FAULT_INJECT": "rank=0,step=6,action=term"})
+        self.adapt(out, *extra, "--fault-inject", "rank=0,step=6,action=term")
         self.adapt(out, *extra, "--resume", "latest")
         self.assert_same_as_full_dir(full, out, "Tent on generated tokens")
         first = json.loads((full / "predictions.jsonl").read_text().splitlines()[0])
@@ -152,7 +152,7 @@ class Resume(unittest.TestCase):
         extra = ["--lora-dropout", "0.2", "--dp-size", 2, "--train-batch-size", 2]
         mpi = MPIRUN + ["-np", "2"]
         run(mpi + self.cmd(full, *extra, device="cpu"), env=ENV)
-        run(mpi + self.cmd(out, *extra, device="cpu"), env=dict(ENV, TLM_FAULT_INJECT="rank=1,step=3,action=term"))
+        run(mpi + self.cmd(out, *extra, "--fault-inject", "rank=1,step=3,action=term", device="cpu"), env=ENV)
         proc = run(mpi + self.cmd(out, *extra, "--resume", "latest", device="cpu"), env=ENV)
         self.assertIn("resumed from", proc.stderr)
         want, got = datasets(full / "ckpt" / "step-6.h5"), datasets(out / "ckpt" / "step-6.h5")
@@ -167,8 +167,7 @@ class Resume(unittest.TestCase):
         counts = {"killed in a pause before rename": 0, "temporary files left": 0, "resumed from step": []}
         for trial in range(trials):
             out = self.work / f"crash-{trial}"
-            env = dict(ENV, TLM_TEST_PAUSE_BEFORE_RENAME="0.15")
-            p = subprocess.Popen([str(c) for c in self.cmd(out)], env=env, stdout=subprocess.DEVNULL,
+            p = subprocess.Popen([str(c) for c in self.cmd(out, "--checkpoint-pause-before-rename", "0.15")], env=ENV, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True)
             # Kill at a random moment once the job has started checkpointing (start-up time varies
             # with the machine's load; a kill before the first checkpoint tests nothing).
@@ -196,7 +195,7 @@ class Resume(unittest.TestCase):
 
     def test_resume_latest_falls_back_past_a_damaged_checkpoint(self):
         out = self.work / "damaged"
-        self.adapt(out, env={"TLM_FAULT_INJECT": "rank=0,step=8,action=term"})  # checkpoints 1..8
+        self.adapt(out, "--fault-inject", "rank=0,step=8,action=term")  # checkpoints 1..8
         newest = out / "ckpt" / "step-8.h5"
         with h5py.File(newest, "r") as f:
             offset = f["adapter/model.layers.0.self_attn.q_proj/lora_B"].id.get_chunk_info(0).byte_offset
@@ -268,7 +267,7 @@ class CrossDeviceResume(Resume):
         ce_full = json.loads((self.full / "summary.json").read_text())["input_ce_adapted"]
         for first, second in (("cuda", "cpu"), ("cpu", "cuda")):
             out = self.work / f"{first}-then-{second}"
-            self.adapt(out, env={"TLM_FAULT_INJECT": "rank=0,step=5,action=term"}, device=first)
+            self.adapt(out, "--fault-inject", "rank=0,step=5,action=term", device=first)
             proc = self.adapt(out, "--resume", "latest", device=second)
             self.assertIn("resumed from", proc.stderr)
             b = load_file(out / "adapter" / "adapter_model.safetensors")

@@ -46,12 +46,12 @@ class AdaptUnderMpirun(unittest.TestCase):
         cls.single = cls.adapt(cls.work / "single", ranks=1)
 
     @classmethod
-    def adapt(cls, out, ranks, tp=1, dp=1, extra_env=None, check=True, timeout=None):
+    def adapt(cls, out, ranks, tp=1, dp=1, extra_env=None, check=True, timeout=None, extra=()):
         cmd = [binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "tlm-online.yaml",
                "--model", cls.model_dir, "--data", cls.data, "--output-dir", out, "--chat-template", "chatml",
                "--cutoff-len", 0, "--lr", "1e-3", "--threshold", cls.threshold, "--stream-batch", 4,
                "--train-batch-size", 2, "--max-new-tokens", 6, "--score-batch", 4,
-               "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--device", "cpu"]
+               "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--device", "cpu", *extra]
         if ranks > 1:
             cmd = MPIRUN + ["-np", str(ranks)] + cmd + ["--tp-size", tp, "--dp-size", dp,
                                                         "--collective-timeout", 5]
@@ -115,7 +115,7 @@ class AdaptUnderMpirun(unittest.TestCase):
     def check_failure(self, action, failing_rank, expect):
         start = time.monotonic()
         proc = self.adapt(self.work / f"fail-{action}", 2, 2, 1, check=False, timeout=180,
-                          extra_env={"TLM_FAULT_INJECT": f"rank={failing_rank},step=2,action={action}"})
+                          extra=["--fault-inject", f"rank={failing_rank},step=2,action={action}"])
         elapsed = time.monotonic() - start
         text = proc.stdout + proc.stderr
         print(f"[mpi] {action} of rank {failing_rank}: exit {proc.returncode} after {elapsed:.1f} s; "
@@ -149,7 +149,7 @@ class AdaptUnderMpirun(unittest.TestCase):
             self.assertIn("NCCL needs one GPU per rank", proc.stderr)
 
     def test_failing_rank_aborts_the_others(self):
-        self.check_failure("throw", 1, "rank 1: TLM_FAULT_INJECT: injected failure at step 2")
+        self.check_failure("throw", 1, "rank 1: fault injection: injected failure at step 2")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ class CliErrors(unittest.TestCase):
         self.assertIn("parallel.backend must be auto, single, mpi or nccl", out)
         code, out = tlm("adapt", "--model", self.model, "--data", "/nonexistent.jsonl", "--method", "sgd")
         self.assertNotEqual(code, 0)
-        self.assertIn("command line --method: method must be tlm, tent or eata, got 'sgd'", out)
+        self.assertIn("command line --method: method must be tlm, tent, eata, come or sytta, got 'sgd'", out)
         code, out = tlm("adapt", "--model", self.model, "--data", "/nonexistent.jsonl", "--method", "tent",
                         "--positions", "answer")
         self.assertIn("objective.positions must be prompt or generated, got 'answer'", out)
@@ -72,7 +72,20 @@ class CliErrors(unittest.TestCase):
         code, out = tlm("adapt", "--model", self.model, "--threshold", "high")
         self.assertIn("command line --threshold: 'objective.threshold' has the wrong type", out)
         code, out = tlm("adapt", "--model", self.model, "--mode", "sideways", "--data", recipe)
-        self.assertIn("mode must be online or offline", out)
+        self.assertIn("mode must be online, offline or episodic", out)
+        # Method, guard and test-hook settings name the flag.
+        for args, message in [
+                (["--method", "come", "--come-base", "sar"], "objective.come_base must be tent or eata, got 'sar'"),
+                (["--method", "sytta", "--positions", "prompt"], "objective.positions must be generated"),
+                (["--guard-probe-every", "2"], "guard.probe_every needs the probe set"),
+                (["--guard-loss-average", "1.5"], "guard.loss_average must be in [0, 1)"),
+                (["--mode", "episodic", "--guard-reset-every", "3"], "an episodic job resets after every prompt"),
+                (["--fault-inject", "rank=0,step=2,action=explode"], "action must be kill, stop, term or throw"),
+                (["--fault-inject", "rank=zero,step=2,action=kill"], "rank must be an integer, got 'zero'")]:
+            code, out = tlm("adapt", "--model", self.model, "--data", recipe, *args)
+            self.assertNotEqual(code, 0, args)
+            self.assertIn(message, out, args)
+            self.assertIn("command line --", out, args)
 
     def test_missing_model_and_data(self):
         code, out = tlm("score", "--model", self.work / "nope", "--data", self.work / "nope.jsonl")
