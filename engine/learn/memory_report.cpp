@@ -61,7 +61,7 @@ nlohmann::json MemoryMeter::report(const LlamaModel& model, const LoraAdapters& 
   }
   const std::string source = on_host ? "peak resident set" : "caching allocator peak";
   log_info(str_cat("memory per rank on ", describe_device(device_), " (MiB): weights ", joined(w, 0),
-                   " | LoRA + AdamW ", joined(t, 2), " | peak activations ", joined(a, 0), " (", source,
+                   (optimizer ? " | LoRA + AdamW " : " | LoRA "), joined(t, 2), " | peak activations ", joined(a, 0), " (", source,
                    ") | host RSS ", joined(r, 0)));
   return {{"device", device_.str()}, {"dtype", dtype_name(model.dtype())},
           {"peak_activations_from", source}, {"per_rank", per_rank}};

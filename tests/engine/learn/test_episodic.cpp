@@ -13,22 +13,14 @@
 #include "engine/generate/token_batch.h"
 #include "engine/learn/episodic.h"
 #include "engine/learn/tlm_objective.h"
+#include "tests/engine/learn/bitwise.h"
 #include "tests/engine/model/tiny_llama.h"
 
 namespace tlm {
 namespace {
 
-bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
-  if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
-  at::Tensor ca = a.detach().contiguous(), cb = b.detach().contiguous();
-  return std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
-}
-
-std::vector<at::Tensor> snapshot(const std::vector<at::Tensor>& ts) {
-  std::vector<at::Tensor> out;
-  for (const at::Tensor& t : ts) out.push_back(t.detach().clone());
-  return out;
-}
+using test::same_bytes;
+using test::snapshot;
 
 at::Tensor base_logits(LlamaModel& model, LoraAdapters& lora) {
   c10::InferenceMode guard;

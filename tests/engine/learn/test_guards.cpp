@@ -13,29 +13,14 @@
 
 #include "engine/learn/guards.h"
 #include "engine/learn/test_time_learner.h"
+#include "tests/engine/learn/bitwise.h"
 #include "tests/engine/model/tiny_llama.h"
 
 namespace tlm {
 namespace {
 
-bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
-  if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
-  at::Tensor ca = a.detach().contiguous(), cb = b.detach().contiguous();
-  return std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
-}
-
-std::vector<at::Tensor> snapshot(const std::vector<at::Tensor>& ts) {
-  std::vector<at::Tensor> out;
-  for (const at::Tensor& t : ts) out.push_back(t.detach().clone());
-  return out;
-}
-
-bool all_same(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (!same_bytes(a[i], b[i])) return false;
-  return true;
-}
+using test::same_bytes;
+using test::snapshot;
 
 struct Rig {
   test::TinyLlama tiny = test::load_tiny_llama(test::TinyLlamaSpec{}, at::kFloat);
@@ -73,8 +58,8 @@ TEST(CollapseGuards, ProbeTripsOnARepeatedPromptAndRollsBackToTheLastGoodStateBi
       } else if (e.kind == "rollback") {
         ++rollbacks;
         EXPECT_GT(e.value, e.limit);
-        EXPECT_TRUE(all_same(r.lora->parameters(), good)) << "step " << e.step << ": not the last good adapter";
-        EXPECT_TRUE(all_same(r.learner->optimizer().exp_avg(), good_m)) << "step " << e.step << ": moments";
+        EXPECT_TRUE(test::all_same_bytes(r.lora->parameters(), good)) << "step " << e.step << ": not the last good adapter";
+        EXPECT_TRUE(test::all_same_bytes(r.learner->optimizer().exp_avg(), good_m)) << "step " << e.step << ": moments";
       }
     }
   }
@@ -99,7 +84,7 @@ TEST(CollapseGuards, PeriodicResetAndLossFloorRestoreTheFreshAdapter) {
       events += static_cast<int>(ev.size());
       const bool expect_reset = floor || (k + 1) % 3 == 0;
       EXPECT_EQ(ev.size(), expect_reset ? 1u : 0u) << "step " << k + 1;
-      EXPECT_EQ(all_same(r.lora->parameters(), fresh), expect_reset) << "step " << k + 1;
+      EXPECT_EQ(test::all_same_bytes(r.lora->parameters(), fresh), expect_reset) << "step " << k + 1;
       if (expect_reset) {
         EXPECT_EQ(r.learner->optimizer().step_count(), 0);
       }

@@ -16,23 +16,14 @@
 #include "engine/common/error.h"
 #include "engine/generate/scoring.h"
 #include "engine/learn/test_time_learner.h"
+#include "tests/engine/learn/bitwise.h"
 #include "tests/engine/model/tiny_llama.h"
 
 namespace tlm {
 namespace {
 
-// Same dtype, shape and bytes (NaNs included, which at::equal would call unequal).
-bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
-  if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
-  at::Tensor ca = a.detach().contiguous(), cb = b.detach().contiguous();
-  return std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
-}
-
-std::vector<at::Tensor> snapshot(const std::vector<at::Tensor>& ts) {
-  std::vector<at::Tensor> out;
-  for (const at::Tensor& t : ts) out.push_back(t.detach().clone());
-  return out;
-}
+using test::same_bytes;
+using test::snapshot;
 
 struct Rig {
   test::TinyLlama tiny;
