@@ -135,10 +135,10 @@ struct Writer {
   }
 };
 
-// "<module>.lora_A" -> {"<module>", "lora_A"}
+// "<module>.lora_A" -> {"<module>", "lora_A"}; "<norm>.weight" -> {"<norm>", "weight"}
 std::pair<std::string, std::string> split_parameter(const std::string& name) {
   const auto dot = name.rfind('.');
-  TLM_CHECK(dot != std::string::npos, "adapter tensor name '", name, "' is not <module>.lora_A/B");
+  TLM_CHECK(dot != std::string::npos, "adapter tensor name '", name, "' is not <module>.<tensor>");
   return {name.substr(0, dot), name.substr(dot + 1)};
 }
 

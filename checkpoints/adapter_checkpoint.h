@@ -6,6 +6,7 @@
 //                          base_config_hash, base_weights_hash, tp_at_save, dp_at_save,
 //                          method (JSON: LoRA, objective, optimiser settings)
 //   /adapter/<module>/lora_A, lora_B                 fp32, attr crc32 of the tensor bytes
+//                                                    (norm-affine: /adapter/<norm>/weight)
 //   /optimizer/<module>/lora_A.exp_avg, ...          fp32, attr crc32; group attr step
 //   /state                 attrs global_step, samples_consumed, stream_identity,
 //                          stream_offset, rng_state (the CPU generator), device_rng_kind and

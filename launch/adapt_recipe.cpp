@@ -75,6 +75,8 @@ const std::vector<RecipeFlag> kFlags = {
     {"guard-probe-every", "guard.probe_every", "collapse guard: probe every N steps; roll back when worse than the base (0 = off)"},
     {"guard-tolerance", "guard.probe_tolerance", "collapse guard: roll back when the probe NLL exceeds the base's by this fraction"},
     {"guard-samples", "guard.probe_samples", "collapse guard: prompts of the probe set used"},
+    {"trainable", "trainable", "lora (default) or norm-affine: the RMSNorm weights train instead of LoRA"},
+    {"norm-targets", "norm_affine.targets", "trainable norm-affine: comma-separated input_layernorm,post_attention_layernorm,norm"},
     {"lora-targets", "lora.targets", "comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"},
     {"lora-rank", "lora.rank", "LoRA rank r"},
     {"lora-alpha", "lora.alpha", "LoRA alpha (scale = alpha / r)"},
@@ -343,6 +345,14 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.guards = read_guards(r);
   TLM_CHECK(!c.guards.any() || c.mode != AdaptMode::Episodic, r.origin("mode"),
             ": collapse guards watch a job that carries its adapter; an episodic job resets after every prompt");
+  try {
+    c.trainable = parse_trainable_kind(r.get<std::string>("trainable", "lora"));
+  } catch (const Error& e) {
+    TLM_FAIL(r.origin("trainable"), ": ", e.what());
+  }
+  c.norm_targets = r.get_list("norm_affine.targets", c.norm_targets);
+  TLM_CHECK(c.trainable == TrainableKind::Lora || c.mode != AdaptMode::Episodic, r.origin("trainable"),
+            ": an episodic job trains a fresh LoRA per prompt; trainable norm-affine is for online and offline jobs");
   c.lora.targets = r.get_list("lora.targets", c.lora.targets);
   c.lora.rank = r.get<int64_t>("lora.rank", c.lora.rank);
   c.lora.alpha = r.get<double>("lora.alpha", c.lora.alpha);

@@ -9,6 +9,7 @@
 
 #include "engine/common/error.h"
 #include "engine/generate/scoring.h"
+#include "engine/learn/peft_adapter.h"
 #include "launch/commands.h"
 #include "launch/model_options.h"
 #include "launch/read_prompts.h"
@@ -22,6 +23,8 @@ int run_score(int argc, char** argv) {
   add_model_options(options, 0);
   options.add_options("Scoring")
       ("data", "prompt file (JSON array, JSONL or text)", cxxopts::value<std::string>())
+      ("adapter", "score through this PEFT adapter directory (LoRA or LN tuning; tlm adapt's adapter/)",
+       cxxopts::value<std::string>())
       ("batch-size", "records per forward", cxxopts::value<int64_t>()->default_value("8"))
       ("output", "write the JSONL here instead of stdout", cxxopts::value<std::string>())
       ("h,help", "this help");
@@ -36,6 +39,12 @@ int run_score(int argc, char** argv) {
   std::vector<PromptRecord> records = read_all_prompts(data, &skips);
   LoadedModel m = load_model(read_model_options(parsed));
   const int32_t pad = m.files.tokenizer->pad_id().value_or(0);
+  std::unique_ptr<TrainableSet> adapter;  // attached to the model while it lives
+  if (parsed.count("adapter")) {
+    const std::string dir = parsed["adapter"].as<std::string>();
+    adapter = attach_peft_adapter(*m.model, load_peft_adapter(dir), dir);
+    log_info(str_cat("scoring through the ", trainable_kind_name(adapter->kind()), " adapter ", dir));
+  }
 
   std::vector<std::vector<int32_t>> ids;
   std::vector<const PromptRecord*> kept;

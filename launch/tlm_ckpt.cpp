@@ -42,6 +42,12 @@ double lora_scale(const CheckpointState& s) {
   return m["lora_alpha"].get<double>() / m["lora_rank"].get<double>();
 }
 
+// Checkpoints of norm-affine tuning hold "<norm>.weight" tensors instead of LoRA A/B.
+bool is_norm_affine(const CheckpointState& s) {
+  const json m = json::parse(s.identity.method_json, nullptr, false);
+  return !m.is_discarded() && m.value("trainable", "lora") == "norm-affine";
+}
+
 // "model.layers.10.x" after "model.layers.9.x": digit runs compare as numbers.
 bool natural_less(const std::string& a, const std::string& b) {
   size_t i = 0, j = 0;
@@ -75,10 +81,16 @@ std::vector<std::string> modules_of(const CheckpointState& s) {
 }
 
 // Per module: |A|, |B| and |scale * B A| (the weight change the adapter makes).
+// Norm-affine: per norm, |w| and the largest |w - 1| (Llama norms start near 1).
 json module_norms(const CheckpointState& s) {
   json rows = json::array();
   const double scale = lora_scale(s);
   for (const std::string& m : modules_of(s)) {
+    if (is_norm_affine(s)) {
+      const at::Tensor& w = s.adapter.at(m + ".weight");
+      rows.push_back({{"module", m}, {"norm_weight", frobenius(w)}, {"mean_weight", w.mean().item<double>()}});
+      continue;
+    }
     const at::Tensor& A = s.adapter.at(m + ".lora_A");
     const at::Tensor& B = s.adapter.at(m + ".lora_B");
     rows.push_back({{"module", m}, {"norm_A", frobenius(A)}, {"norm_B", frobenius(B)},
@@ -168,6 +180,16 @@ int cmd_show(const std::string& file, bool as_json) {
   for (const json& m : d["method_state"])
     std::cout << "  state of the method  " << m["name"].get<std::string>() << " " << m["shape"].dump() << ", norm "
               << num(m["norm"].get<double>()) << "\n";
+  if (is_norm_affine(s)) {
+    std::cout << "  norm (trained weight)                         |w|        mean(w)\n";
+    for (const json& m : d["modules"]) {
+      char line[256];
+      std::snprintf(line, sizeof line, "  %-44s %-10s %s\n", m["module"].get<std::string>().c_str(),
+                    num(m["norm_weight"].get<double>()).c_str(), num(m["mean_weight"].get<double>()).c_str());
+      std::cout << line;
+    }
+    return 0;
+  }
   std::cout << "  module                                        |A|        |B|        |scale*B*A|\n";
   for (const json& m : d["modules"]) {
     char line[256];
@@ -246,9 +268,17 @@ int cmd_ls(const std::string& dir, bool as_json) {
 int cmd_diff(const std::string& a_path, const std::string& b_path, bool as_json) {
   const CheckpointState a = AdapterCheckpoint::load(a_path), b = AdapterCheckpoint::load(b_path);
   TLM_CHECK(modules_of(a) == modules_of(b), a_path, " and ", b_path, " adapt different modules");
+  TLM_CHECK(is_norm_affine(a) == is_norm_affine(b), a_path, " and ", b_path, " train different sets (LoRA, norm-affine)");
   json rows = json::array();
   const double sa = lora_scale(a), sb = lora_scale(b);
   for (const std::string& m : modules_of(a)) {
+    if (is_norm_affine(a)) {
+      const at::Tensor &w1 = a.adapter.at(m + ".weight"), &w2 = b.adapter.at(m + ".weight");
+      TLM_CHECK(w1.sizes() == w2.sizes(), "norm ", m, ": shapes differ: ", w1.sizes(), " vs ", w2.sizes());
+      const double change = frobenius(w2 - w1);
+      rows.push_back({{"module", m}, {"change_A", change}, {"change_B", 0.0}, {"change_delta", change}});
+      continue;
+    }
     const at::Tensor &A1 = a.adapter.at(m + ".lora_A"), &B1 = a.adapter.at(m + ".lora_B");
     const at::Tensor &A2 = b.adapter.at(m + ".lora_A"), &B2 = b.adapter.at(m + ".lora_B");
     TLM_CHECK(A1.sizes() == A2.sizes() && B1.sizes() == B2.sizes(), "module ", m, ": shapes differ: A ",
@@ -275,16 +305,14 @@ int cmd_diff(const std::string& a_path, const std::string& b_path, bool as_json)
 int cmd_export_peft(const std::string& file, const std::string& out, bool as_json) {
   const CheckpointState s = AdapterCheckpoint::load(file);
   const json m = json::parse(s.identity.method_json, nullptr, false);
-  TLM_CHECK(!m.is_discarded() && m.contains("lora_rank") && m.contains("lora_alpha") && m.contains("lora_targets"),
-            file, ": the method attribute lacks lora_rank / lora_alpha / lora_targets");
-  LoraConfig config;
-  config.rank = m["lora_rank"].get<int64_t>();
-  config.alpha = m["lora_alpha"].get<double>();
-  config.targets = m["lora_targets"].get<std::vector<std::string>>();
-  save_peft_adapter(out, s.adapter, config, s.identity.base_model_path);
-  if (as_json) std::cout << json{{"file", file}, {"peft_adapter", out}, {"tensors", s.adapter.size()}}.dump(2) << "\n";
-  else std::cout << file << " -> " << out << " (" << s.adapter.size() << " tensors, r=" << config.rank
-                 << ", alpha=" << config.alpha << ")\n";
+  TLM_CHECK(!m.is_discarded(), file, ": the method attribute is not JSON");
+  save_peft(out, s.adapter, m, s.identity.base_model_path, file);
+  const bool ln = is_norm_affine(s);
+  if (as_json) std::cout << json{{"file", file}, {"peft_adapter", out}, {"peft_type", ln ? "LN_TUNING" : "LORA"},
+                                 {"tensors", s.adapter.size()}}.dump(2) << "\n";
+  else if (ln) std::cout << file << " -> " << out << " (" << s.adapter.size() << " norm weights, LN tuning)\n";
+  else std::cout << file << " -> " << out << " (" << s.adapter.size() << " tensors, r=" << m.value("lora_rank", 0)
+                 << ", alpha=" << m.value("lora_alpha", 0.0) << ")\n";
   return 0;
 }
 
@@ -303,23 +331,31 @@ int cmd_merge(const std::string& file, const std::string& base, const std::strin
   SafetensorsModel model(base);
   std::vector<at::Tensor> keep;
   std::vector<SafetensorsEntry> entries;
-  int64_t merged = 0;
+  int64_t merged = 0, used = 0;  // modules merged, checkpoint tensors used
   for (const std::string& name : model.tensor_names()) {
     at::Tensor w = files.weights->load(name, WeightSlice::whole()).to(at::kFloat).contiguous();
     const std::string module = name.size() > 7 ? name.substr(0, name.size() - 7) : "";
     auto a = s.adapter.find(module + ".lora_A");
-    if (name.size() > 7 && name.substr(name.size() - 7) == ".weight" && a != s.adapter.end()) {
+    auto tuned = s.adapter.find(name);  // norm-affine: the trained norm weight replaces the base one
+    if (tuned != s.adapter.end()) {
+      TLM_CHECK(tuned->second.sizes() == w.sizes(), file, ": '", name, "' is ", tuned->second.sizes(),
+                " but the base weight is ", w.sizes());
+      w = tuned->second.to(at::kFloat).contiguous();
+      ++merged;
+      ++used;
+    } else if (name.size() > 7 && name.substr(name.size() - 7) == ".weight" && a != s.adapter.end()) {
       const at::Tensor delta = at::matmul(s.adapter.at(module + ".lora_B"), a->second) * scale;
       TLM_CHECK(delta.sizes() == w.sizes(), file, ": module '", module, "': B A is ", delta.sizes(),
                 " but the base weight is ", w.sizes());
       w = (w + delta).contiguous();
       ++merged;
+      used += 2;
     }
     keep.push_back(w);
     entries.push_back({name, StDtype::F32, w.sizes().vec(), w.data_ptr()});
   }
-  TLM_CHECK(2 * merged == static_cast<int64_t>(s.adapter.size()), file, ": ", s.adapter.size() / 2,
-            " adapted modules but only ", merged, " found in ", base);
+  TLM_CHECK(used == static_cast<int64_t>(s.adapter.size()), file, ": ", s.adapter.size(),
+            " adapter tensors but only ", used, " of them found a module in ", base);
   fs::create_directories(out);
   write_safetensors((fs::path(out) / "model.safetensors").string(), entries, {{"format", "pt"}});
   for (const auto& e : fs::directory_iterator(base)) {
@@ -328,7 +364,7 @@ int cmd_merge(const std::string& file, const std::string& base, const std::strin
     fs::copy_file(e.path(), fs::path(out) / name, fs::copy_options::overwrite_existing);
   }
   if (as_json) std::cout << json{{"file", file}, {"base", base}, {"out", out}, {"merged_modules", merged}}.dump(2) << "\n";
-  else std::cout << file << " + " << base << " -> " << out << " (" << merged << " projections merged, scale " << scale << ")\n";
+  else std::cout << file << " + " << base << " -> " << out << " (" << merged << (is_norm_affine(s) ? " norms replaced" : " projections merged, scale " + num(scale)) << ")\n";
   return 0;
 }
 

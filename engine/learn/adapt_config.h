@@ -13,6 +13,7 @@
 #include "engine/learn/job_checkpoints.h"
 #include "engine/learn/lora.h"
 #include "engine/learn/methods.h"
+#include "engine/learn/norm_affine.h"
 #include "engine/learn/test_time_learner.h"
 
 namespace tlm {
@@ -37,6 +38,8 @@ struct AdaptConfig {
   StepOptions step;
   GuardOptions guards;           // collapse guards (all off by default)
   MethodSpec method;             // which objective, and its settings (method.tlm for TLM)
+  TrainableKind trainable = TrainableKind::Lora;  // what trains: LoRA, or the RMSNorm weights
+  std::vector<std::string> norm_targets = norm_target_names();  // trainable norm-affine
   LoraConfig lora;
   AdamWOptions adamw;
   GenerationOptions generation;  // max_new_tokens default 512, greedy

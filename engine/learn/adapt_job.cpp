@@ -71,7 +71,7 @@ StepInputs step_inputs(const AdaptConfig& config, const std::vector<Sample>& sam
   return in;
 }
 
-bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& checkpoints,
+bool train_range(TestTimeLearner& learner, JobCheckpoints& checkpoints,
                  const AdaptConfig& config, const ProcessGrid& grid,
                  const LrSchedule& schedule, const std::vector<Sample>& samples, size_t begin, size_t end,
                  const std::vector<double>& selection_ce, const std::vector<std::vector<int32_t>>& answer_ids,
@@ -93,22 +93,22 @@ bool train_range(TestTimeLearner& learner, LoraAdapters& lora, JobCheckpoints& c
     const nlohmann::json scheduler = {{"kind", schedule_name(schedule.kind)}, {"base_lr", schedule.base_lr},
                                       {"total_steps", schedule.total_steps}, {"warmup_steps", schedule.warmup_steps},
                                       {"next_step", k + 1}};
-    checkpoints.after_step(rec, samples_seen, scheduler.dump(), lora, learner.optimizer());
+    checkpoints.after_step(rec, samples_seen, scheduler.dump(), learner.trainable(), learner.optimizer());
   }
   return true;
 }
 
 // The method and its hyperparameters (summary.json "config", checkpoint "method").
-nlohmann::json method_json(const AdaptConfig& config, const Objective& objective) {
+nlohmann::json method_json(const AdaptConfig& config, const Objective& objective, const TrainableSet& trainable) {
   nlohmann::json j = {{"mode", config.mode == AdaptMode::Online ? "online" : "offline"},
                       {"lr", config.learning_rate}, {"schedule", config.schedule_name()},
                       {"warmup_ratio", config.warmup()}, {"stream_batch", config.stream_batch},
                       {"train_batch_size", config.train_batch_size},
                       {"fresh_optimizer_per_chunk", config.fresh_optimizer_per_chunk},
                       {"skip_unselected_steps", config.step.skip_unselected},
-                      {"max_grad_norm", config.step.max_grad_norm}, {"lora_rank", config.lora.rank},
-                      {"lora_alpha", config.lora.alpha}, {"lora_targets", config.lora.targets},
+                      {"max_grad_norm", config.step.max_grad_norm},
                       {"max_new_tokens", config.generation.max_new_tokens}};
+  j.update(trainable.describe());  // "trainable" and its settings (LoRA rank, alpha, targets)
   j.update(objective.spec());  // "method" and the objective's hyperparameters
   return j;
 }
@@ -123,6 +123,44 @@ std::string objective_summary(const nlohmann::json& spec) {
   return out;
 }
 
+// LoRA with the job's settings (from --init-adapter when given), or the norm weights.
+std::unique_ptr<TrainableSet> make_trainable(LlamaModel& model, const AdaptConfig& config) {
+  if (config.trainable == TrainableKind::NormAffine) {
+    auto norms = std::make_unique<NormAffine>(model, config.norm_targets);
+    if (!config.init_adapter.empty()) {
+      PeftAdapter init = load_peft_adapter(config.init_adapter);
+      TLM_CHECK(init.kind == TrainableKind::NormAffine && init.norm_targets == config.norm_targets,
+                config.init_adapter, ": not an LN-tuning adapter of the norms ",
+                nlohmann::json(config.norm_targets).dump(), " this job trains");
+      norms->load_full_state(init.state, config.init_adapter);
+      log_info("norm weights initialised from " + config.init_adapter);
+    }
+    return norms;
+  }
+  auto lora = std::make_unique<LoraAdapters>(model, config.lora);
+  if (!config.init_adapter.empty()) {
+    PeftAdapter init = load_peft_adapter(config.init_adapter);
+    TLM_CHECK(init.kind == TrainableKind::Lora && init.config.rank == config.lora.rank &&
+                  init.config.alpha == config.lora.alpha,
+              config.init_adapter, ": adapter has ", init.kind == TrainableKind::Lora ? "" : "no LoRA, ", "r=",
+              init.config.rank, " alpha=", init.config.alpha, " but the run is configured with r=", config.lora.rank,
+              " alpha=", config.lora.alpha);
+    lora->load_full_state(init.state, config.init_adapter);
+    log_info("adapter initialised from " + config.init_adapter);
+  }
+  return lora;
+}
+
+// "lora r=8 alpha=16 on q_proj,v_proj" or "norm-affine on input_layernorm,...", for the log.
+std::string trainable_summary(const TrainableSet& set) {
+  const nlohmann::json d = set.describe();
+  const bool lora = set.kind() == TrainableKind::Lora;
+  std::string targets;
+  for (const auto& t : d.at(lora ? "lora_targets" : "norm_targets")) targets += (targets.empty() ? "" : ",") + t.get<std::string>();
+  if (!lora) return "norm-affine on " + targets;
+  return str_cat("lora r=", d.at("lora_rank").get<int64_t>(), " alpha=", d.at("lora_alpha").get<double>(), " on ", targets);
+}
+
 int64_t steps_for(size_t n, int64_t batch) {
   return static_cast<int64_t>((n + static_cast<size_t>(batch) - 1) / static_cast<size_t>(batch));
 }
@@ -130,7 +168,7 @@ int64_t steps_for(size_t n, int64_t batch) {
 
 // The job's collapse guards, or null when none is on; the probe set read and encoded here.
 std::unique_ptr<CollapseGuards> make_guards(const AdaptConfig& config, const PromptEncoder& encoder,
-                                            const ProcessGrid& grid, LlamaModel& model, LoraAdapters& lora,
+                                            const ProcessGrid& grid, LlamaModel& model,
                                             TestTimeLearner& learner, int32_t pad) {
   const GuardOptions& g = config.guards;
   if (!g.any()) return nullptr;
@@ -142,7 +180,7 @@ std::unique_ptr<CollapseGuards> make_guards(const AdaptConfig& config, const Pro
     probe_config.max_samples = g.probe_samples;
     for (Sample& s : load_job_samples(probe_config, encoder, grid).samples) probe.push_back(std::move(s.ids));
   }
-  auto guards = std::make_unique<CollapseGuards>(g, model, lora, learner.optimizer(), std::move(probe), pad,
+  auto guards = std::make_unique<CollapseGuards>(g, model, learner.trainable(), learner.optimizer(), std::move(probe), pad,
                                                  config.score_batch, config.output_dir + "/guards.jsonl",
                                                  grid.is_root());
   if (g.probe_every > 0)
@@ -171,22 +209,15 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   // set_seed does: the CPU's and every GPU's) so LoRA dropout draws the same masks in every
   // run, and a resumed run can continue them from the checkpoint's generator state.
   at::manual_seed(config.lora.seed);
-  LoraAdapters lora(model, config.lora);
-  if (!config.init_adapter.empty()) {
-    PeftAdapter init = load_peft_adapter(config.init_adapter);
-    TLM_CHECK(init.config.rank == config.lora.rank && init.config.alpha == config.lora.alpha,
-              config.init_adapter, ": adapter has r=", init.config.rank, " alpha=", init.config.alpha,
-              " but the run is configured with r=", config.lora.rank, " alpha=", config.lora.alpha);
-    lora.load_full_state(init.state, config.init_adapter);
-    log_info("adapter initialised from " + config.init_adapter);
-  }
-  TestTimeLearner learner(model, lora, make_objective(config.method, model), config.step, config.adamw, grid.dp,
+  const std::unique_ptr<TrainableSet> owned = make_trainable(model, config);
+  TrainableSet& trainable = *owned;  // LoRA, or the norm weights (trainable: norm-affine)
+  TestTimeLearner learner(model, trainable, make_objective(config.method, model), config.step, config.adamw, grid.dp,
                           grid.host_dp);
   const bool online = config.mode == AdaptMode::Online;
   TLM_CHECK(!config.method.needs_generated_tokens() || (online && config.generate),
             "objective.positions: generated needs an online job that generates its answers "
             "(mode online, generation.enabled true)");
-  const nlohmann::json method = method_json(config, learner.objective());
+  const nlohmann::json method = method_json(config, learner.objective(), trainable);
   CheckpointIdentity identity;
   identity.engine_version = "tlm 0.1.0";
   identity.base_model_path = model_path;
@@ -208,7 +239,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     TLM_CHECK(online, "--resume: only online jobs resume so far (an offline job reruns from the start)");
     const std::string path = find_resume_checkpoint(config.resume, config.checkpoints.directory);
     const CheckpointState state = AdapterCheckpoint::load(path);
-    apply_checkpoint(state, identity, stream_identity, lora, learner.optimizer(), path, config.resume_ignore_base);
+    apply_checkpoint(state, identity, stream_identity, trainable, learner.optimizer(), path, config.resume_ignore_base);
     learner.set_steps(state.global_step);
     checkpoints.restore(state, path);
     learner.objective().load_state(state.method_state, path);
@@ -223,7 +254,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   RunOutputs outputs = config.resume.empty()
                            ? RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root())
                            : RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root(), resume_point);
-  std::unique_ptr<CollapseGuards> guards = make_guards(config, encoder, grid, model, lora, learner, job.pad);
+  std::unique_ptr<CollapseGuards> guards = make_guards(config, encoder, grid, model, learner, job.pad);
   std::vector<std::string> predictions = outputs.kept_predictions();
   // Objectives that learn from the generated answers: their token ids, indexed like samples
   // (a resumed job gets the kept ones back from rank 0's predictions.jsonl).
@@ -238,11 +269,8 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   const size_t offset = static_cast<size_t>(samples_seen);
   bool stopped = false;
 
-  std::string targets;
-  for (const std::string& t : config.lora.targets) targets += (targets.empty() ? "" : ",") + t;
   log_info(str_cat(online ? "online" : "offline", " ", learner.objective().spec().value("method", "?"), " on ",
-                   samples.size(), " prompts from ", config.data, ": lora r=", config.lora.rank, " alpha=",
-                   config.lora.alpha, " on ", targets, ", lr ", config.learning_rate, " (", config.schedule_name(),
+                   samples.size(), " prompts from ", config.data, ": ", trainable_summary(trainable), ", lr ", config.learning_rate, " (", config.schedule_name(),
                    "), ", objective_summary(learner.objective().spec())));
   if (online) {
     const size_t chunk = static_cast<size_t>(config.stream_batch);
@@ -280,16 +308,16 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       }
       resumed_scheduler = nullptr;
       auto t = std::chrono::steady_clock::now();
-      stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, from, e, {}, answer_ids, outputs,
+      stopped = !train_range(learner, checkpoints, config, grid, schedule, samples, from, e, {}, answer_ids, outputs,
                              guards.get(), samples_seen, k);
       train_seconds += seconds_since(t);
       outputs.log_progress(samples_seen);
     }
   } else {
-    lora.set_enabled(false);
+    trainable.set_enabled(false);
     auto t = std::chrono::steady_clock::now();
     const std::vector<double> base_ce = score_all(model, samples, config, grid, pad);
-    lora.set_enabled(true);
+    trainable.set_enabled(true);
     const LrSchedule schedule = LrSchedule::make(kind, config.learning_rate,
                                                  steps_for(samples.size(), config.train_batch_size), config.warmup());
     // Progress in chunks of stream_batch so long offline runs report as they go.
@@ -297,7 +325,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     int64_t k = 0;
     for (size_t b = 0; b < samples.size(); b += chunk) {
       const size_t e = std::min(samples.size(), b + chunk);
-      stopped = !train_range(learner, lora, checkpoints, config, grid, schedule, samples, b, e, base_ce, answer_ids, outputs,
+      stopped = !train_range(learner, checkpoints, config, grid, schedule, samples, b, e, base_ce, answer_ids, outputs,
                              guards.get(), samples_seen, k);
       if (stopped) break;
       outputs.log_progress(static_cast<int64_t>(e));
@@ -311,7 +339,7 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   }
 
   const std::string adapter_dir = config.output_dir + "/adapter";
-  checkpoints.finish(samples_seen, learner.steps(), lora, learner.optimizer());
+  checkpoints.finish(samples_seen, learner.steps(), trainable, learner.optimizer());
   if (stopped) {
     if (!checkpoints.enabled())
       log_warn("stopped by a signal without --checkpoint-dir: what this run learned is not saved");
@@ -319,17 +347,17 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
                      " prompts learned); continue with --resume latest"));
     nlohmann::json summary = {{"stopped", true}, {"steps", learner.steps()}, {"samples_learned", samples_seen},
                               {"samples", samples.size()}, {"layout", grid.describe()}, {"config", method},
-                              {"memory", memory.report(model, lora, &learner.optimizer(), grid.host_world)}};
+                              {"memory", memory.report(model, trainable, &learner.optimizer(), grid.host_world)}};
     outputs.write_summary(summary);
     return summary;
   }
-  const auto full_adapter = lora.full_state();  // collective over TP
-  if (grid.is_root()) save_peft_adapter(adapter_dir, full_adapter, config.lora, model_path);
+  const auto full_adapter = trainable.full_state();  // collective over TP
+  if (grid.is_root()) save_peft(adapter_dir, full_adapter, trainable.describe(), model_path, adapter_dir, config.lora.dropout);
 
   // Input perplexity of the whole stream before and after adaptation.
-  lora.set_enabled(false);
+  trainable.set_enabled(false);
   const double base_ce = mean(score_all(model, samples, config, grid, pad));
-  lora.set_enabled(true);
+  trainable.set_enabled(true);
   const double adapted_ce = mean(score_all(model, samples, config, grid, pad));
 
   nlohmann::json summary = {
@@ -347,13 +375,13 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
       {"config", method}};
   if (guards) summary["guards"] = guards->summary();
 
-  lora.set_enabled(false);
+  trainable.set_enabled(false);
   const std::optional<ContinuationNll> base_nll = answer_nll_of_references(model, encoder, config, grid, samples);
-  lora.set_enabled(true);
+  trainable.set_enabled(true);
   const std::optional<ContinuationNll> adapted_nll = answer_nll_of_references(model, encoder, config, grid, samples);
   add_reference_metrics(summary, samples, predictions, base_nll, adapted_nll);
   summary["wall_seconds"] = seconds_since(start);
-  summary["memory"] = memory.report(model, lora, &learner.optimizer(), grid.host_world);
+  summary["memory"] = memory.report(model, trainable, &learner.optimizer(), grid.host_world);
   outputs.write_summary(summary);
   log_info(str_cat("input perplexity ", fixed(std::exp(base_ce), 3), " -> ", fixed(std::exp(adapted_ce), 3),
                    " (ce ", fixed(base_ce, 4), " -> ", fixed(adapted_ce, 4), "); ", outputs.selected(),

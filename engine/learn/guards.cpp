@@ -14,10 +14,10 @@ nlohmann::json GuardEvent::to_json() const {
   return {{"step", step}, {"event", kind}, {"value", value}, {"limit", limit}};
 }
 
-CollapseGuards::CollapseGuards(const GuardOptions& options, LlamaModel& model, LoraAdapters& lora, AdamW& optimizer,
+CollapseGuards::CollapseGuards(const GuardOptions& options, LlamaModel& model, TrainableSet& trainable, AdamW& optimizer,
                                std::vector<std::vector<int32_t>> probe, int32_t pad, int64_t score_batch,
                                const std::string& events_path, bool writer)
-    : options_(options), model_(model), lora_(lora), optimizer_(optimizer), probe_(std::move(probe)), pad_(pad),
+    : options_(options), model_(model), trainable_(trainable), optimizer_(optimizer), probe_(std::move(probe)), pad_(pad),
       score_batch_(score_batch), writer_(writer) {
   TLM_CHECK(options.loss_floor >= 0.0, "guard.loss_floor must be >= 0, got ", options.loss_floor);
   TLM_CHECK(options.loss_average >= 0.0 && options.loss_average < 1.0, "guard.loss_average must be in [0, 1), got ",
@@ -29,9 +29,9 @@ CollapseGuards::CollapseGuards(const GuardOptions& options, LlamaModel& model, L
   fresh_ = capture();
   last_good_ = fresh_;
   if (!probe_.empty()) {
-    lora_.set_enabled(false);
+    trainable_.set_enabled(false);
     probe_base_ = probe_nll();
-    lora_.set_enabled(true);
+    trainable_.set_enabled(true);
   }
   if (writer_ && !events_path.empty()) {
     events_.open(events_path, std::ios::trunc);
@@ -41,7 +41,7 @@ CollapseGuards::CollapseGuards(const GuardOptions& options, LlamaModel& model, L
 
 CollapseGuards::State CollapseGuards::capture() const {
   State s;
-  for (const at::Tensor& p : lora_.parameters()) s.params.push_back(p.detach().clone());
+  for (const at::Tensor& p : trainable_.parameters()) s.params.push_back(p.detach().clone());
   for (const at::Tensor& m : optimizer_.exp_avg()) s.exp_avg.push_back(m.clone());
   for (const at::Tensor& v : optimizer_.exp_avg_sq()) s.exp_avg_sq.push_back(v.clone());
   s.optimizer_steps = optimizer_.step_count();
@@ -50,7 +50,7 @@ CollapseGuards::State CollapseGuards::capture() const {
 
 void CollapseGuards::restore(const State& s) {
   at::NoGradGuard no_grad;
-  const std::vector<at::Tensor> params = lora_.parameters();
+  const std::vector<at::Tensor> params = trainable_.parameters();
   TLM_CHECK(params.size() == s.params.size(), "guards: ", params.size(), " trainables, the saved state has ",
             s.params.size());
   for (size_t i = 0; i < params.size(); ++i) params[i].copy_(s.params[i]);

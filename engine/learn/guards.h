@@ -28,7 +28,7 @@
 
 #include "dist/process_grid.h"
 #include "engine/learn/adamw.h"
-#include "engine/learn/lora.h"
+#include "engine/learn/trainable_set.h"
 #include "engine/learn/test_time_learner.h"
 
 namespace tlm {
@@ -58,7 +58,7 @@ class CollapseGuards {
  public:
   // `probe`: the probe set's token ids (empty when the probe is off); its base NLL is measured
   // now with the adapters off. `events_path`: guards.jsonl ("" = none); `writer`: rank 0.
-  CollapseGuards(const GuardOptions& options, LlamaModel& model, LoraAdapters& lora, AdamW& optimizer,
+  CollapseGuards(const GuardOptions& options, LlamaModel& model, TrainableSet& trainable, AdamW& optimizer,
                  std::vector<std::vector<int32_t>> probe, int32_t pad, int64_t score_batch,
                  const std::string& events_path, bool writer);
   // After every optimiser step (attempted or taken), on every rank in the same order.
@@ -78,7 +78,7 @@ class CollapseGuards {
 
   GuardOptions options_;
   LlamaModel& model_;
-  LoraAdapters& lora_;
+  TrainableSet& trainable_;
   AdamW& optimizer_;
   std::vector<std::vector<int32_t>> probe_;
   int32_t pad_;

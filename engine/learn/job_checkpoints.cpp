@@ -13,7 +13,6 @@
 #include <nlohmann/json.hpp>
 
 #include "dist/gather_objects.h"
-#include "dist/lora_parallel.h"
 #include "engine/common/error.h"
 #include "engine/common/log.h"
 
@@ -70,7 +69,7 @@ std::string find_resume_checkpoint(const std::string& spec, const std::string& d
 }
 
 void apply_checkpoint(const CheckpointState& state, const CheckpointIdentity& expected,
-                      const std::string& stream_identity, LoraAdapters& lora, AdamW& optimizer,
+                      const std::string& stream_identity, TrainableSet& trainable, AdamW& optimizer,
                       const std::string& path, bool ignore_base_mismatch) {
   if (state.identity.base_config_hash != expected.base_config_hash) {
     const std::string what = str_cat(path, ": saved for a base model with config fingerprint ",
@@ -82,29 +81,36 @@ void apply_checkpoint(const CheckpointState& state, const CheckpointIdentity& ex
   }
   const nlohmann::json saved = nlohmann::json::parse(state.identity.method_json, nullptr, false);
   const nlohmann::json now = nlohmann::json::parse(expected.method_json);
-  for (const char* key : {"lora_rank", "lora_alpha", "lora_targets", "mode"}) {
-    TLM_CHECK(!saved.is_discarded() && saved.contains(key) && saved[key] == now[key], path, ": method '", key,
-              "' is ", saved.is_discarded() || !saved.contains(key) ? "missing" : saved[key].dump(),
+  TLM_CHECK(!saved.is_discarded(), path, ": the method attribute is not JSON");
+  // Checkpoints written before the trainable-set seam hold LoRA without saying so.
+  const std::string saved_kind = saved.value("trainable", "lora"), now_kind = now.value("trainable", "lora");
+  TLM_CHECK(saved_kind == now_kind, path, ": method 'trainable' is \"", saved_kind, "\" in the checkpoint but \"",
+            now_kind, "\" in this job");
+  std::vector<const char*> keys = {"mode"};
+  if (now_kind == "lora") keys.insert(keys.end(), {"lora_rank", "lora_alpha", "lora_targets"});
+  else keys.push_back("norm_targets");
+  for (const char* key : keys) {
+    TLM_CHECK(saved.contains(key) && saved[key] == now[key], path, ": method '", key,
+              "' is ", !saved.contains(key) ? "missing" : saved[key].dump(),
               " in the checkpoint but ", now[key].dump(), " in this job");
   }
   TLM_CHECK(state.stream_identity == stream_identity, path, ": saved for stream '", state.stream_identity,
             "', this job reads '", stream_identity, "'");
-  lora.load_full_state(state.adapter, path);
-  const std::vector<std::string> names = lora.parameter_names();
-  const std::vector<LoraSlot*> slots = lora.slots();
+  trainable.load_full_state(state.adapter, path);
+  const std::vector<std::string> names = trainable.parameter_names();
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < names.size(); ++i) {
-    const LoraPart& part = i % 2 == 0 ? slots[i / 2]->a_part : slots[i / 2]->b_part;
+    const std::vector<int64_t> full_shape = trainable.full_shape(i);
     auto m = state.exp_avg.find(names[i]);
     auto v = state.exp_avg_sq.find(names[i]);
     TLM_CHECK(m != state.exp_avg.end() && v != state.exp_avg_sq.end(), path, ": no AdamW moments for '",
               names[i], "'");
     TLM_CHECK(m->second.sizes() == v->second.sizes() &&
-                  m->second.sizes().vec() == part.full_shape,
+                  m->second.sizes().vec() == full_shape,
               path, ": moments of '", names[i], "' have shape ", m->second.sizes(), ", the adapter needs ",
-              at::IntArrayRef(part.full_shape));
-    optimizer.exp_avg()[i].copy_(part.slice_of(m->second));
-    optimizer.exp_avg_sq()[i].copy_(part.slice_of(v->second));
+              at::IntArrayRef(full_shape));
+    optimizer.exp_avg()[i].copy_(trainable.local_part(i, m->second));
+    optimizer.exp_avg_sq()[i].copy_(trainable.local_part(i, v->second));
   }
   optimizer.set_step_count(state.optimizer_step);
 }
@@ -174,7 +180,7 @@ void restore_rng_state(const RngState& state, const c10::Device& device, const s
 }
 
 void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed,
-                                const std::string& scheduler_state, LoraAdapters& lora, AdamW& optimizer) {
+                                const std::string& scheduler_state, TrainableSet& trainable, AdamW& optimizer) {
   if (!enabled()) return;
   scheduler_state_ = scheduler_state;
   double ce = 0, coeff = 0;
@@ -207,25 +213,23 @@ void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed
     grid_.host_world->broadcast(flag, 0);
     due = flag.item<int64_t>() != 0;
   }
-  if (due) save(step.step, samples_consumed, lora, optimizer);
+  if (due) save(step.step, samples_consumed, trainable, optimizer);
 }
 
-void JobCheckpoints::finish(int64_t samples_consumed, int64_t steps, LoraAdapters& lora, AdamW& optimizer) {
-  if (enabled() && last_saved_step_ != steps) save(steps, samples_consumed, lora, optimizer);
+void JobCheckpoints::finish(int64_t samples_consumed, int64_t steps, TrainableSet& trainable, AdamW& optimizer) {
+  if (enabled() && last_saved_step_ != steps) save(steps, samples_consumed, trainable, optimizer);
 }
 
-void JobCheckpoints::save(int64_t step, int64_t samples_consumed, LoraAdapters& lora, AdamW& optimizer) {
+void JobCheckpoints::save(int64_t step, int64_t samples_consumed, TrainableSet& trainable, AdamW& optimizer) {
   const auto start = std::chrono::steady_clock::now();
   CheckpointState s;
   s.identity = identity_;
-  s.adapter = lora.full_state();  // collective over TP
+  s.adapter = trainable.full_state();  // collective over TP
   if (objective_) s.method_state = objective_->state();  // collective over TP
-  const std::vector<std::string> names = lora.parameter_names();
-  const std::vector<LoraSlot*> slots = lora.slots();
+  const std::vector<std::string> names = trainable.parameter_names();
   for (size_t i = 0; i < names.size(); ++i) {
-    const LoraPart& part = i % 2 == 0 ? slots[i / 2]->a_part : slots[i / 2]->b_part;
-    s.exp_avg[names[i]] = assemble_full_lora(optimizer.exp_avg()[i], part, grid_.tp);
-    s.exp_avg_sq[names[i]] = assemble_full_lora(optimizer.exp_avg_sq()[i], part, grid_.tp);
+    s.exp_avg[names[i]] = trainable.assemble_full(i, optimizer.exp_avg()[i]);
+    s.exp_avg_sq[names[i]] = trainable.assemble_full(i, optimizer.exp_avg_sq()[i]);
   }
   s.optimizer_step = optimizer.step_count();
   s.global_step = step;

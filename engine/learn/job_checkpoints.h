@@ -34,9 +34,9 @@ class JobCheckpoints {
   // Records the step's statistics; saves when the step count reaches a multiple of every_steps.
   // `scheduler_state` is the learning-rate schedule and the position after this step (JSON).
   void after_step(const StepRecord& step, int64_t samples_consumed, const std::string& scheduler_state,
-                  LoraAdapters& lora, AdamW& optimizer);
+                  TrainableSet& trainable, AdamW& optimizer);
   // The checkpoint at the end of the job (skipped when the last step already saved one).
-  void finish(int64_t samples_consumed, int64_t steps, LoraAdapters& lora, AdamW& optimizer);
+  void finish(int64_t samples_consumed, int64_t steps, TrainableSet& trainable, AdamW& optimizer);
   // Continues the statistics and the random generators of a resumed job: each rank its own
   // when the checkpoint was saved by as many ranks, else rank 0's on every rank (logged).
   void restore(const CheckpointState& state, const std::string& source);
@@ -44,7 +44,7 @@ class JobCheckpoints {
   bool stop_agreed() const;
 
  private:
-  void save(int64_t step, int64_t samples_consumed, LoraAdapters& lora, AdamW& optimizer);
+  void save(int64_t step, int64_t samples_consumed, TrainableSet& trainable, AdamW& optimizer);
 
   CheckpointOptions options_;
   CheckpointIdentity identity_;
@@ -83,7 +83,7 @@ std::string find_resume_checkpoint(const std::string& spec, const std::string& d
 // (unless `ignore_base_mismatch`, which says so in the log), LoRA rank, alpha or targets, or
 // another stream; tensors that do not fit the model are refused with module and shapes.
 void apply_checkpoint(const CheckpointState& state, const CheckpointIdentity& expected,
-                      const std::string& stream_identity, LoraAdapters& lora, AdamW& optimizer,
+                      const std::string& stream_identity, TrainableSet& trainable, AdamW& optimizer,
                       const std::string& path, bool ignore_base_mismatch = false);
 
 }  // namespace tlm

@@ -82,37 +82,28 @@ std::vector<std::string> LoraAdapters::parameter_names() const {
   return out;
 }
 
-std::map<std::string, at::Tensor> LoraAdapters::full_state() const {
-  std::map<std::string, at::Tensor> out;
-  const CommunicatorPtr& tp = model_.tp();
-  for (const Projection& p : modules_) {
-    const LoraSlot& s = *p.lora();
-    out[p.name + ".lora_A"] = assemble_full_lora(s.A, s.a_part, tp);
-    out[p.name + ".lora_B"] = assemble_full_lora(s.B, s.b_part, tp);
-  }
-  return out;
+const LoraPart& LoraAdapters::part(size_t i) const {
+  const LoraSlot& s = *modules_.at(i / 2).lora();
+  return i % 2 == 0 ? s.a_part : s.b_part;
 }
 
-void LoraAdapters::load_full_state(const std::map<std::string, at::Tensor>& state,
-                                   const std::string& source) {
-  at::NoGradGuard no_grad;
-  for (const Projection& p : modules_) {
-    LoraSlot& s = *p.lora();
-    auto a = state.find(p.name + ".lora_A");
-    auto b = state.find(p.name + ".lora_B");
-    TLM_CHECK(a != state.end() && b != state.end(), source, ": no LoRA tensors for module '",
-              p.name, "'");
-    const std::vector<int64_t> want_a = {config_.rank, p.in_features()};
-    const std::vector<int64_t> want_b = {p.out_features(), config_.rank};
-    TLM_CHECK(a->second.sizes().vec() == want_a && b->second.sizes().vec() == want_b, source,
-              ": module '", p.name, "': lora_A ", a->second.sizes(), " / lora_B ",
-              b->second.sizes(), " do not fit the model, which needs ", at::IntArrayRef(want_a),
-              " / ", at::IntArrayRef(want_b));
-    const at::Tensor A = a->second.to(at::kFloat);
-    const at::Tensor B = b->second.to(at::kFloat);
-    s.A.copy_(s.a_part.slice_of(A));
-    s.B.copy_(s.b_part.slice_of(B));
-  }
+std::vector<int64_t> LoraAdapters::full_shape(size_t i) const { return part(i).full_shape; }
+
+at::Tensor LoraAdapters::assemble_full(size_t i, const at::Tensor& local) const {
+  return assemble_full_lora(local, part(i), model_.tp());
+}
+
+at::Tensor LoraAdapters::local_part(size_t i, const at::Tensor& full) const { return part(i).slice_of(full); }
+
+void LoraAdapters::reduce_gradients(const CommunicatorPtr& tp, const CommunicatorPtr& dp) {
+  reduce_lora_gradients(slots(), tp, dp);
+}
+
+double LoraAdapters::gradient_norm(const CommunicatorPtr& tp) const { return lora_gradient_norm(slots(), tp); }
+
+nlohmann::json LoraAdapters::describe() const {
+  return {{"trainable", "lora"}, {"lora_rank", config_.rank}, {"lora_alpha", config_.alpha},
+          {"lora_targets", config_.targets}};
 }
 
 void LoraAdapters::set_enabled(bool enabled) {

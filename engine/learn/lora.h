@@ -14,6 +14,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "engine/learn/trainable_set.h"
 #include "engine/model/llama_model.h"
 
 namespace tlm {
@@ -30,7 +31,7 @@ struct LoraConfig {
 // The short projection names LoRA can target.
 const std::vector<std::string>& lora_target_names();
 
-class LoraAdapters {
+class LoraAdapters : public TrainableSet {
  public:
   // Attaches fresh adapters to every projection whose short name is in config.targets.
   // Throws naming the bad target when one is not a projection name.
@@ -38,27 +39,30 @@ class LoraAdapters {
 
   const LoraConfig& config() const { return config_; }
   const std::vector<Projection>& modules() const { return modules_; }
-  // Local (per-rank) tensors in a fixed order: A and B of each module, module order.
-  std::vector<at::Tensor> parameters() const;
-  // The layers' LoRA slots, module order (for gradient reduction over TP and DP).
+  // The layers' LoRA slots, module order.
   std::vector<LoraSlot*> slots() const;
-  // Names matching parameters(): "<module>.lora_A", "<module>.lora_B".
-  std::vector<std::string> parameter_names() const;
 
-  // Full-size tensors by parameter name (gathered over TP when sharded).
-  std::map<std::string, at::Tensor> full_state() const;
-  // Replaces every adapter tensor with the given full-size ones (sliced per rank). Throws
-  // naming the module and both shapes when one does not fit, or the name when one is missing.
-  void load_full_state(const std::map<std::string, at::Tensor>& state, const std::string& source);
-
+  TrainableKind kind() const override { return TrainableKind::Lora; }
+  // A and B of each module, module order; names "<module>.lora_A", "<module>.lora_B".
+  std::vector<at::Tensor> parameters() const override;
+  std::vector<std::string> parameter_names() const override;
+  std::vector<int64_t> full_shape(size_t i) const override;
+  at::Tensor assemble_full(size_t i, const at::Tensor& local) const override;
+  at::Tensor local_part(size_t i, const at::Tensor& full) const override;
+  void reduce_gradients(const CommunicatorPtr& tp, const CommunicatorPtr& dp) override;
+  double gradient_norm(const CommunicatorPtr& tp) const override;
   // Adapters off: the model computes the base output (offline scoring).
-  void set_enabled(bool enabled);
+  void set_enabled(bool enabled) override;
   // Dropout on the LoRA input is active only while training.
-  void set_training(bool training);
+  void set_training(bool training) override;
+  nlohmann::json describe() const override;
+
   void merge();
   void unmerge();
 
  private:
+  const LoraPart& part(size_t i) const;
+
   LlamaModel& model_;
   LoraConfig config_;
   std::vector<Projection> modules_;

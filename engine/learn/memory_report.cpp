@@ -14,9 +14,9 @@ namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
-double trainable_bytes(const LoraAdapters& lora, AdamW* optimizer) {
+double trainable_bytes(const TrainableSet& trainable, AdamW* optimizer) {
   double total = 0;
-  for (const at::Tensor& p : lora.parameters()) total += static_cast<double>(p.nbytes());
+  for (const at::Tensor& p : trainable.parameters()) total += static_cast<double>(p.nbytes());
   if (!optimizer) return total;
   for (const at::Tensor& m : optimizer->exp_avg()) total += static_cast<double>(m.nbytes());
   for (const at::Tensor& v : optimizer->exp_avg_sq()) total += static_cast<double>(v.nbytes());
@@ -38,10 +38,10 @@ MemoryMeter::MemoryMeter(const c10::Device& device) : device_(device) {
   base_resident_ = host_resident_bytes();
 }
 
-nlohmann::json MemoryMeter::report(const LlamaModel& model, const LoraAdapters& lora, AdamW* optimizer,
+nlohmann::json MemoryMeter::report(const LlamaModel& model, const TrainableSet& set, AdamW* optimizer,
                                    const CommunicatorPtr& host_world) const {
   const double weights = static_cast<double>(model.weight_bytes());
-  const double trainable = trainable_bytes(lora, optimizer);
+  const double trainable = trainable_bytes(set, optimizer);
   const bool on_host = device_.is_cpu();
   const double peak_total = on_host ? host_peak_resident_bytes() - base_resident_
                                     : device_memory(device_).peak_allocated - base_allocated_;
@@ -61,7 +61,7 @@ nlohmann::json MemoryMeter::report(const LlamaModel& model, const LoraAdapters& 
   }
   const std::string source = on_host ? "peak resident set" : "caching allocator peak";
   log_info(str_cat("memory per rank on ", describe_device(device_), " (MiB): weights ", joined(w, 0),
-                   (optimizer ? " | LoRA + AdamW " : " | LoRA "), joined(t, 2), " | peak activations ", joined(a, 0), " (", source,
+                   (set.kind() == TrainableKind::Lora ? " | LoRA" : " | norm weights"), (optimizer ? " + AdamW " : " "), joined(t, 2), " | peak activations ", joined(a, 0), " (", source,
                    ") | host RSS ", joined(r, 0)));
   return {{"device", device_.str()}, {"dtype", dtype_name(model.dtype())},
           {"peak_activations_from", source}, {"per_rank", per_rank}};

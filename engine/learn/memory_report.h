@@ -13,7 +13,8 @@
 
 #include "dist/communicator.h"
 #include "engine/learn/adamw.h"
-#include "engine/learn/lora.h"
+#include "engine/learn/trainable_set.h"
+#include "engine/model/llama_model.h"
 
 namespace tlm {
 
@@ -23,7 +24,7 @@ class MemoryMeter {
   explicit MemoryMeter(const c10::Device& device);
   // Gathers every rank's figures over `host_world` (a collective) and logs them on rank 0.
   // `optimizer`: null for a job without one (episodic: plain gradient steps).
-  nlohmann::json report(const LlamaModel& model, const LoraAdapters& lora, AdamW* optimizer,
+  nlohmann::json report(const LlamaModel& model, const TrainableSet& trainable, AdamW* optimizer,
                         const CommunicatorPtr& host_world) const;
 
  private:

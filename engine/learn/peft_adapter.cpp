@@ -16,6 +16,18 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kPrefix = "base_model.model.";
+const std::string kWeight = ".weight";
+const std::string kLnTuning = ".ln_tuning_layers";
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+void write_config(const std::string& directory, const nlohmann::json& cfg) {
+  std::ofstream out(fs::path(directory) / "adapter_config.json");
+  out << cfg.dump(2) << "\n";
+  TLM_CHECK(out.good(), directory, "/adapter_config.json: write failed");
+}
 
 }  // namespace
 
@@ -37,9 +49,45 @@ void save_peft_adapter(const std::string& directory, const std::map<std::string,
       {"target_modules", config.targets}, {"bias", "none"}, {"fan_in_fan_out", false},
       {"inference_mode", true}, {"init_lora_weights", true}, {"use_rslora", false},
       {"use_dora", false}, {"modules_to_save", nullptr}, {"base_model_name_or_path", base_model}};
-  std::ofstream out(fs::path(directory) / "adapter_config.json");
-  out << cfg.dump(2) << "\n";
-  TLM_CHECK(out.good(), directory, "/adapter_config.json: write failed");
+  write_config(directory, cfg);
+}
+
+void save_peft_ln_tuning(const std::string& directory, const std::map<std::string, at::Tensor>& state,
+                         const std::vector<std::string>& targets, const std::string& base_model) {
+  fs::create_directories(directory);
+  std::vector<at::Tensor> keep;
+  std::vector<SafetensorsEntry> entries;
+  for (const auto& [name, tensor] : state) {
+    TLM_CHECK(ends_with(name, kWeight), "save_peft_ln_tuning: '", name, "' is not <module>.weight");
+    at::Tensor t = tensor.detach().to(at::kCPU, at::kFloat).contiguous();
+    keep.push_back(t);
+    const std::string module = name.substr(0, name.size() - kWeight.size());
+    entries.push_back({kPrefix + module + kLnTuning + kWeight, StDtype::F32, t.sizes().vec(), t.data_ptr()});
+  }
+  write_safetensors((fs::path(directory) / "adapter_model.safetensors").string(), entries, {{"format", "pt"}});
+  nlohmann::json cfg = {{"peft_type", "LN_TUNING"}, {"task_type", "CAUSAL_LM"}, {"target_modules", targets},
+                        {"inference_mode", true}, {"modules_to_save", nullptr}, {"exclude_modules", nullptr},
+                        {"base_model_name_or_path", base_model}};
+  write_config(directory, cfg);
+}
+
+void save_peft(const std::string& directory, const std::map<std::string, at::Tensor>& state,
+               const nlohmann::json& description, const std::string& base_model, const std::string& source,
+               double lora_dropout) {
+  try {
+    if (description.value("trainable", "lora") == "norm-affine") {
+      save_peft_ln_tuning(directory, state, description.at("norm_targets").get<std::vector<std::string>>(), base_model);
+      return;
+    }
+    LoraConfig config;
+    config.rank = description.at("lora_rank").get<int64_t>();
+    config.alpha = description.at("lora_alpha").get<double>();
+    config.targets = description.at("lora_targets").get<std::vector<std::string>>();
+    config.dropout = lora_dropout;
+    save_peft_adapter(directory, state, config, base_model);
+  } catch (const nlohmann::json::exception& e) {
+    TLM_FAIL(source, ": the method record lacks a field of its trainable set (", e.what(), ")");
+  }
 }
 
 PeftAdapter load_peft_adapter(const std::string& directory) {
@@ -54,7 +102,15 @@ PeftAdapter load_peft_adapter(const std::string& directory) {
   }
   PeftAdapter adapter;
   try {
-    TLM_CHECK(cfg.value("peft_type", "") == "LORA", cfg_path, ": field 'peft_type' is not LORA");
+    const std::string type = cfg.value("peft_type", "");
+    TLM_CHECK(type == "LORA" || type == "LN_TUNING", cfg_path, ": field 'peft_type' is '", type,
+              "', tlm reads LORA and LN_TUNING adapters");
+    if (type == "LN_TUNING") {
+      adapter.kind = TrainableKind::NormAffine;
+      const auto& targets = cfg.at("target_modules");
+      if (targets.is_string()) adapter.norm_targets.push_back(targets.get<std::string>());
+      else adapter.norm_targets = targets.get<std::vector<std::string>>();
+    } else {
     adapter.config.rank = cfg.at("r").get<int64_t>();
     adapter.config.alpha = cfg.at("lora_alpha").get<double>();
     adapter.config.dropout = cfg.value("lora_dropout", 0.0);
@@ -62,16 +118,18 @@ PeftAdapter load_peft_adapter(const std::string& directory) {
     const auto& targets = cfg.at("target_modules");
     if (targets.is_string()) adapter.config.targets.push_back(targets.get<std::string>());
     else adapter.config.targets = targets.get<std::vector<std::string>>();
+    }
   } catch (const nlohmann::json::exception& e) {
     TLM_FAIL(cfg_path, ": missing or mistyped field (", e.what(), ")");
   }
   SafetensorsFile file((fs::path(directory) / "adapter_model.safetensors").string());
   for (const SafetensorsTensor& t : file.tensors()) {
     std::string name = t.name;
-    TLM_CHECK(name.rfind(kPrefix, 0) == 0 && name.size() > 7 &&
-                  name.compare(name.size() - 7, 7, ".weight") == 0,
-              file.path(), ": tensor '", name, "' is not a PEFT LoRA weight name");
-    name = name.substr(kPrefix.size(), name.size() - kPrefix.size() - 7);
+    const bool ln = adapter.kind == TrainableKind::NormAffine;
+    const std::string tail = ln ? kLnTuning + kWeight : kWeight;
+    TLM_CHECK(name.rfind(kPrefix, 0) == 0 && name.size() > kPrefix.size() + tail.size() && ends_with(name, tail),
+              file.path(), ": tensor '", name, "' is not a PEFT ", ln ? "LN-tuning" : "LoRA", " weight name");
+    name = name.substr(kPrefix.size(), name.size() - kPrefix.size() - tail.size()) + (ln ? kWeight : "");
     TLM_CHECK(t.dtype == StDtype::F32 || t.dtype == StDtype::F16 || t.dtype == StDtype::BF16,
               file.path(), ": tensor '", t.name, "' has dtype ", st_dtype_name(t.dtype));
     const at::ScalarType dtype = t.dtype == StDtype::F32 ? at::kFloat
@@ -81,6 +139,15 @@ PeftAdapter load_peft_adapter(const std::string& directory) {
     adapter.state[name] = raw.to(at::kFloat);
   }
   return adapter;
+}
+
+std::unique_ptr<TrainableSet> attach_peft_adapter(LlamaModel& model, const PeftAdapter& adapter,
+                                                  const std::string& source) {
+  std::unique_ptr<TrainableSet> set;
+  if (adapter.kind == TrainableKind::NormAffine) set = std::make_unique<NormAffine>(model, adapter.norm_targets);
+  else set = std::make_unique<LoraAdapters>(model, adapter.config);
+  set->load_full_state(adapter.state, source);
+  return set;
 }
 
 }  // namespace tlm

@@ -8,7 +8,6 @@
 #include <ATen/core/grad_mode.h>
 
 #include "dist/gather_objects.h"
-#include "dist/lora_parallel.h"
 #include "engine/common/error.h"
 #include "engine/generate/token_batch.h"
 
@@ -23,20 +22,20 @@ std::vector<double> to_vector(const at::Tensor& t) {
 
 }  // namespace
 
-TestTimeLearner::TestTimeLearner(LlamaModel& model, LoraAdapters& lora, std::shared_ptr<Objective> objective,
+TestTimeLearner::TestTimeLearner(LlamaModel& model, TrainableSet& trainable, std::shared_ptr<Objective> objective,
                                  const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp,
                                  CommunicatorPtr host_dp)
-    : model_(model), lora_(lora), objective_(std::move(objective)), step_(step),
-      optimizer_(lora.parameters(), adamw),
+    : model_(model), trainable_(trainable), objective_(std::move(objective)), step_(step),
+      optimizer_(trainable.parameters(), adamw),
       dp_(dp ? std::move(dp) : make_single_process_communicator()),
       host_dp_(host_dp ? std::move(host_dp) : dp_) {
   TLM_CHECK(objective_, "TestTimeLearner: no objective");
 }
 
-TestTimeLearner::TestTimeLearner(LlamaModel& model, LoraAdapters& lora, const TlmObjectiveOptions& objective,
+TestTimeLearner::TestTimeLearner(LlamaModel& model, TrainableSet& trainable, const TlmObjectiveOptions& objective,
                                  const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp,
                                  CommunicatorPtr host_dp)
-    : TestTimeLearner(model, lora, std::make_shared<TlmObjective>(objective), step, adamw, std::move(dp),
+    : TestTimeLearner(model, trainable, std::make_shared<TlmObjective>(objective), step, adamw, std::move(dp),
                       std::move(host_dp)) {}
 
 namespace {
@@ -50,11 +49,11 @@ double all_reduce_sum(double value, const CommunicatorPtr& group) {
 }
 
 // Clips to max_norm as torch.nn.utils.clip_grad_norm_ does; under TP the norm is taken over
-// the full adapter (each element once). Returns the norm before clipping.
-double clip_lora_gradients(LoraAdapters& lora, const std::vector<at::Tensor>& params,
-                           const CommunicatorPtr& tp, double max_norm) {
+// the full set (each element once). Returns the norm before clipping.
+double clip_gradients(const TrainableSet& trainable, const std::vector<at::Tensor>& params,
+                      const CommunicatorPtr& tp, double max_norm) {
   if (tp->size() == 1) return clip_grad_norm(params, max_norm);
-  const double norm = lora_gradient_norm(lora.slots(), tp);
+  const double norm = trainable.gradient_norm(tp);
   if (max_norm > 0.0 && std::isfinite(norm)) {
     at::NoGradGuard no_grad;
     // torch's fp32 arithmetic: max_norm / (norm + 1e-6), clamped at 1.
@@ -69,13 +68,13 @@ double clip_lora_gradients(LoraAdapters& lora, const std::vector<at::Tensor>& pa
 
 at::Tensor TestTimeLearner::frozen_hidden(const TokenBatch& batch) {
   at::NoGradGuard no_grad;
-  lora_.set_enabled(false);
+  trainable_.set_enabled(false);
   try {
     at::Tensor h = model_.forward_hidden(batch.ids, batch.attention_mask());
-    lora_.set_enabled(true);
+    trainable_.set_enabled(true);
     return h;
   } catch (...) {
-    lora_.set_enabled(true);
+    trainable_.set_enabled(true);
     throw;
   }
 }
@@ -98,7 +97,7 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   for (const auto& s : batch) tokens += static_cast<int64_t>(s.size());
   rec.tokens = static_cast<int64_t>(all_reduce_sum(static_cast<double>(tokens), host_dp_));
 
-  lora_.set_training(true);
+  trainable_.set_training(true);
   optimizer_.zero_grad();
   std::vector<double> ce, current_ce, coeff, selected;
   std::vector<std::vector<double>> extra;
@@ -148,8 +147,8 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
     rec.skip_reason = "no sample selected";
   } else {
     if (loss.defined()) loss.backward();
-    if (model_.tp()->size() > 1 || dp_->size() > 1) reduce_lora_gradients(lora_.slots(), model_.tp(), dp_);
-    rec.grad_norm = clip_lora_gradients(lora_, optimizer_.params(), model_.tp(), step_.max_grad_norm);
+    if (model_.tp()->size() > 1 || dp_->size() > 1) trainable_.reduce_gradients(model_.tp(), dp_);
+    rec.grad_norm = clip_gradients(trainable_, optimizer_.params(), model_.tp(), step_.max_grad_norm);
     if (!std::isfinite(rec.grad_norm)) {
       rec.skip_reason = "non-finite gradient";
     } else {
@@ -158,7 +157,7 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
     }
   }
   optimizer_.zero_grad();
-  lora_.set_training(false);
+  trainable_.set_training(false);
   objective_->after_step(batch.empty() ? nullptr : &terms, rec.updated, dp_);
   if (!rec.updated) ++skipped_;
   rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

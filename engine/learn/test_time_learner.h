@@ -1,11 +1,11 @@
 // One test-time optimiser step of any objective (engine/learn/objective.h): the objective's
 // per-sample terms from the forward of the batch through the model with LoRA, the weighted
-// and selected loss, backward into the LoRA tensors only, gradient clipping, and an AdamW
+// and selected loss, backward into the trainable set only (LoRA, or norm weights), gradient clipping, and an AdamW
 // update -- or, for a non-finite loss or gradient, no update at all (adapter and optimiser
 // state untouched) with the reason recorded.
 //
 // Under data parallelism every replica calls train_step with its share of the step's global
-// batch: the selection normaliser sum(mask) is global, LoRA gradients are summed over TP (for
+// batch: the selection normaliser sum(mask) is global, gradients are summed over TP (for
 // shared parts) and over DP, and the record holds the whole global batch, so DP = k makes
 // the update one process makes with the global batch.
 #pragma once
@@ -18,7 +18,8 @@
 
 #include "engine/generate/token_batch.h"
 #include "engine/learn/adamw.h"
-#include "engine/learn/lora.h"
+#include "engine/learn/trainable_set.h"
+#include "engine/model/llama_model.h"
 #include "engine/learn/objective.h"
 #include "engine/learn/tlm_objective.h"
 
@@ -53,11 +54,11 @@ class TestTimeLearner {
   // `dp`: the data-parallel group of the model's device tensors (LoRA gradients; size 1
   // without DP), `host_dp` the same ranks' host group (counts, per-sample values; defaults to
   // `dp`, which is right for CPU ranks). TP comes from the model.
-  TestTimeLearner(LlamaModel& model, LoraAdapters& lora, std::shared_ptr<Objective> objective,
+  TestTimeLearner(LlamaModel& model, TrainableSet& trainable, std::shared_ptr<Objective> objective,
                   const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp = nullptr,
                   CommunicatorPtr host_dp = nullptr);
   // The TLM objective with these options.
-  TestTimeLearner(LlamaModel& model, LoraAdapters& lora, const TlmObjectiveOptions& objective,
+  TestTimeLearner(LlamaModel& model, TrainableSet& trainable, const TlmObjectiveOptions& objective,
                   const StepOptions& step, const AdamWOptions& adamw, CommunicatorPtr dp = nullptr,
                   CommunicatorPtr host_dp = nullptr);
 
@@ -70,6 +71,7 @@ class TestTimeLearner {
                         const std::vector<int64_t>& scored_to = {});
 
   AdamW& optimizer() { return optimizer_; }
+  TrainableSet& trainable() { return trainable_; }
   Objective& objective() { return *objective_; }
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }  // a resumed job continues the count
@@ -80,7 +82,7 @@ class TestTimeLearner {
   at::Tensor frozen_hidden(const TokenBatch& batch);
 
   LlamaModel& model_;
-  LoraAdapters& lora_;
+  TrainableSet& trainable_;
   std::shared_ptr<Objective> objective_;
   StepOptions step_;
   AdamW optimizer_;

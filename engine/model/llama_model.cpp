@@ -118,7 +118,7 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
     lm_head_shard_ = load.rows("lm_head.weight", c.vocab_size, "vocab_size");
   }
   check_shape(weights, "model.norm.weight", {H});
-  final_norm_ = load.whole("model.norm.weight");
+  final_norm_.weight = load.whole("model.norm.weight");
 
   layers_.reserve(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -144,8 +144,8 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
       check_shape(weights, p + "mlp.down_proj.bias", {H});
     }
     Layer layer;
-    layer.input_norm = load.whole(p + "input_layernorm.weight");
-    layer.post_norm = load.whole(p + "post_attention_layernorm.weight");
+    layer.input_norm.weight = load.whole(p + "input_layernorm.weight");
+    layer.post_norm.weight = load.whole(p + "post_attention_layernorm.weight");
     layer.attention = std::make_unique<Attention>(
         load.heads(p + "self_attn.q_proj", c.num_heads, D, c.qkv_bias, "num_attention_heads"),
         load.heads(p + "self_attn.k_proj", c.num_kv_heads, D, c.qkv_bias, "num_key_value_heads"),
@@ -281,10 +281,10 @@ KvCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {
 }
 
 int64_t LlamaModel::weight_bytes() const {
-  int64_t total = static_cast<int64_t>(embed_->weight().nbytes()) + static_cast<int64_t>(final_norm_.nbytes());
+  int64_t total = static_cast<int64_t>(embed_->weight().nbytes()) + static_cast<int64_t>(final_norm_.weight.nbytes());
   if (!lm_head_shard_.is_same(embed_->weight())) total += static_cast<int64_t>(lm_head_shard_.nbytes());
   for (const Layer& l : layers_) {
-    total += static_cast<int64_t>(l.input_norm.nbytes() + l.post_norm.nbytes());
+    total += static_cast<int64_t>(l.input_norm.weight.nbytes() + l.post_norm.weight.nbytes());
     total += l.attention->weight_bytes() + l.mlp->weight_bytes();
   }
   return total;
@@ -304,6 +304,17 @@ std::vector<Projection> LlamaModel::projections() {
     out.push_back({p + "mlp.up_proj", &m.up_proj(), nullptr});
     out.push_back({p + "mlp.down_proj", nullptr, &m.down_proj()});
   }
+  return out;
+}
+
+std::vector<Norm> LlamaModel::norms() {
+  std::vector<Norm> out;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    out.push_back({p + "input_layernorm", &layers_[i].input_norm});
+    out.push_back({p + "post_attention_layernorm", &layers_[i].post_norm});
+  }
+  out.push_back({"model.norm", &final_norm_});
   return out;
 }
 

@@ -17,6 +17,7 @@
 #include "engine/model/kv_cache.h"
 #include "engine/model/mlp.h"
 #include "engine/model/model_config.h"
+#include "engine/model/rms_norm.h"
 #include "engine/model/rotary.h"
 
 namespace tlm {
@@ -33,6 +34,13 @@ struct Projection {
   int64_t out_features() const;  // full (unsharded)
   LoraSlot* lora() const;
   void attach_lora(const at::Tensor& A_full, const at::Tensor& B_full, double scale) const;
+};
+
+// One RMSNorm of the model by its HF module name ("model.layers.3.input_layernorm",
+// "model.norm"). Norm-affine tuning attaches here.
+struct Norm {
+  std::string name;
+  NormSlot* slot = nullptr;
 };
 
 class LlamaModel {
@@ -80,6 +88,8 @@ class LlamaModel {
 
   // Every projection in layer order: q, k, v, o, gate, up, down.
   std::vector<Projection> projections();
+  // Every RMSNorm in layer order (input, post-attention), then the final norm.
+  std::vector<Norm> norms();
   const ModelConfig& config() const { return config_; }
   const CommunicatorPtr& tp() const { return tp_; }
   at::ScalarType dtype() const { return dtype_; }
@@ -89,8 +99,8 @@ class LlamaModel {
 
  private:
   struct Layer {
-    at::Tensor input_norm;  // [H]
-    at::Tensor post_norm;   // [H]
+    NormSlot input_norm;  // [H]
+    NormSlot post_norm;   // [H]
     std::unique_ptr<Attention> attention;
     std::unique_ptr<Mlp> mlp;
   };
@@ -101,7 +111,7 @@ class LlamaModel {
   c10::Device device_;
   std::unique_ptr<VocabParallelEmbedding> embed_;
   at::Tensor lm_head_shard_;  // [V/tp, H]; the embedding shard itself when tied
-  at::Tensor final_norm_;
+  NormSlot final_norm_;
   std::vector<Layer> layers_;
   RotaryEmbedding rotary_;
 };

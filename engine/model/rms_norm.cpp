@@ -11,4 +11,9 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * h.to(x.scalar_type());
 }
 
+at::Tensor rms_norm(const at::Tensor& x, const NormSlot& slot, double eps) {
+  if (!slot.active()) return rms_norm(x, slot.weight, eps);
+  return rms_norm(x, slot.tuned.to(x.scalar_type()), eps);
+}
+
 }  // namespace tlm

@@ -88,6 +88,35 @@ class AdaptUnderMpirun(unittest.TestCase):
                 summary = json.loads((out / "summary.json").read_text())
                 self.assertIn(f"tp {tp} x dp {dp}", summary["layout"])
 
+    def test_norm_affine_layouts_equal_one_process(self):
+        # trainable norm-affine: the RMSNorm weights are replicated over TP, their gradients
+        # complete on every rank (no TP reduction) and are summed over DP.
+        extra = ("--trainable", "norm-affine", "--lr", "1e-2", "--generate", "false")
+        self.adapt(self.work / "norm-single", 1, extra=extra)
+        ref_steps, ref_adapter, _ = self.outputs(self.work / "norm-single")
+        base = load_file(self.model_dir / "model.safetensors")
+        init = {k: base[k.replace("base_model.model.", "").replace(".ln_tuning_layers", "")] for k in ref_adapter}
+        self.assertTrue(all(k.endswith(".ln_tuning_layers.weight") for k in ref_adapter))
+        for tp, dp in [(2, 1), (1, 2), (2, 2)]:
+            with self.subTest(tp=tp, dp=dp):
+                out = self.work / f"norm-tp{tp}-dp{dp}"
+                self.adapt(out, tp * dp, tp, dp, extra=extra)
+                steps, adapter, _ = self.outputs(out)
+                self.assertEqual([st["selected"] for st in steps], [st["selected"] for st in ref_steps])
+                assert_close(self, [s["loss"] for s in steps], [s["loss"] for s in ref_steps], rtol=1e-5,
+                             atol=1e-12, what=f"norm-affine tp {tp} x dp {dp} per-step losses")
+                self.assertEqual(sorted(adapter), sorted(ref_adapter))
+                d = np.concatenate([(adapter[k] - init[k]).ravel() for k in sorted(ref_adapter)])
+                d_ref = np.concatenate([(ref_adapter[k] - init[k]).ravel() for k in sorted(ref_adapter)])
+                update_rel = float(np.linalg.norm(d - d_ref) / np.linalg.norm(d_ref))
+                close = float(np.mean(np.abs(d - d_ref) <= 1e-5))
+                print(f"[parity] norm-affine tp {tp} x dp {dp}: |update - update one process| / |update| = "
+                      f"{update_rel:.3e}, {100 * close:.2f}% of the weights within 1e-5", flush=True)
+                # As in launch.adapt_norm_affine: Adam moves a weight whose gradient nearly cancels
+                # by up to lr on rounding noise, so a few elements may differ by more than 1e-5.
+                self.assertLessEqual(update_rel, 5e-3)
+                self.assertGreaterEqual(close, 0.99)
+
     def test_episodic_layouts_equal_one_process(self):
         # Episodic: per prompt a fresh LoRA, 2 SGD steps, answer, reset. TP splits each episode's
         # model; DP gives each replica its own prompts (no gradient reduction between them).

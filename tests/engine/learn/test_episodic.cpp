@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "engine/generate/token_batch.h"
+#include "engine/learn/lora.h"
 #include "engine/learn/episodic.h"
 #include "engine/learn/tlm_objective.h"
 #include "tests/engine/learn/bitwise.h"

@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "engine/learn/lora.h"
 #include "engine/learn/guards.h"
 #include "engine/learn/test_time_learner.h"
 #include "tests/engine/learn/bitwise.h"

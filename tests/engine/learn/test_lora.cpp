@@ -183,12 +183,12 @@ TEST(LoraAdapters, LoadStateErrors) {
   const std::string q0 = "model.layers.0.self_attn.q_proj";
   state[q0 + ".lora_A"] = at::zeros({2, 32});
   EXPECT_EQ(lacks(error_of([&] { lora.load_full_state(state, "adapter_dir"); }),
-                  {"adapter_dir", "'" + q0 + "'", "[2, 32]", "[4, 32]"}),
+                  {"adapter_dir", "'" + q0 + ".lora_A'", "[2, 32]", "[4, 32]"}),
             "");
   state = lora.full_state();
   state.erase("model.layers.1.self_attn.q_proj.lora_B");
   EXPECT_EQ(lacks(error_of([&] { lora.load_full_state(state, "adapter_dir"); }),
-                  {"adapter_dir", "'model.layers.1.self_attn.q_proj'"}),
+                  {"adapter_dir", "'model.layers.1.self_attn.q_proj.lora_B'"}),
             "");
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/formats/safetensors_file.h"
+#include "engine/learn/lora.h"
 #include "engine/learn/peft_adapter.h"
 #include "tests/engine/model/tiny_llama.h"
 

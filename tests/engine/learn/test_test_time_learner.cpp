@@ -15,6 +15,7 @@
 
 #include "engine/common/error.h"
 #include "engine/generate/scoring.h"
+#include "engine/learn/lora.h"
 #include "engine/learn/test_time_learner.h"
 #include "tests/engine/learn/bitwise.h"
 #include "tests/engine/model/tiny_llama.h"

@@ -22,6 +22,7 @@
 
 #include "dist/shard.h"
 #include "engine/generate/scoring.h"
+#include "engine/learn/lora.h"
 #include "engine/learn/methods.h"
 #include "engine/learn/test_time_learner.h"
 #include "engine/model/model_files.h"
