@@ -37,6 +37,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"collective-timeout", "parallel.timeout_seconds", "seconds a collective may wait for a peer before the job aborts (0 = forever)"},
     {"mode", "mode", "online, offline or episodic (per prompt: fresh LoRA, K steps, answer, reset)"},
     {"episodic-steps", "episodic.steps", "mode episodic: K gradient steps on each prompt's NLL"},
+    {"scalenet", "episodic.scalenet", "mode episodic: per-layer, per-step step sizes from this ScaleNet (tlm scalenet-train)"},
     {"method", "method", "tlm (default), tent, eata, come or sytta: what the steps minimise"},
     {"data", "data.path", "prompt file: JSON array, JSONL or text"},
     {"data-format", "data.format", "auto, json, jsonl, txt"},
@@ -317,6 +318,9 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.mode = mode == "online" ? AdaptMode::Online : mode == "offline" ? AdaptMode::Offline : AdaptMode::Episodic;
   c.episodic_steps = r.get<int64_t>("episodic.steps", c.episodic_steps);
   TLM_CHECK(c.episodic_steps >= 1, r.origin("episodic.steps"), ": episodic.steps must be >= 1");
+  c.scalenet = r.get<std::string>("episodic.scalenet", "");
+  TLM_CHECK(c.scalenet.empty() || c.mode == AdaptMode::Episodic, r.origin("episodic.scalenet"),
+            ": ScaleNet sets the step sizes of mode episodic; this job is ", mode);
   c.data = r.get<std::string>("data.path", "");
   c.data_options.format = parse_prompt_format(r.get<std::string>("data.format", "auto"));
   const std::string prompt_field = r.get<std::string>("data.prompt_field", "");

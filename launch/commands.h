@@ -7,5 +7,6 @@ int run_generate(int argc, char** argv);
 int run_score(int argc, char** argv);
 int run_adapt(int argc, char** argv);
 int run_eval(int argc, char** argv);
+int run_scalenet_train(int argc, char** argv);
 
 }  // namespace tlm

@@ -24,11 +24,12 @@ const std::map<std::string, Command> kCommands = {
     {"eval", {tlm::run_eval, "ROUGE-Lsum / exact match of predictions; answer NLL with and without an adapter"}},
     {"generate", {tlm::run_generate, "answer prompts; print each prompt's input perplexity"}},
     {"score", {tlm::run_score, "input perplexity of every record of a prompt file (JSONL out)"}},
+    {"scalenet-train", {tlm::run_scalenet_train, "train ScaleNet, the step sizes of episodic adaptation"}},
 };
 
 void usage(std::ostream& os) {
   os << "tlm: test-time learning for Llama-family LLMs\n\nusage: tlm <command> [options]\n\ncommands:\n";
-  for (const auto& [name, cmd] : kCommands) os << "  " << name << std::string(10 - name.size(), ' ') << cmd.summary << "\n";
+  for (const auto& [name, cmd] : kCommands) os << "  " << name << std::string(16 - name.size(), ' ') << cmd.summary << "\n";
   os << "\n`tlm <command> --help` lists a command's options.\n";
 }
 

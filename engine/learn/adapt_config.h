@@ -35,6 +35,7 @@ struct AdaptConfig {
   // over). false = one optimiser for the whole stream.
   bool fresh_optimizer_per_chunk = true;
   int64_t episodic_steps = 5;    // mode episodic: K gradient steps per prompt (at learning_rate)
+  std::string scalenet;          // mode episodic: ScaleNet file for per-layer, per-step sizes
   StepOptions step;
   GuardOptions guards;           // collapse guards (all off by default)
   MethodSpec method;             // which objective, and its settings (method.tlm for TLM)

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include <ATen/ATen.h>
 
@@ -26,12 +27,12 @@ struct ChunkEpisodes {
 };
 
 ChunkEpisodes run_block(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
-                        EpisodicAdapter& episodes, const std::vector<Sample>& samples,
+                        EpisodicAdapter& episodes, const StepSizes* sizes, const std::vector<Sample>& samples,
                         size_t begin, size_t end, int32_t pad) {
   ChunkEpisodes out;
   for (size_t i = begin; i < end; ++i) {
     const auto t = std::chrono::steady_clock::now();
-    const std::vector<double> nll = episodes.adapt(samples[i].ids);
+    const std::vector<double> nll = episodes.adapt(samples[i].ids, sizes);
     out.nll.insert(out.nll.end(), nll.begin(), nll.end());
     if (config.generate) {
       const std::vector<Generation> g = generate(model, {samples[i].ids}, config.generation);
@@ -63,11 +64,24 @@ nlohmann::json run_episodic(LlamaModel& model, const PromptEncoder& encoder, con
   at::manual_seed(config.lora.seed);
   LoraAdapters lora(model, config.lora);
   EpisodicAdapter episodes(model, lora, {config.episodic_steps, config.learning_rate});
+  std::optional<ScaleNet> net;
+  std::optional<ScaleNetStepSizes> sizes;
+  if (!config.scalenet.empty()) {
+    net.emplace(ScaleNet::load(config.scalenet, model.device()));
+    std::vector<std::string> modules;
+    for (const Projection& p : lora.modules()) modules.push_back(p.name);
+    TLM_CHECK(net->shape().modules == modules && net->shape().hidden_size == model.config().hidden_size,
+              config.scalenet, ": the net was trained for other LoRA modules or another hidden size than this job's");
+    if (net->shape().steps != config.episodic_steps || net->shape().lr != config.learning_rate)
+      log_warn(str_cat(config.scalenet, ": trained for K ", net->shape().steps, " at lr ", net->shape().lr,
+                       ", this job runs K ", config.episodic_steps, " at lr ", config.learning_rate));
+    sizes.emplace(*net);
+  }
   const size_t k1 = static_cast<size_t>(config.episodic_steps) + 1;
   RunOutputs outputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root());
   log_info(str_cat("episodic on ", samples.size(), " prompts from ", config.data, ": per prompt a fresh lora r=",
                    config.lora.rank, " alpha=", config.lora.alpha, ", ", config.episodic_steps, " steps at lr ",
-                   config.learning_rate, ", answer, reset"));
+                   config.learning_rate, sizes ? " x ScaleNet " + config.scalenet : std::string(), ", answer, reset"));
   std::vector<std::string> predictions;
   std::vector<double> adapted_ce;
   ContinuationNll adapted_answer;
@@ -75,7 +89,7 @@ nlohmann::json run_episodic(LlamaModel& model, const PromptEncoder& encoder, con
   for (size_t b = 0; b < samples.size(); b += chunk) {
     const size_t e = std::min(samples.size(), b + chunk);
     const auto [lb, le] = replica_block(b, e, grid);
-    const ChunkEpisodes local = run_block(model, encoder, config, episodes, samples, lb, le, job.pad);
+    const ChunkEpisodes local = run_block(model, encoder, config, episodes, sizes ? &*sizes : nullptr, samples, lb, le, job.pad);
     const std::vector<std::string> answers = all_gather_strings(local.answers, grid.host_dp);
     const std::vector<double> nll = all_gather_doubles(local.nll, grid.host_dp);
     const std::vector<double> answer_nll = all_gather_doubles(local.answer_nll, grid.host_dp);
@@ -115,7 +129,8 @@ nlohmann::json run_episodic(LlamaModel& model, const PromptEncoder& encoder, con
   const std::optional<ContinuationNll> base_answer = answer_nll_of_references(model, encoder, config, grid, samples);
   lora.set_enabled(true);
   const double after_ce = mean(adapted_ce);
-  nlohmann::json method = {{"mode", "episodic"}, {"method", "episodic (fixed lr)"}, {"lr", config.learning_rate},
+  nlohmann::json method = {{"mode", "episodic"}, {"method", sizes ? "episodic (ScaleNet)" : "episodic (fixed lr)"},
+                           {"scalenet", sizes ? nlohmann::json(config.scalenet) : nlohmann::json(nullptr)}, {"lr", config.learning_rate},
                            {"episodic_steps", config.episodic_steps}, {"lora_rank", config.lora.rank},
                            {"lora_alpha", config.lora.alpha}, {"lora_targets", config.lora.targets},
                            {"max_new_tokens", config.generation.max_new_tokens}};

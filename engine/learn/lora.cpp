@@ -87,6 +87,8 @@ const LoraPart& LoraAdapters::part(size_t i) const {
   return i % 2 == 0 ? s.a_part : s.b_part;
 }
 
+bool LoraAdapters::owns(size_t i) const { return part(i).owner; }
+
 std::vector<int64_t> LoraAdapters::full_shape(size_t i) const { return part(i).full_shape; }
 
 at::Tensor LoraAdapters::assemble_full(size_t i, const at::Tensor& local) const {

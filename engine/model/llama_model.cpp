@@ -160,7 +160,7 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
 }
 
 at::Tensor LlamaModel::forward_hidden(const at::Tensor& ids, const at::Tensor& attention_mask,
-                                      KvCache* cache) const {
+                                      KvCache* cache, std::vector<at::Tensor>* residuals) const {
   const bool padded = attention_mask.defined();
   TLM_CHECK(ids.dim() == 2 && (!padded || attention_mask.sizes() == ids.sizes()), "forward: ids ",
             ids.sizes(), " and attention_mask ", padded ? attention_mask.sizes() : ids.sizes(),
@@ -202,6 +202,7 @@ at::Tensor LlamaModel::forward_hidden(const at::Tensor& ids, const at::Tensor& a
     in.layer = static_cast<int>(i);
     x = x + layer.attention->forward(rms_norm(x, layer.input_norm, config_.rms_norm_eps), in);
     x = x + layer.mlp->forward(rms_norm(x, layer.post_norm, config_.rms_norm_eps));
+    if (residuals) residuals->push_back(x);
   }
   if (cache) {
     cache->length += T;

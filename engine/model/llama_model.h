@@ -53,9 +53,11 @@ class LlamaModel {
   // ids [B, T] int64 on the model's device, attention_mask [B, T] (1 = token, 0 = padding,
   // left or right; undefined = every token is real, the causal fast path) -> final-normed
   // hidden states [B, T, H]. Rotary positions count only real tokens, so a padded row
-  // computes what it would alone. With a cache the T tokens are appended to it.
+  // computes what it would alone. With a cache the T tokens are appended to it. With
+  // `residuals`, the residual stream after each layer [B, T, H] is appended to it (ScaleNet's
+  // features), in the autograd graph as computed.
   at::Tensor forward_hidden(const at::Tensor& ids, const at::Tensor& attention_mask,
-                            KvCache* cache = nullptr) const;
+                            KvCache* cache = nullptr, std::vector<at::Tensor>* residuals = nullptr) const;
   // Full-vocabulary fp32 logits [B, T, V] (tests and small inputs; scoring does not use it).
   at::Tensor logits(const at::Tensor& ids, const at::Tensor& attention_mask) const;
   // Full-vocabulary fp32 logits of hidden states [N, H] -> [N, V] (next-token choice).
