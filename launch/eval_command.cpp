@@ -69,7 +69,7 @@ int run_eval(int argc, char** argv) {
   options.add_options("Evaluation")
       ("predictions", "predictions.jsonl of a run", cxxopts::value<std::string>())
       ("data", "records with references, for answer NLL", cxxopts::value<std::string>())
-      ("adapter", "PEFT adapter directory (e.g. RUN/adapter) for the adapted answer NLL",
+      ("adapter", "PEFT adapter directory (LoRA or LN tuning, e.g. RUN/adapter) for the adapted answer NLL",
        cxxopts::value<std::string>())
       ("max-samples", "use the first N records of --data (0 = all)", cxxopts::value<int64_t>()->default_value("0"))
       ("batch-size", "records per forward", cxxopts::value<int64_t>()->default_value("8"))
@@ -103,9 +103,7 @@ int run_eval(int argc, char** argv) {
                           {"answer_tokens", base.tokens}, {"answer_nll_base", base.per_token()}};
     if (parsed.count("adapter")) {
       const std::string dir = parsed["adapter"].as<std::string>();
-      PeftAdapter adapter = load_peft_adapter(dir);
-      LoraAdapters lora(*m.model, adapter.config);
-      lora.load_full_state(adapter.state, dir);
+      const std::unique_ptr<TrainableSet> adapter = attach_peft_adapter(*m.model, load_peft_adapter(dir), dir);
       const ContinuationNll adapted = continuation_nll(*m.model, prompts, answers, batch, pad);
       nll["adapter"] = dir;
       nll["answer_nll_adapted"] = adapted.per_token();

@@ -31,7 +31,13 @@ methods=(
   "sytta|sytta-online.yaml|"
   "norm-affine|norm-affine-online.yaml|"
   "episodic|episodic.yaml|"
+  "episodic-scalenet|episodic.yaml|--scalenet @SCALENET@"
 )
+# ScaleNet for episodic-scalenet: trained on a disjoint later slice of the same file (records
+# SCALENET_SKIP .. SCALENET_SKIP + SCALENET_N of the usable ones; defaults 100 and 150), once
+# per dataset, into OUT_DIR/<ds>-scalenet.safetensors.
+scalenet_skip=${SCALENET_SKIP:-100}
+scalenet_n=${SCALENET_N:-150}
 
 for ds in agriculture finance; do
   if [ ! -f "$out/$ds-base/eval.json" ]; then
@@ -42,8 +48,15 @@ for ds in agriculture finance; do
     echo $(( $(date +%s) - start )) > "$out/$ds-base/seconds"
     "$tlm" eval --predictions "$out/$ds-base/predictions.jsonl" --output "$out/$ds-base/eval.json" > /dev/null
   fi
+  net="$out/$ds-scalenet.safetensors"
+  if [ ! -f "$net" ] && [ ! -f "$out/$ds-episodic-scalenet/summary.json" ]; then
+    "$tlm" scalenet-train --config "$cfg/episodic.yaml" --data "$data/$ds.json" --skip "$scalenet_skip" \
+      --max-samples "$scalenet_n" --output "$net" > "$out/$ds-scalenet.log" 2>&1 ||
+      echo "FAILED $ds-scalenet (see $out/$ds-scalenet.log)" >&2
+  fi
   for m in "${methods[@]}"; do
     IFS='|' read -r name recipe flags <<< "$m"
+    flags=${flags//@SCALENET@/$net}
     dir="$out/$ds-$name"
     [ -f "$dir/summary.json" ] && continue
     if [ ! -f "$cfg/$recipe" ]; then

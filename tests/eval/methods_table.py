@@ -44,7 +44,7 @@ for ds in ("agriculture", "finance"):
     for name, nll, rouge, ppl, sel, wall, forget, n in rows:
         if ds != "agriculture":
             forget_s = "-"
-        elif name == "episodic":
+        elif name.startswith("episodic"):
             forget_s = "0 (no adapter kept)"
         else:
             forget_s = fmt(forget, "+.4f")

@@ -12,6 +12,7 @@ SIGKILL, a rank stopped with SIGSTOP (hung) and a rank that fails with an error 
 whole job non-zero, well within the timeout plus start-up, with a message naming the rank.
 """
 import json
+import pathlib
 import os
 import statistics
 import subprocess
@@ -120,26 +121,55 @@ class AdaptUnderMpirun(unittest.TestCase):
     def test_episodic_layouts_equal_one_process(self):
         # Episodic: per prompt a fresh LoRA, 2 SGD steps, answer, reset. TP splits each episode's
         # model; DP gives each replica its own prompts (no gradient reduction between them).
-        def episodic(out, ranks, tp=1, dp=1):
-            cmd = [binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "episodic.yaml",
-                   "--model", self.model_dir, "--data", self.data, "--output-dir", out, "--chat-template", "chatml",
-                   "--cutoff-len", 0, "--episodic-steps", 2, "--lr", "0.05", "--stream-batch", 4,
-                   "--max-new-tokens", 6, "--device", "cpu"]
-            if ranks > 1:
-                cmd = MPIRUN + ["-np", str(ranks)] + cmd + ["--tp-size", tp, "--dp-size", dp, "--collective-timeout", 30]
-            run(cmd, env=ENV)
-            lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-            return lines, (out / "predictions.jsonl").read_text(), json.loads((out / "summary.json").read_text())
-        ref, ref_pred, ref_summary = episodic(self.work / "episodic-single", 1)
+        ref, ref_pred, ref_summary = self.episodic(self.work / "episodic-single", 1)
         self.assertEqual(len(ref), len(PROMPTS))
         self.assertLess(ref_summary["input_ce_adapted"], ref_summary["input_ce_base"])
         for tp, dp in [(2, 1), (1, 2)]:
             with self.subTest(tp=tp, dp=dp):
-                got, pred, _ = episodic(self.work / f"episodic-tp{tp}-dp{dp}", 2, tp, dp)
+                got, pred, _ = self.episodic(self.work / f"episodic-tp{tp}-dp{dp}", 2, tp, dp)
                 assert_close(self, [x for l in got for x in l["episode_nll"]],
                              [x for l in ref for x in l["episode_nll"]], rtol=1e-5,
                              what=f"episodic tp {tp} x dp {dp} per-step prompt NLLs")
                 self.assertEqual(pred, ref_pred, "episodic predictions.jsonl differs from the one-process run")
+
+    def test_scalenet_train_and_episodic_with_it_under_tp(self):
+        # tlm scalenet-train on the stream's reference answers (one process, then TP 2: the
+        # same net), and episodic adaptation with that net at TP 2 equal to one process.
+        def train(out, ranks):
+            cmd = [binary("launch/tlm"), "scalenet-train", "--config", SOURCE_DIR / "configs" / "episodic.yaml",
+                   "--model", self.model_dir, "--data", self.data, "--chat-template", "chatml", "--cutoff-len", 0,
+                   "--episodic-steps", 2, "--lr", "0.05", "--scalenet-lr", "1e-2", "--epochs", 2, "--device", "cpu",
+                   "--output", out]
+            if ranks > 1:
+                cmd = MPIRUN + ["-np", str(ranks)] + cmd + ["--tp-size", ranks, "--collective-timeout", 30]
+            run(cmd, env=ENV)
+            return [json.loads(l) for l in pathlib.Path(str(out) + ".log.jsonl").read_text().splitlines()]
+        net = self.work / "scalenet.safetensors"
+        log = train(net, 1)
+        self.assertEqual(len(log), 2 * len(PROMPTS))
+        self.assertNotEqual(log[-1]["multiplier_max"], 1.0, "training did not move the multipliers")
+        log_tp = train(self.work / "scalenet-tp2.safetensors", 2)
+        assert_close(self, [l["outer_nll"] for l in log_tp], [l["outer_nll"] for l in log], rtol=1e-4,
+                     what="scalenet-train tp 2 outer NLLs")
+        ref, _, summary = self.episodic(self.work / "scalenet-single", 1, extra=("--scalenet", net))
+        self.assertEqual(summary["config"]["method"], "episodic (ScaleNet)")
+        fixed, _, _ = self.episodic(self.work / "episodic-single", 1)
+        self.assertNotEqual([l["episode_nll"] for l in ref], [l["episode_nll"] for l in fixed])
+        got, _, _ = self.episodic(self.work / "scalenet-tp2", 2, 2, 1, extra=("--scalenet", net))
+        assert_close(self, [x for l in got for x in l["episode_nll"]], [x for l in ref for x in l["episode_nll"]],
+                     rtol=1e-5, what="episodic with ScaleNet tp 2 per-step prompt NLLs")
+
+    def episodic(self, out, ranks, tp=1, dp=1, extra=()):
+        """Episodic (per prompt a fresh LoRA, 2 SGD steps, answer, reset) on the tiny model."""
+        cmd = [binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "episodic.yaml",
+               "--model", self.model_dir, "--data", self.data, "--output-dir", out, "--chat-template", "chatml",
+               "--cutoff-len", 0, "--episodic-steps", 2, "--lr", "0.05", "--stream-batch", 4,
+               "--max-new-tokens", 6, "--device", "cpu", *extra]
+        if ranks > 1:
+            cmd = MPIRUN + ["-np", str(ranks)] + cmd + ["--tp-size", tp, "--dp-size", dp, "--collective-timeout", 30]
+        run(cmd, env=ENV)
+        lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+        return lines, (out / "predictions.jsonl").read_text(), json.loads((out / "summary.json").read_text())
 
     def check_failure(self, action, failing_rank, expect):
         start = time.monotonic()
