@@ -69,6 +69,9 @@ const std::vector<RecipeFlag> kFlags = {
     {"entropy-margin", "objective.entropy_margin", "eata: keep samples with entropy < this * ln(vocabulary)"},
     {"redundancy-margin", "objective.redundancy_margin", "eata: keep samples whose cosine to the moving average is below this"},
     {"moving-average", "objective.moving_average", "eata: m = this * m + (1 - this) * mean of the kept"},
+    {"fisher-data", "objective.fisher_data", "eata: reference prompts for EATA's Fisher regulariser (off when unset)"},
+    {"fisher-alpha", "objective.fisher_alpha", "eata: weight of the Fisher regulariser alpha * sum F (theta - theta0)^2"},
+    {"fisher-samples", "objective.fisher_samples", "eata: reference prompts the Fisher information is estimated on"},
     {"guard-loss-floor", "guard.loss_floor", "collapse guard: reset the adapter when the moving average of the loss falls below this (0 = off)"},
     {"guard-loss-average", "guard.loss_average", "collapse guard: a of that moving average m = a m + (1 - a) loss"},
     {"guard-reset-every", "guard.reset_every", "collapse guard: reset the adapter every N steps (0 = off)"},
@@ -231,6 +234,14 @@ MethodSpec read_method(RecipeReader& r) {
   method.eata.moving_average = r.get<double>("objective.moving_average", method.eata.moving_average);
   TLM_CHECK(method.eata.moving_average >= 0 && method.eata.moving_average < 1, r.origin("objective.moving_average"),
             ": objective.moving_average must be in [0, 1)");
+  method.fisher.data = r.get<std::string>("objective.fisher_data", "");
+  method.fisher.alpha = r.get<double>("objective.fisher_alpha", method.fisher.alpha);
+  method.fisher.samples = r.get<int64_t>("objective.fisher_samples", method.fisher.samples);
+  TLM_CHECK(method.fisher.alpha >= 0, r.origin("objective.fisher_alpha"), ": objective.fisher_alpha must be >= 0");
+  TLM_CHECK(method.fisher.samples >= 1, r.origin("objective.fisher_samples"), ": objective.fisher_samples must be >= 1");
+  const bool eata_based = method.name == "eata" || (method.name == "come" && method.come_base == "eata");
+  TLM_CHECK(!method.fisher.enabled() || eata_based, r.origin("objective.fisher_data"),
+            ": the Fisher regulariser is EATA's; method '", method.name, "' does not take it");
   method.sytta.entropy_weight = r.get<double>("objective.entropy_weight", method.sytta.entropy_weight);
   method.sytta.kl_weight = r.get<double>("objective.kl_weight", method.sytta.kl_weight);
   TLM_CHECK(method.sytta.entropy_weight >= 0, r.origin("objective.entropy_weight"), ": objective.entropy_weight must be >= 0");

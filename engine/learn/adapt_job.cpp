@@ -123,6 +123,25 @@ std::string objective_summary(const nlohmann::json& spec) {
   return out;
 }
 
+// EATA's Fisher regulariser from the reference prompts, or null when off.
+std::shared_ptr<const FisherRegulariser> make_fisher(const AdaptConfig& config, const PromptEncoder& encoder,
+                                                     const ProcessGrid& grid, const LlamaModel& model,
+                                                     TrainableSet& trainable) {
+  const FisherOptions& f = config.method.fisher;
+  if (!f.enabled()) return nullptr;
+  AdaptConfig reference;
+  reference.data = f.data;
+  reference.max_samples = f.samples;
+  std::vector<std::vector<int32_t>> prompts;
+  for (Sample& s : load_job_samples(reference, encoder, grid).samples) prompts.push_back(std::move(s.ids));
+  auto fisher = std::make_shared<FisherRegulariser>(model, trainable, prompts, f.alpha);
+  double total = 0;
+  for (const at::Tensor& t : fisher->fisher()) total += t.sum().item<double>();
+  log_info(str_cat("EATA Fisher regulariser: F from ", prompts.size(), " prompts of ", f.data, " (sum of this rank's F ",
+                   total, "), alpha ", f.alpha));
+  return fisher;
+}
+
 // LoRA with the job's settings (from --init-adapter when given), or the norm weights.
 std::unique_ptr<TrainableSet> make_trainable(LlamaModel& model, const AdaptConfig& config) {
   if (config.trainable == TrainableKind::NormAffine) {
@@ -213,11 +232,14 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   TrainableSet& trainable = *owned;  // LoRA, or the norm weights (trainable: norm-affine)
   TestTimeLearner learner(model, trainable, make_objective(config.method, model), config.step, config.adamw, grid.dp,
                           grid.host_dp);
+  std::shared_ptr<const FisherRegulariser> fisher = make_fisher(config, encoder, grid, model, trainable);
+  learner.set_regulariser(fisher);  // estimated under the fresh trainables, before any resume
   const bool online = config.mode == AdaptMode::Online;
   TLM_CHECK(!config.method.needs_generated_tokens() || (online && config.generate),
             "objective.positions: generated needs an online job that generates its answers "
             "(mode online, generation.enabled true)");
-  const nlohmann::json method = method_json(config, learner.objective(), trainable);
+  nlohmann::json method = method_json(config, learner.objective(), trainable);
+  if (fisher) method.update(fisher->spec());
   CheckpointIdentity identity;
   identity.engine_version = "tlm 0.1.0";
   identity.base_model_path = model_path;

@@ -41,9 +41,7 @@ class LoraAdapters : public TrainableSet {
   const std::vector<Projection>& modules() const { return modules_; }
   // The layers' LoRA slots, module order.
   std::vector<LoraSlot*> slots() const;
-  // Whether this rank speaks for parameter i's elements in sums over the full adapter (each
-  // element has one owner rank under TP).
-  bool owns(size_t i) const;
+  bool owns(size_t i) const override;
 
   TrainableKind kind() const override { return TrainableKind::Lora; }
   // A and B of each module, module order; names "<module>.lora_A", "<module>.lora_B".

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/learn/entropy_objectives.h"
+#include "engine/learn/fisher_regulariser.h"
 #include "engine/learn/objective.h"
 #include "engine/learn/sytta_objective.h"
 #include "engine/learn/tlm_objective.h"
@@ -31,6 +32,7 @@ struct MethodSpec {
   EataOptions eata;          // eata's margins (its `entropy` is taken from above)
   std::string come_base = "tent";  // come: tent or eata
   SyttaOptions sytta;        // its generated_tokens is taken from entropy
+  FisherOptions fisher;      // eata (and come on eata): EATA's Fisher regulariser, off by default
   // True when the objective learns from the answers the job generates (positions = generated).
   bool needs_generated_tokens() const;
 };

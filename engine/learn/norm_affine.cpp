@@ -15,7 +15,8 @@ const std::vector<std::string>& norm_target_names() {
   return names;
 }
 
-NormAffine::NormAffine(LlamaModel& model, std::vector<std::string> targets) : targets_(std::move(targets)) {
+NormAffine::NormAffine(LlamaModel& model, std::vector<std::string> targets)
+    : targets_(std::move(targets)), tp_rank_(model.tp()->rank()) {
   TLM_CHECK(!targets_.empty(), "norm-affine targets must not be empty");
   const auto& known = norm_target_names();
   for (const std::string& t : targets_)

@@ -31,6 +31,7 @@ class NormAffine : public TrainableSet {
   // One tensor per norm, named "<module>.weight".
   std::vector<at::Tensor> parameters() const override;
   std::vector<std::string> parameter_names() const override;
+  bool owns(size_t) const override { return tp_rank_ == 0; }  // replicated: TP rank 0 speaks
   std::vector<int64_t> full_shape(size_t i) const override;
   at::Tensor assemble_full(size_t i, const at::Tensor& local) const override;
   at::Tensor local_part(size_t i, const at::Tensor& full) const override;
@@ -43,6 +44,7 @@ class NormAffine : public TrainableSet {
  private:
   std::vector<Norm> norms_;
   std::vector<std::string> targets_;
+  int tp_rank_ = 0;
 };
 
 }  // namespace tlm

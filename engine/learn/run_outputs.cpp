@@ -99,6 +99,7 @@ void RunOutputs::write_step(const StepRecord& step, int64_t samples_seen) {
                       {"tokens", step.tokens}, {"seconds", step.seconds},
                       {"tokens_per_s", step.seconds > 0 ? step.tokens / step.seconds : 0.0}};
   for (const auto& [name, values] : step.extra) j[name] = values;
+  if (step.regulariser != 0.0) j["regulariser"] = step.regulariser;
   if (!step.skip_reason.empty()) {
     j["skip_reason"] = step.skip_reason;
     if (writer_)

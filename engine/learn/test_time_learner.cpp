@@ -148,6 +148,7 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   } else {
     if (loss.defined()) loss.backward();
     if (model_.tp()->size() > 1 || dp_->size() > 1) trainable_.reduce_gradients(model_.tp(), dp_);
+    if (regulariser_) rec.regulariser = regulariser_->add_gradient(trainable_, model_.tp());
     rec.grad_norm = clip_gradients(trainable_, optimizer_.params(), model_.tp(), step_.max_grad_norm);
     if (!std::isfinite(rec.grad_norm)) {
       rec.skip_reason = "non-finite gradient";

@@ -18,6 +18,7 @@
 
 #include "engine/generate/token_batch.h"
 #include "engine/learn/adamw.h"
+#include "engine/learn/fisher_regulariser.h"
 #include "engine/learn/trainable_set.h"
 #include "engine/model/llama_model.h"
 #include "engine/learn/objective.h"
@@ -43,6 +44,7 @@ struct StepRecord {
   double loss = 0.0;
   double lr = 0.0;
   double grad_norm = 0.0;
+  double regulariser = 0.0;         // the parameter regulariser's value (EATA's Fisher term), if any
   bool updated = false;
   std::string skip_reason;          // "non-finite loss", "non-finite gradient", "no sample selected"
   int64_t tokens = 0;
@@ -72,6 +74,9 @@ class TestTimeLearner {
 
   AdamW& optimizer() { return optimizer_; }
   TrainableSet& trainable() { return trainable_; }
+  // A regulariser of the trainables (EATA's Fisher term): its gradient joins the loss's after
+  // the gradient reduction, before clipping.
+  void set_regulariser(std::shared_ptr<const FisherRegulariser> regulariser) { regulariser_ = std::move(regulariser); }
   Objective& objective() { return *objective_; }
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }  // a resumed job continues the count
@@ -84,6 +89,7 @@ class TestTimeLearner {
   LlamaModel& model_;
   TrainableSet& trainable_;
   std::shared_ptr<Objective> objective_;
+  std::shared_ptr<const FisherRegulariser> regulariser_;
   StepOptions step_;
   AdamW optimizer_;
   CommunicatorPtr dp_;

@@ -31,6 +31,9 @@ class TrainableSet {
   // "model.layers.0.self_attn.q_proj.lora_A", "model.layers.0.input_layernorm.weight").
   virtual std::vector<at::Tensor> parameters() const = 0;
   virtual std::vector<std::string> parameter_names() const = 0;
+  // Whether this rank speaks for parameter i's elements in sums over the full set (each
+  // element has one owner rank under TP).
+  virtual bool owns(size_t i) const = 0;
   // The full (unsharded) shape of parameter i.
   virtual std::vector<int64_t> full_shape(size_t i) const = 0;
   // The full-size form of a tensor shaped like this rank's parameter i (the parameter itself,

@@ -116,13 +116,17 @@ TEST(TestTimeLearnerMpi, EntropyFamilyStepsEqualOneProcess) {
   LoraConfig lc;
   lc.targets = lora_target_names();
   lc.rank = 4;
-  auto run = [&](const MethodSpec& method, LlamaModel& model, const CommunicatorPtr& dp, const ProcessGrid* g) {
+  const auto reference_prompts = test::random_token_sequences(3, spec.vocab_size, 31, 6);
+  auto run = [&](const MethodSpec& method, LlamaModel& model, const CommunicatorPtr& dp, const ProcessGrid* g,
+                 bool fisher = false) {
     const double lr = method.name == "come" ? 1e-3 : 1e-2;
     LoraAdapters lora(model, lc);
     // EATA steps only when it keeps a sample (its official code's rule, and its recipe's).
     StepOptions step;
     step.skip_unselected = method.name == "eata";
     TestTimeLearner learner(model, lora, make_objective(method, model), step, AdamWOptions{}, dp);
+    // EATA's Fisher regulariser: F from TP-reduced gradients, its gradient added after reduction.
+    if (fisher) learner.set_regulariser(std::make_shared<FisherRegulariser>(model, lora, reference_prompts, 100.0));
     std::vector<StepRecord> records;
     for (int k = 0; k < 5; ++k) {
       const std::vector<std::vector<int32_t>> batch(seqs.begin() + 4 * k, seqs.begin() + 4 * k + 4);
@@ -156,10 +160,12 @@ TEST(TestTimeLearnerMpi, EntropyFamilyStepsEqualOneProcess) {
     std::sort(cos.begin(), cos.end());
     eata.eata.redundancy_margin = (cos[1] + cos[2]) / 2;
   }
-  for (const std::string name : {"tent", "eata", "come", "sytta"}) {
-    MethodSpec method = name == "eata" ? eata : MethodSpec{};
-    method.name = name;
-    const auto [want, want_adapter] = run(method, *ref.model, nullptr, nullptr);
+  for (const std::string name : {"tent", "eata", "eata-fisher", "come", "sytta"}) {
+    const bool fisher = name == "eata-fisher";
+    MethodSpec method = name.rfind("eata", 0) == 0 ? eata : MethodSpec{};
+    method.name = fisher ? "eata" : name;
+    const auto [want, want_adapter] = run(method, *ref.model, nullptr, nullptr, fisher);
+    if (fisher) EXPECT_GT(want.back().regulariser, 0.0) << "the Fisher term is zero: the test would not see it";
     int kept = 0, dropped = 0;
     for (const StepRecord& r : want)
       for (bool s : r.selected) (s ? kept : dropped)++;
@@ -170,13 +176,14 @@ TEST(TestTimeLearnerMpi, EntropyFamilyStepsEqualOneProcess) {
     for (auto [tp, dp] : test::test_layouts(test::world_size())) {
       ProcessGrid g = test::mpi_grid(tp, dp);
       LlamaModel model(ref.config, *ref.weights, g.tp, at::kFloat);
-      const auto [got, got_adapter] = run(method, model, g.dp, &g);
+      const auto [got, got_adapter] = run(method, model, g.dp, &g, fisher);
       double worst = 0;
       for (size_t k = 0; k < got.size(); ++k) {
         EXPECT_EQ(got[k].selected, want[k].selected) << name << " step " << k;
         const double rel = std::abs(got[k].loss - want[k].loss) / std::max(1e-30, std::abs(want[k].loss));
         worst = std::max(worst, rel);
         EXPECT_LE(rel, 1e-5) << name << " step " << k << ": " << got[k].loss << " vs " << want[k].loss;
+        EXPECT_NEAR(got[k].regulariser, want[k].regulariser, 1e-5 * std::abs(want[k].regulariser)) << name << " step " << k;
         for (const auto& [stat, values] : want[k].extra) {
           ASSERT_EQ(got[k].extra.at(stat).size(), values.size()) << stat;
           for (size_t i = 0; i < values.size(); ++i) EXPECT_NEAR(got[k].extra.at(stat)[i], values[i], 1e-5) << stat;
