@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <memory>
 
 #include "engine/common/log.h"
@@ -121,6 +122,14 @@ std::string objective_summary(const nlohmann::json& spec) {
     out += str_cat(out.empty() ? "" : ", ", key, " ", value.is_string() ? value.get<std::string>() : value.dump());
   }
   return out;
+}
+
+// The lines of a text file; none when it does not exist.
+std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
 }
 
 // EATA's Fisher regulariser from the reference prompts, or null when off.
@@ -257,6 +266,9 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   // the lines consistent with it (answers are written chunk by chunk before training).
   ResumePoint resume_point;
   nlohmann::json resumed_scheduler;
+  std::map<std::string, at::Tensor> resumed_method_state, resumed_guard_state;
+  std::map<std::string, std::vector<double>> resumed_stats;
+  std::string resumed_from;
   if (!config.resume.empty()) {
     TLM_CHECK(online, "--resume: only online jobs resume so far (an offline job reruns from the start)");
     const std::string path = find_resume_checkpoint(config.resume, config.checkpoints.directory);
@@ -264,7 +276,13 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
     apply_checkpoint(state, identity, stream_identity, trainable, learner.optimizer(), path, config.resume_ignore_base);
     learner.set_steps(state.global_step);
     checkpoints.restore(state, path);
-    learner.objective().load_state(state.method_state, path);
+    for (const auto& [name, t] : state.method_state) {
+      if (name.rfind("guard.", 0) == 0) resumed_guard_state[name.substr(6)] = t;
+      else resumed_method_state[name] = t;
+    }
+    resumed_stats = state.stats;
+    learner.objective().load_state(resumed_method_state, path);
+    resumed_from = path;
     resumed_scheduler = nlohmann::json::parse(state.scheduler_state, nullptr, false);
     samples_seen = state.samples_consumed;
     const int64_t chunk = config.stream_batch, n = static_cast<int64_t>(samples.size());
@@ -276,7 +294,17 @@ nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
   RunOutputs outputs = config.resume.empty()
                            ? RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root())
                            : RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root(), resume_point);
+  // A resumed job's guards.jsonl: the old lines, read before the guards reopen the file.
+  const std::vector<std::string> old_events = resumed_from.empty() ? std::vector<std::string>{}
+                                                                     : read_lines(config.output_dir + "/guards.jsonl");
   std::unique_ptr<CollapseGuards> guards = make_guards(config, encoder, grid, model, learner, job.pad);
+  checkpoints.set_guards(guards.get());
+  if (guards && !resumed_from.empty()) {
+    guards->load_state(resumed_guard_state, resumed_stats, resumed_from);
+    guards->keep_events_until(old_events, resume_point.steps);
+  } else if (!resumed_guard_state.empty()) {
+    log_warn(resumed_from + ": saved with collapse guards, which this job does not run; their state is dropped");
+  }
   std::vector<std::string> predictions = outputs.kept_predictions();
   // Objectives that learn from the generated answers: their token ids, indexed like samples
   // (a resumed job gets the kept ones back from rank 0's predictions.jsonl).

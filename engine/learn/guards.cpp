@@ -27,12 +27,13 @@ CollapseGuards::CollapseGuards(const GuardOptions& options, LlamaModel& model, T
   TLM_CHECK(options.probe_every == 0 || !probe_.empty(),
             "guard.probe_every is set but the probe set is empty (guard.probe_data / --guard-data)");
   fresh_ = capture();
-  last_good_ = fresh_;
+  last_good_ = capture();  // its own tensors: restore() and load_state() write into them
   if (!probe_.empty()) {
     trainable_.set_enabled(false);
     probe_base_ = probe_nll();
     trainable_.set_enabled(true);
   }
+  events_path_ = events_path;
   if (writer_ && !events_path.empty()) {
     events_.open(events_path, std::ios::trunc);
     TLM_CHECK(events_.good(), events_path, ": cannot write the guard events");
@@ -112,6 +113,72 @@ std::vector<GuardEvent> CollapseGuards::after_step(const StepRecord& step) {
     }
   }
   return events;
+}
+
+void CollapseGuards::keep_events_until(const std::vector<std::string>& previous, int64_t step) {
+  if (!events_.is_open()) return;
+  for (const std::string& line : previous) {
+    const nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
+    if (!e.is_discarded() && e.value("step", int64_t{0}) <= step) events_ << line << "\n";
+  }
+  events_.flush();
+}
+
+std::map<std::string, double> CollapseGuards::step_stats() const {
+  return {{"guard_resets_loss_floor", static_cast<double>(resets_floor_)},
+          {"guard_resets_periodic", static_cast<double>(resets_periodic_)},
+          {"guard_probes", static_cast<double>(probes_)}, {"guard_rollbacks", static_cast<double>(rollbacks_)},
+          {"guard_loss_average", average_}, {"guard_loss_average_set", average_set_ ? 1.0 : 0.0}};
+}
+
+std::map<std::string, at::Tensor> CollapseGuards::state() const {
+  std::map<std::string, at::Tensor> out;
+  const std::vector<std::string> names = trainable_.parameter_names();
+  for (const auto& [prefix, s] : {std::make_pair(std::string("fresh."), &fresh_), std::make_pair(std::string("last_good."), &last_good_)}) {
+    out[prefix + "optimizer_step"] = at::tensor({static_cast<float>(s->optimizer_steps)});  // exact below 2^24
+    for (size_t i = 0; i < names.size(); ++i) {
+      out[prefix + names[i]] = trainable_.assemble_full(i, s->params[i]);
+      out[prefix + "exp_avg." + names[i]] = trainable_.assemble_full(i, s->exp_avg[i]);
+      out[prefix + "exp_avg_sq." + names[i]] = trainable_.assemble_full(i, s->exp_avg_sq[i]);
+    }
+  }
+  return out;
+}
+
+void CollapseGuards::load_state(const std::map<std::string, at::Tensor>& state,
+                                const std::map<std::string, std::vector<double>>& stats, const std::string& source) {
+  auto stat = [&](const std::string& name) {
+    auto it = stats.find(name);
+    TLM_CHECK(it != stats.end() && !it->second.empty(), source, ": no stats/", name,
+              " (saved by a job without these guards?)");
+    return it->second.back();
+  };
+  resets_floor_ = static_cast<int64_t>(stat("guard_resets_loss_floor"));
+  resets_periodic_ = static_cast<int64_t>(stat("guard_resets_periodic"));
+  probes_ = static_cast<int64_t>(stat("guard_probes"));
+  rollbacks_ = static_cast<int64_t>(stat("guard_rollbacks"));
+  average_ = stat("guard_loss_average");
+  average_set_ = stat("guard_loss_average_set") != 0.0;
+  auto get = [&](const std::string& name) -> const at::Tensor& {
+    auto it = state.find(name);
+    TLM_CHECK(it != state.end(), source, ": the collapse guards' state lacks 'guard.", name,
+              "' (saved by a job without these guards?)");
+    return it->second;
+  };
+  const std::vector<std::string> names = trainable_.parameter_names();
+  at::NoGradGuard no_grad;
+  for (const auto& [prefix, s] : {std::make_pair(std::string("fresh."), &fresh_), std::make_pair(std::string("last_good."), &last_good_)}) {
+    s->optimizer_steps = static_cast<int64_t>(get(prefix + "optimizer_step").item<float>());
+    for (size_t i = 0; i < names.size(); ++i) {
+      for (auto [tag, dst] : {std::make_pair("", &s->params[i]), std::make_pair("exp_avg.", &s->exp_avg[i]),
+                              std::make_pair("exp_avg_sq.", &s->exp_avg_sq[i])}) {
+        const at::Tensor& full = get(prefix + tag + names[i]);
+        TLM_CHECK(full.sizes().vec() == trainable_.full_shape(i), source, ": guard.", prefix, tag, names[i],
+                  " has shape ", full.sizes(), ", the trainable needs ", at::IntArrayRef(trainable_.full_shape(i)));
+        *dst = trainable_.local_part(i, full.to(dst->device(), dst->scalar_type())).clone();
+      }
+    }
+  }
 }
 
 nlohmann::json CollapseGuards::summary() const {

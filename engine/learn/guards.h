@@ -14,12 +14,14 @@
 // Every event is logged, written to guards.jsonl in the output directory and counted in
 // summary.json ("guards"). Each rank holds its own shards' copies (no collective but the
 // probe's TP forward); every DP replica scores the whole probe set, so all decide alike.
-// The method's own state (EATA's moving average) is left as it is. Not yet in checkpoints: a
-// resumed job starts its moving average afresh and takes the resumed adapter as last good.
+// The method's own state (EATA's moving average) is left as it is. The guards' own state (the
+// moving average, the counts, the fresh and last good trainables and moments) checkpoints as
+// method state under "guard." names, so a resumed job continues exactly.
 #pragma once
 
 #include <cstdint>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -65,6 +67,20 @@ class CollapseGuards {
   std::vector<GuardEvent> after_step(const StepRecord& step);
   nlohmann::json summary() const;
   double probe_base_nll() const { return probe_base_; }
+  // A resumed job: writes back the events of `previous` (the old guards.jsonl's lines) up to
+  // the resumed step, so the file matches an uninterrupted run's.
+  void keep_events_until(const std::vector<std::string>& previous, int64_t step);
+  const std::string& events_path() const { return events_path_; }
+  // The checkpoint's per-step stats after this step (doubles, exact): event counts so far and
+  // the loss moving average ("guard_resets_loss_floor", ..., "guard_loss_average").
+  std::map<std::string, double> step_stats() const;
+  // The fresh and last good trainables and moments as full-size tensors by name
+  // ("fresh.<param>", "last_good.exp_avg.<param>", "fresh.optimizer_step", ...): collective over TP.
+  std::map<std::string, at::Tensor> state() const;
+  // Restores state() and the last step's step_stats(); throws naming `source` and the tensor
+  // or stat when one is missing.
+  void load_state(const std::map<std::string, at::Tensor>& state,
+                  const std::map<std::string, std::vector<double>>& stats, const std::string& source);
 
  private:
   struct State {
@@ -84,6 +100,7 @@ class CollapseGuards {
   int32_t pad_;
   int64_t score_batch_;
   bool writer_;
+  std::string events_path_;
   std::ofstream events_;
   State fresh_, last_good_;
   double probe_base_ = 0.0;

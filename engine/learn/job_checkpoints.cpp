@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dist/gather_objects.h"
+#include "engine/learn/guards.h"
 #include "engine/common/error.h"
 #include "engine/common/log.h"
 
@@ -200,6 +201,8 @@ void JobCheckpoints::after_step(const StepRecord& step, int64_t samples_consumed
   stats_["lr"].push_back(step.lr);
   stats_["grad_norm"].push_back(step.grad_norm);
   stats_["updated"].push_back(step.updated ? 1.0 : 0.0);
+  if (guards_)
+    for (const auto& [name, value] : guards_->step_stats()) stats_[name].push_back(value);
   for (const auto& [name, values] : step.extra) {
     double sum = 0;
     for (double v : values) sum += v;
@@ -226,6 +229,8 @@ void JobCheckpoints::save(int64_t step, int64_t samples_consumed, TrainableSet& 
   s.identity = identity_;
   s.adapter = trainable.full_state();  // collective over TP
   if (objective_) s.method_state = objective_->state();  // collective over TP
+  if (guards_)
+    for (auto& [name, t] : guards_->state()) s.method_state["guard." + name] = t;  // collective over TP
   const std::vector<std::string> names = trainable.parameter_names();
   for (size_t i = 0; i < names.size(); ++i) {
     s.exp_avg[names[i]] = trainable.assemble_full(i, optimizer.exp_avg()[i]);

@@ -24,6 +24,8 @@ struct CheckpointOptions {
   double pause_before_rename = 0;  // test hook (--checkpoint-pause-before-rename): seconds
 };
 
+class CollapseGuards;
+
 class JobCheckpoints {
  public:
   // `objective`: the method whose own state the checkpoints carry (may be null: none).
@@ -31,6 +33,8 @@ class JobCheckpoints {
                  const ProcessGrid& grid, const Objective* objective = nullptr);
 
   bool enabled() const { return !options_.directory.empty(); }
+  // The job's collapse guards, whose state and per-step stats the checkpoints carry (null: none).
+  void set_guards(const CollapseGuards* guards) { guards_ = guards; }
   // Records the step's statistics; saves when the step count reaches a multiple of every_steps.
   // `scheduler_state` is the learning-rate schedule and the position after this step (JSON).
   void after_step(const StepRecord& step, int64_t samples_consumed, const std::string& scheduler_state,
@@ -51,6 +55,7 @@ class JobCheckpoints {
   std::string stream_identity_;
   const ProcessGrid& grid_;
   const Objective* objective_ = nullptr;
+  const CollapseGuards* guards_ = nullptr;
   std::map<std::string, std::vector<double>> stats_;
   int64_t last_saved_step_ = -1;
   std::string scheduler_state_ = "{}";

@@ -132,6 +132,32 @@ class Resume(unittest.TestCase):
               f"bitwise equal; {kept} of 12 samples kept", flush=True)
         self.assertGreater(kept, 0)
 
+    def test_exact_resume_with_collapse_guards(self):
+        # The guards' state is checkpointed: the fresh and last good trainables and moments as
+        # method state, the event counts and the loss moving average as per-step stats. Without
+        # it the resumed job would take the step-7 adapter as "fresh" and the periodic reset at
+        # step 10 would restore the wrong one.
+        full, out = self.work / "guards-full", self.work / "guards-stopped"
+        extra = ["--guard-reset-every", "5", "--guard-loss-floor", "1e-9", "--guard-probe-every", "3",
+                 "--guard-data", self.data, "--guard-tolerance", "10"]
+        self.adapt(full, *extra)
+        self.adapt(out, *extra, "--fault-inject", "rank=0,step=7,action=term")
+        self.adapt(out, *extra, "--resume", "latest")
+        want, got = datasets(full / "ckpt" / "step-12.h5"), datasets(out / "ckpt" / "step-12.h5")
+        self.assertIn("method_state/guard.fresh.model.layers.0.self_attn.q_proj.lora_A", want)
+        self.assertIn("stats/guard_resets_periodic", want)
+        self.assertEqual(want["stats/guard_resets_periodic"][-1], 2)
+        self.assertEqual(want["stats/guard_probes"][-1], 4)
+        self.assertEqual(sorted(want), sorted(got))
+        for name in want:
+            self.assertTrue(np.array_equal(want[name], got[name]), f"{name} differs after resuming with guards")
+        self.assertEqual(metrics(out / "metrics.jsonl"), metrics(full / "metrics.jsonl"))
+        self.assertEqual((out / "guards.jsonl").read_text(), (full / "guards.jsonl").read_text())
+        summary = json.loads((out / "summary.json").read_text())["guards"]
+        self.assertEqual((summary["resets_periodic"], summary["probes"]), (2, 4))
+        print(f"[resume] collapse guards, SIGTERM after step 7, resumed to 12: {len(want)} datasets bitwise equal; "
+              f"guards.jsonl identical", flush=True)
+
     def test_exact_resume_tent_on_generated_tokens(self):
         # Tent on the distributions that produced each answer's tokens: the answers' ids travel
         # in predictions.jsonl ("predict_ids"), so a job stopped in the middle of a chunk (step 6

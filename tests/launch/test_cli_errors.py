@@ -80,6 +80,12 @@ class CliErrors(unittest.TestCase):
                 (["--guard-probe-every", "2"], "guard.probe_every needs the probe set"),
                 (["--guard-loss-average", "1.5"], "guard.loss_average must be in [0, 1)"),
                 (["--mode", "episodic", "--guard-reset-every", "3"], "an episodic job resets after every prompt"),
+                (["--trainable", "bias"], "trainable 'bias' is not one of: lora, norm-affine"),
+                (["--mode", "episodic", "--trainable", "norm-affine"], "an episodic job trains a fresh LoRA"),
+                (["--scalenet", "net.safetensors"], "ScaleNet sets the step sizes of mode episodic"),
+                (["--fisher-data", "ref.json"], "the Fisher regulariser is EATA's; method 'tlm'"),
+                (["--method", "eata", "--fisher-data", "ref.json", "--fisher-samples", "0"],
+                 "objective.fisher_samples must be >= 1"),
                 (["--fault-inject", "rank=0,step=2,action=explode"], "action must be kill, stop, term or throw"),
                 (["--fault-inject", "rank=zero,step=2,action=kill"], "rank must be an integer, got 'zero'")]:
             code, out = tlm("adapt", "--model", self.model, "--data", recipe, *args)
