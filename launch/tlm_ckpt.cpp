@@ -81,7 +81,7 @@ std::vector<std::string> modules_of(const CheckpointState& s) {
 }
 
 // Per module: |A|, |B| and |scale * B A| (the weight change the adapter makes).
-// Norm-affine: per norm, |w| and the largest |w - 1| (Llama norms start near 1).
+// Norm-affine: per norm, |w| and mean(w) of the trained weight.
 json module_norms(const CheckpointState& s) {
   json rows = json::array();
   const double scale = lora_scale(s);
