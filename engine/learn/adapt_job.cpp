@@ -220,224 +220,251 @@ std::unique_ptr<CollapseGuards> make_guards(const AdaptConfig& config, const Pro
 
 }  // namespace
 
-nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder,
-                              const AdaptConfig& config, const std::string& model_path,
-                              const ProcessGrid& grid) {
-  if (config.mode == AdaptMode::Episodic) return run_episodic(model, encoder, config, model_path, grid);
-  const auto start = std::chrono::steady_clock::now();
+AdaptJob::AdaptJob(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
+                   std::string model_path, const ProcessGrid& grid)
+    : model_(model), encoder_(encoder), config_(config), model_path_(std::move(model_path)), grid_(grid),
+      start_(std::chrono::steady_clock::now()) {
+  TLM_CHECK(config.mode != AdaptMode::Episodic, "AdaptJob runs online and offline jobs (episodic: run_episodic)");
   TLM_CHECK(config.stream_batch > 0 && config.train_batch_size > 0 && config.generation_batch > 0 &&
                 config.score_batch > 0,
             "stream_batch, train_batch_size, generation_batch and score_batch must be positive");
-  const JobSamples job = load_job_samples(config, encoder, grid);
-  const std::vector<Sample>& samples = job.samples;
-  const int32_t pad = encoder.tokenizer().pad_id().value_or(0);
-
-  const MemoryMeter memory(grid.device);  // baseline: the loaded model, before the adapters
+  job_ = load_job_samples(config, encoder, grid);
+  pad_ = encoder.tokenizer().pad_id().value_or(0);
+  memory_ = std::make_unique<MemoryMeter>(grid.device);  // baseline: the loaded model, before the adapters
   // LibTorch seeds its default generators nondeterministically; seed them (as HF Trainer's
   // set_seed does: the CPU's and every GPU's) so LoRA dropout draws the same masks in every
   // run, and a resumed run can continue them from the checkpoint's generator state.
   at::manual_seed(config.lora.seed);
-  const std::unique_ptr<TrainableSet> owned = make_trainable(model, config);
-  TrainableSet& trainable = *owned;  // LoRA, or the norm weights (trainable: norm-affine)
-  TestTimeLearner learner(model, trainable, make_objective(config.method, model), config.step, config.adamw, grid.dp,
-                          grid.host_dp);
-  std::shared_ptr<const FisherRegulariser> fisher = make_fisher(config, encoder, grid, model, trainable);
-  learner.set_regulariser(fisher);  // estimated under the fresh trainables, before any resume
-  const bool online = config.mode == AdaptMode::Online;
-  TLM_CHECK(!config.method.needs_generated_tokens() || (online && config.generate),
+  trainable_ = make_trainable(model, config);  // LoRA, or the norm weights (trainable: norm-affine)
+  learner_ = std::make_unique<TestTimeLearner>(model, *trainable_, make_objective(config.method, model), config.step,
+                                               config.adamw, grid.dp, grid.host_dp);
+  fisher_ = make_fisher(config, encoder, grid, model, *trainable_);
+  learner_->set_regulariser(fisher_);  // estimated under the fresh trainables, before any resume
+  TLM_CHECK(!config.method.needs_generated_tokens() || (online() && config.generate),
             "objective.positions: generated needs an online job that generates its answers "
             "(mode online, generation.enabled true)");
-  nlohmann::json method = method_json(config, learner.objective(), trainable);
-  if (fisher) method.update(fisher->spec());
-  CheckpointIdentity identity;
-  identity.engine_version = "tlm 0.1.0";
-  identity.base_model_path = model_path;
-  identity.base_config_hash = content_fingerprint(model.config().summary());
-  identity.tp_at_save = grid.tp_size;
-  identity.dp_at_save = grid.dp_size;
-  identity.method_json = method.dump();
-  const std::string stream_identity = str_cat(config.data, " (", samples.size(), " prompts)");
-  JobCheckpoints checkpoints(config.checkpoints, identity, stream_identity, grid, &learner.objective());
-  const ScheduleKind kind = parse_schedule(config.schedule_name());
-  int64_t samples_seen = 0;
-  double generate_seconds = 0, train_seconds = 0;
+  method_ = method_json(config, learner_->objective(), *trainable_);
+  if (fisher_) method_.update(fisher_->spec());
+  identity_.engine_version = "tlm 0.1.0";
+  identity_.base_model_path = model_path_;
+  identity_.base_config_hash = content_fingerprint(model.config().summary());
+  identity_.tp_at_save = grid.tp_size;
+  identity_.dp_at_save = grid.dp_size;
+  identity_.method_json = method_.dump();
+  stream_identity_ = str_cat(config.data, " (", samples().size(), " prompts)");
+  checkpoints_ = std::make_unique<JobCheckpoints>(config.checkpoints, identity_, stream_identity_, grid,
+                                                  &learner_->objective());
+  answer_ids_.resize(samples().size());
+  ResumePoint point;
+  if (!config.resume.empty()) point = resume();
+  open_outputs(point);
+}
 
-  // Resume: the checkpoint's adapter, moments, counts and stream offset; the output files keep
-  // the lines consistent with it (answers are written chunk by chunk before training).
-  ResumePoint resume_point;
-  nlohmann::json resumed_scheduler;
-  std::map<std::string, at::Tensor> resumed_method_state, resumed_guard_state;
-  std::map<std::string, std::vector<double>> resumed_stats;
-  std::string resumed_from;
-  if (!config.resume.empty()) {
-    TLM_CHECK(online, "--resume: only online jobs resume so far (an offline job reruns from the start)");
-    const std::string path = find_resume_checkpoint(config.resume, config.checkpoints.directory);
-    const CheckpointState state = AdapterCheckpoint::load(path);
-    apply_checkpoint(state, identity, stream_identity, trainable, learner.optimizer(), path, config.resume_ignore_base);
-    learner.set_steps(state.global_step);
-    checkpoints.restore(state, path);
-    for (const auto& [name, t] : state.method_state) {
-      if (name.rfind("guard.", 0) == 0) resumed_guard_state[name.substr(6)] = t;
-      else resumed_method_state[name] = t;
-    }
-    resumed_stats = state.stats;
-    learner.objective().load_state(resumed_method_state, path);
-    resumed_from = path;
-    resumed_scheduler = nlohmann::json::parse(state.scheduler_state, nullptr, false);
-    samples_seen = state.samples_consumed;
-    const int64_t chunk = config.stream_batch, n = static_cast<int64_t>(samples.size());
-    resume_point.steps = state.global_step;
-    resume_point.predictions = config.generate ? std::min(n, (samples_seen + chunk - 1) / chunk * chunk) : 0;
-    log_info(str_cat("resumed from ", path, ": step ", state.global_step, ", ", samples_seen, " of ", n,
-                     " prompts learned (saved at tp ", state.identity.tp_at_save, ", running at tp ", grid.tp_size, ")"));
+AdaptJob::~AdaptJob() = default;
+
+bool AdaptJob::online() const { return config_.mode == AdaptMode::Online; }
+
+// The checkpoint's trainables, moments, counts, method state and stream offset.
+ResumePoint AdaptJob::resume() {
+  TLM_CHECK(online(), "--resume: only online jobs resume so far (an offline job reruns from the start)");
+  const std::string path = find_resume_checkpoint(config_.resume, config_.checkpoints.directory);
+  const CheckpointState state = AdapterCheckpoint::load(path);
+  apply_checkpoint(state, identity_, stream_identity_, *trainable_, learner_->optimizer(), path,
+                   config_.resume_ignore_base);
+  learner_->set_steps(state.global_step);
+  checkpoints_->restore(state, path);
+  std::map<std::string, at::Tensor> method_state;
+  for (const auto& [name, t] : state.method_state) {
+    if (name.rfind("guard.", 0) == 0) resumed_.guard_state[name.substr(6)] = t;
+    else method_state[name] = t;
   }
-  RunOutputs outputs = config.resume.empty()
-                           ? RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root())
-                           : RunOutputs(config.output_dir, static_cast<int64_t>(samples.size()), grid.is_root(), resume_point);
+  learner_->objective().load_state(method_state, path);
+  resumed_.stats = state.stats;
+  resumed_.path = path;
+  resumed_.scheduler = nlohmann::json::parse(state.scheduler_state, nullptr, false);
+  samples_seen_ = state.samples_consumed;
+  const int64_t chunk = config_.stream_batch, n = static_cast<int64_t>(samples().size());
+  ResumePoint point;
+  point.steps = state.global_step;
+  point.predictions = config_.generate ? std::min(n, (samples_seen_ + chunk - 1) / chunk * chunk) : 0;
+  log_info(str_cat("resumed from ", path, ": step ", state.global_step, ", ", samples_seen_, " of ", n,
+                   " prompts learned (saved at tp ", state.identity.tp_at_save, ", running at tp ", grid_.tp_size, ")"));
+  return point;
+}
+
+// The output files (kept consistent with a resumed checkpoint: answers are written chunk by
+// chunk before training), the guards, and the answers a resumed job already wrote.
+void AdaptJob::open_outputs(const ResumePoint& point) {
+  const bool resumed = !resumed_.path.empty();
+  const int64_t n = static_cast<int64_t>(samples().size());
+  outputs_ = resumed ? std::make_unique<RunOutputs>(config_.output_dir, n, grid_.is_root(), point)
+                     : std::make_unique<RunOutputs>(config_.output_dir, n, grid_.is_root());
   // A resumed job's guards.jsonl: the old lines, read before the guards reopen the file.
-  const std::vector<std::string> old_events = resumed_from.empty() ? std::vector<std::string>{}
-                                                                     : read_lines(config.output_dir + "/guards.jsonl");
-  std::unique_ptr<CollapseGuards> guards = make_guards(config, encoder, grid, model, learner, job.pad);
-  checkpoints.set_guards(guards.get());
-  if (guards && !resumed_from.empty()) {
-    guards->load_state(resumed_guard_state, resumed_stats, resumed_from);
-    guards->keep_events_until(old_events, resume_point.steps);
-  } else if (!resumed_guard_state.empty()) {
-    log_warn(resumed_from + ": saved with collapse guards, which this job does not run; their state is dropped");
+  const std::vector<std::string> old_events = resumed ? read_lines(config_.output_dir + "/guards.jsonl")
+                                                      : std::vector<std::string>{};
+  guards_ = make_guards(config_, encoder_, grid_, model_, *learner_, job_.pad);
+  checkpoints_->set_guards(guards_.get());
+  if (guards_ && resumed) {
+    guards_->load_state(resumed_.guard_state, resumed_.stats, resumed_.path);
+    guards_->keep_events_until(old_events, point.steps);
+  } else if (!resumed_.guard_state.empty()) {
+    log_warn(resumed_.path + ": saved with collapse guards, which this job does not run; their state is dropped");
   }
-  std::vector<std::string> predictions = outputs.kept_predictions();
+  predictions_ = outputs_->kept_predictions();
   // Objectives that learn from the generated answers: their token ids, indexed like samples
   // (a resumed job gets the kept ones back from rank 0's predictions.jsonl).
-  const bool keep_answer_ids = config.method.needs_generated_tokens();
-  std::vector<std::vector<int32_t>> answer_ids(samples.size());
-  if (keep_answer_ids) {
+  if (config_.method.needs_generated_tokens()) {
     std::vector<std::string> kept;
-    for (const auto& ids : outputs.kept_prediction_ids()) kept.push_back(pack_ids(ids));
-    const std::vector<std::string> all = all_gather_strings(kept, grid.host_world);  // rank 0's only
-    for (size_t i = 0; i < all.size() && i < answer_ids.size(); ++i) answer_ids[i] = unpack_ids(all[i]);
+    for (const auto& ids : outputs_->kept_prediction_ids()) kept.push_back(pack_ids(ids));
+    const std::vector<std::string> all = all_gather_strings(kept, grid_.host_world);  // rank 0's only
+    for (size_t i = 0; i < all.size() && i < answer_ids_.size(); ++i) answer_ids_[i] = unpack_ids(all[i]);
   }
-  const size_t offset = static_cast<size_t>(samples_seen);
-  bool stopped = false;
+}
 
-  log_info(str_cat(online ? "online" : "offline", " ", learner.objective().spec().value("method", "?"), " on ",
-                   samples.size(), " prompts from ", config.data, ": ", trainable_summary(trainable), ", lr ", config.learning_rate, " (", config.schedule_name(),
-                   "), ", objective_summary(learner.objective().spec())));
-  if (online) {
-    const size_t chunk = static_cast<size_t>(config.stream_batch);
-    const size_t bs = static_cast<size_t>(config.train_batch_size);
-    LrSchedule schedule;
-    int64_t k = 0;
-    bool schedule_ready = false;
-    for (size_t b = 0; b < samples.size() && !stopped; b += chunk) {
-      const size_t e = std::min(samples.size(), b + chunk);
-      if (e <= offset) continue;  // learned before the resume
-      const size_t from = std::max(b, offset);
-      if (config.generate && from == b) {
-        auto t = std::chrono::steady_clock::now();
-        answer(model, encoder, config, grid, samples, b, e, outputs, predictions,
-               keep_answer_ids ? &answer_ids : nullptr);
-        generate_seconds += seconds_since(t);
-      }
-      if (config.fresh_optimizer_per_chunk) {
-        if (from == b && b > 0) learner.optimizer().reset();
-        schedule = LrSchedule::make(kind, config.learning_rate, steps_for(e - b, config.train_batch_size), config.warmup());
-        k = static_cast<int64_t>((from - b + bs - 1) / bs);
-      } else if (!schedule_ready) {
-        schedule = LrSchedule::make(kind, config.learning_rate, steps_for(samples.size(), config.train_batch_size),
-                                    config.warmup());
-        k = learner.steps();
-        schedule_ready = true;
-      }
-      if (from > b && resumed_scheduler.is_object() && resumed_scheduler.contains("next_step")) {
-        // Mid-chunk resume: the schedule rebuilt from the stream position must be the saved one.
-        const nlohmann::json& r = resumed_scheduler;
-        TLM_CHECK(r["next_step"].get<int64_t>() == k && r["total_steps"].get<int64_t>() == schedule.total_steps &&
-                      r["base_lr"].get<double>() == schedule.base_lr,
-                  config.resume, ": the checkpoint's schedule ", r.dump(), " does not match this job's at sample ",
-                  from, " (step ", k, " of ", schedule.total_steps, ", lr ", schedule.base_lr, ")");
-      }
-      resumed_scheduler = nullptr;
-      auto t = std::chrono::steady_clock::now();
-      stopped = !train_range(learner, checkpoints, config, grid, schedule, samples, from, e, {}, answer_ids, outputs,
-                             guards.get(), samples_seen, k);
-      train_seconds += seconds_since(t);
-      outputs.log_progress(samples_seen);
+bool AdaptJob::train(const LrSchedule& schedule, size_t begin, size_t end, const std::vector<double>& selection_ce,
+                     int64_t& k) {
+  const auto t = std::chrono::steady_clock::now();
+  const bool finished = train_range(*learner_, *checkpoints_, config_, grid_, schedule, samples(), begin, end,
+                                    selection_ce, answer_ids_, *outputs_, guards_.get(), samples_seen_, k);
+  train_seconds_ += seconds_since(t);
+  return finished;
+}
+
+void AdaptJob::answer_range(size_t begin, size_t end) {
+  const auto t = std::chrono::steady_clock::now();
+  answer(model_, encoder_, config_, grid_, samples(), begin, end, *outputs_, predictions_,
+         config_.method.needs_generated_tokens() ? &answer_ids_ : nullptr);
+  generate_seconds_ += seconds_since(t);
+}
+
+// Online: per chunk, answer with the current adapter, then learn from it (a fresh optimiser
+// and schedule per chunk by default, as the official code does).
+bool AdaptJob::run_online() {
+  const ScheduleKind kind = parse_schedule(config_.schedule_name());
+  const size_t chunk = static_cast<size_t>(config_.stream_batch);
+  const size_t bs = static_cast<size_t>(config_.train_batch_size);
+  const size_t offset = static_cast<size_t>(samples_seen_);
+  const size_t n = samples().size();
+  LrSchedule schedule;
+  int64_t k = 0;
+  bool schedule_ready = false;
+  for (size_t b = 0; b < n; b += chunk) {
+    const size_t e = std::min(n, b + chunk);
+    if (e <= offset) continue;  // learned before the resume
+    const size_t from = std::max(b, offset);
+    if (config_.generate && from == b) answer_range(b, e);
+    if (config_.fresh_optimizer_per_chunk) {
+      if (from == b && b > 0) learner_->optimizer().reset();
+      schedule = LrSchedule::make(kind, config_.learning_rate, steps_for(e - b, config_.train_batch_size), config_.warmup());
+      k = static_cast<int64_t>((from - b + bs - 1) / bs);
+    } else if (!schedule_ready) {
+      schedule = LrSchedule::make(kind, config_.learning_rate, steps_for(n, config_.train_batch_size), config_.warmup());
+      k = learner_->steps();
+      schedule_ready = true;
     }
-  } else {
-    trainable.set_enabled(false);
-    auto t = std::chrono::steady_clock::now();
-    const std::vector<double> base_ce = score_all(model, samples, config, grid, pad);
-    trainable.set_enabled(true);
-    const LrSchedule schedule = LrSchedule::make(kind, config.learning_rate,
-                                                 steps_for(samples.size(), config.train_batch_size), config.warmup());
-    // Progress in chunks of stream_batch so long offline runs report as they go.
-    const size_t chunk = static_cast<size_t>(config.stream_batch * config.train_batch_size);
-    int64_t k = 0;
-    for (size_t b = 0; b < samples.size(); b += chunk) {
-      const size_t e = std::min(samples.size(), b + chunk);
-      stopped = !train_range(learner, checkpoints, config, grid, schedule, samples, b, e, base_ce, answer_ids, outputs,
-                             guards.get(), samples_seen, k);
-      if (stopped) break;
-      outputs.log_progress(static_cast<int64_t>(e));
+    if (from > b && resumed_.scheduler.is_object() && resumed_.scheduler.contains("next_step")) {
+      // Mid-chunk resume: the schedule rebuilt from the stream position must be the saved one.
+      const nlohmann::json& r = resumed_.scheduler;
+      TLM_CHECK(r["next_step"].get<int64_t>() == k && r["total_steps"].get<int64_t>() == schedule.total_steps &&
+                    r["base_lr"].get<double>() == schedule.base_lr,
+                config_.resume, ": the checkpoint's schedule ", r.dump(), " does not match this job's at sample ",
+                from, " (step ", k, " of ", schedule.total_steps, ", lr ", schedule.base_lr, ")");
     }
-    train_seconds += seconds_since(t);
-    if (config.generate && !stopped) {
-      auto g = std::chrono::steady_clock::now();
-      answer(model, encoder, config, grid, samples, 0, samples.size(), outputs, predictions, nullptr);
-      generate_seconds += seconds_since(g);
-    }
+    resumed_.scheduler = nullptr;
+    const bool finished = train(schedule, from, e, {}, k);
+    outputs_->log_progress(samples_seen_);
+    if (!finished) return false;
   }
+  return true;
+}
 
-  const std::string adapter_dir = config.output_dir + "/adapter";
-  checkpoints.finish(samples_seen, learner.steps(), trainable, learner.optimizer());
-  if (stopped) {
-    if (!checkpoints.enabled())
-      log_warn("stopped by a signal without --checkpoint-dir: what this run learned is not saved");
-    log_info(str_cat("stopped by a signal after step ", learner.steps(), " (", samples_seen, " of ", samples.size(),
-                     " prompts learned); continue with --resume latest"));
-    nlohmann::json summary = {{"stopped", true}, {"steps", learner.steps()}, {"samples_learned", samples_seen},
-                              {"samples", samples.size()}, {"layout", grid.describe()}, {"config", method},
-                              {"memory", memory.report(model, trainable, &learner.optimizer(), grid.host_world)}};
-    outputs.write_summary(summary);
-    return summary;
+// Offline: score every prompt with the adapters off, train one pass, then answer them all.
+bool AdaptJob::run_offline() {
+  trainable_->set_enabled(false);
+  const auto t = std::chrono::steady_clock::now();
+  const std::vector<double> base_ce = score_all(model_, samples(), config_, grid_, pad_);
+  trainable_->set_enabled(true);
+  train_seconds_ += seconds_since(t);
+  const LrSchedule schedule = LrSchedule::make(parse_schedule(config_.schedule_name()), config_.learning_rate,
+                                               steps_for(samples().size(), config_.train_batch_size), config_.warmup());
+  // Progress in chunks of stream_batch so long offline runs report as they go.
+  const size_t chunk = static_cast<size_t>(config_.stream_batch * config_.train_batch_size);
+  int64_t k = 0;
+  for (size_t b = 0; b < samples().size(); b += chunk) {
+    const size_t e = std::min(samples().size(), b + chunk);
+    if (!train(schedule, b, e, base_ce, k)) return false;
+    outputs_->log_progress(static_cast<int64_t>(e));
   }
-  const auto full_adapter = trainable.full_state();  // collective over TP
-  if (grid.is_root()) save_peft(adapter_dir, full_adapter, trainable.describe(), model_path, adapter_dir, config.lora.dropout);
+  if (config_.generate) answer_range(0, samples().size());
+  return true;
+}
 
-  // Input perplexity of the whole stream before and after adaptation.
-  trainable.set_enabled(false);
-  const double base_ce = mean(score_all(model, samples, config, grid, pad));
-  trainable.set_enabled(true);
-  const double adapted_ce = mean(score_all(model, samples, config, grid, pad));
+nlohmann::json AdaptJob::run() {
+  log_info(str_cat(online() ? "online" : "offline", " ", learner_->objective().spec().value("method", "?"), " on ",
+                   samples().size(), " prompts from ", config_.data, ": ", trainable_summary(*trainable_), ", lr ",
+                   config_.learning_rate, " (", config_.schedule_name(), "), ",
+                   objective_summary(learner_->objective().spec())));
+  const bool finished = online() ? run_online() : run_offline();
+  checkpoints_->finish(samples_seen_, learner_->steps(), *trainable_, learner_->optimizer());
+  return finished ? finish() : stopped();
+}
 
+nlohmann::json AdaptJob::stopped() {
+  if (!checkpoints_->enabled())
+    log_warn("stopped by a signal without --checkpoint-dir: what this run learned is not saved");
+  log_info(str_cat("stopped by a signal after step ", learner_->steps(), " (", samples_seen_, " of ", samples().size(),
+                   " prompts learned); continue with --resume latest"));
+  nlohmann::json summary = {{"stopped", true}, {"steps", learner_->steps()}, {"samples_learned", samples_seen_},
+                            {"samples", samples().size()}, {"layout", grid_.describe()}, {"config", method_},
+                            {"memory", memory_->report(model_, *trainable_, &learner_->optimizer(), grid_.host_world)}};
+  outputs_->write_summary(summary);
+  return summary;
+}
+
+// The adapter (PEFT form), the stream's perplexity and the references' NLL with and without
+// it, and summary.json.
+nlohmann::json AdaptJob::finish() {
+  const std::string adapter_dir = config_.output_dir + "/adapter";
+  const auto full_adapter = trainable_->full_state();  // collective over TP
+  if (grid_.is_root())
+    save_peft(adapter_dir, full_adapter, trainable_->describe(), model_path_, adapter_dir, config_.lora.dropout);
+  trainable_->set_enabled(false);
+  const double base_ce = mean(score_all(model_, samples(), config_, grid_, pad_));
+  trainable_->set_enabled(true);
+  const double adapted_ce = mean(score_all(model_, samples(), config_, grid_, pad_));
+  const RunOutputs& out = *outputs_;
   nlohmann::json summary = {
-      {"mode", online ? "online" : "offline"}, {"data", config.data}, {"model", model_path},
-      {"samples", samples.size()}, {"steps", learner.steps()},
-      {"skipped_steps", learner.skipped_steps()},
-      {"selected", outputs.selected()}, {"selected_fraction", outputs.trained() ? double(outputs.selected()) / outputs.trained() : 0.0},
-      {"records_skipped", job.set.skips.to_json()}, {"records_too_short", job.counters.too_short},
-      {"prompts_truncated", job.counters.truncated},
+      {"mode", online() ? "online" : "offline"}, {"data", config_.data}, {"model", model_path_},
+      {"samples", samples().size()}, {"steps", learner_->steps()}, {"skipped_steps", learner_->skipped_steps()},
+      {"selected", out.selected()}, {"selected_fraction", out.trained() ? double(out.selected()) / out.trained() : 0.0},
+      {"records_skipped", job_.set.skips.to_json()}, {"records_too_short", job_.counters.too_short},
+      {"prompts_truncated", job_.counters.truncated},
       {"input_ce_base", base_ce}, {"input_ce_adapted", adapted_ce},
       {"input_ppl_base", std::exp(base_ce)}, {"input_ppl_adapted", std::exp(adapted_ce)},
-      {"train_seconds", train_seconds}, {"generate_seconds", generate_seconds},
-      {"train_tokens_per_s", outputs.train_tokens_per_second()},
-      {"adapter", adapter_dir}, {"layout", grid.describe()},
-      {"config", method}};
-  if (guards) summary["guards"] = guards->summary();
-
-  trainable.set_enabled(false);
-  const std::optional<ContinuationNll> base_nll = answer_nll_of_references(model, encoder, config, grid, samples);
-  trainable.set_enabled(true);
-  const std::optional<ContinuationNll> adapted_nll = answer_nll_of_references(model, encoder, config, grid, samples);
-  add_reference_metrics(summary, samples, predictions, base_nll, adapted_nll);
-  summary["wall_seconds"] = seconds_since(start);
-  summary["memory"] = memory.report(model, trainable, &learner.optimizer(), grid.host_world);
-  outputs.write_summary(summary);
+      {"train_seconds", train_seconds_}, {"generate_seconds", generate_seconds_},
+      {"train_tokens_per_s", out.train_tokens_per_second()},
+      {"adapter", adapter_dir}, {"layout", grid_.describe()}, {"config", method_}};
+  if (guards_) summary["guards"] = guards_->summary();
+  trainable_->set_enabled(false);
+  const std::optional<ContinuationNll> base_nll = answer_nll_of_references(model_, encoder_, config_, grid_, samples());
+  trainable_->set_enabled(true);
+  const std::optional<ContinuationNll> adapted_nll = answer_nll_of_references(model_, encoder_, config_, grid_, samples());
+  add_reference_metrics(summary, samples(), predictions_, base_nll, adapted_nll);
+  summary["wall_seconds"] = seconds_since(start_);
+  summary["memory"] = memory_->report(model_, *trainable_, &learner_->optimizer(), grid_.host_world);
+  outputs_->write_summary(summary);
   log_info(str_cat("input perplexity ", fixed(std::exp(base_ce), 3), " -> ", fixed(std::exp(adapted_ce), 3),
-                   " (ce ", fixed(base_ce, 4), " -> ", fixed(adapted_ce, 4), "); ", outputs.selected(),
-                   " of ", outputs.trained(), " samples selected; ", learner.steps(), " steps (",
-                   learner.skipped_steps(), " skipped)"));
+                   " (ce ", fixed(base_ce, 4), " -> ", fixed(adapted_ce, 4), "); ", out.selected(), " of ",
+                   out.trained(), " samples selected; ", learner_->steps(), " steps (", learner_->skipped_steps(),
+                   " skipped)"));
   return summary;
+}
+
+nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
+                              const std::string& model_path, const ProcessGrid& grid) {
+  if (config.mode == AdaptMode::Episodic) return run_episodic(model, encoder, config, model_path, grid);
+  AdaptJob job(model, encoder, config, model_path, grid);
+  return job.run();
 }
 
 }  // namespace tlm
