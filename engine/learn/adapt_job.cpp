@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <set>
 
 #include "engine/common/log.h"
 
@@ -157,7 +158,9 @@ std::unique_ptr<TrainableSet> make_trainable(LlamaModel& model, const AdaptConfi
     auto norms = std::make_unique<NormAffine>(model, config.norm_targets);
     if (!config.init_adapter.empty()) {
       PeftAdapter init = load_peft_adapter(config.init_adapter);
-      TLM_CHECK(init.kind == TrainableKind::NormAffine && init.norm_targets == config.norm_targets,
+      const std::set<std::string> have(init.norm_targets.begin(), init.norm_targets.end());
+      TLM_CHECK(init.kind == TrainableKind::NormAffine && have == std::set<std::string>(config.norm_targets.begin(),
+                                                                                         config.norm_targets.end()),
                 config.init_adapter, ": not an LN-tuning adapter of the norms ",
                 nlohmann::json(config.norm_targets).dump(), " this job trains");
       norms->load_full_state(init.state, config.init_adapter);

@@ -105,19 +105,17 @@ PeftAdapter load_peft_adapter(const std::string& directory) {
     const std::string type = cfg.value("peft_type", "");
     TLM_CHECK(type == "LORA" || type == "LN_TUNING", cfg_path, ": field 'peft_type' is '", type,
               "', tlm reads LORA and LN_TUNING adapters");
+    const nlohmann::json& targets = cfg.at("target_modules");
+    const std::vector<std::string> names =
+        targets.is_string() ? std::vector<std::string>{targets.get<std::string>()} : targets.get<std::vector<std::string>>();
     if (type == "LN_TUNING") {
       adapter.kind = TrainableKind::NormAffine;
-      const auto& targets = cfg.at("target_modules");
-      if (targets.is_string()) adapter.norm_targets.push_back(targets.get<std::string>());
-      else adapter.norm_targets = targets.get<std::vector<std::string>>();
+      adapter.norm_targets = names;
     } else {
-    adapter.config.rank = cfg.at("r").get<int64_t>();
-    adapter.config.alpha = cfg.at("lora_alpha").get<double>();
-    adapter.config.dropout = cfg.value("lora_dropout", 0.0);
-    adapter.config.targets.clear();
-    const auto& targets = cfg.at("target_modules");
-    if (targets.is_string()) adapter.config.targets.push_back(targets.get<std::string>());
-    else adapter.config.targets = targets.get<std::vector<std::string>>();
+      adapter.config.rank = cfg.at("r").get<int64_t>();
+      adapter.config.alpha = cfg.at("lora_alpha").get<double>();
+      adapter.config.dropout = cfg.value("lora_dropout", 0.0);
+      adapter.config.targets = names;
     }
   } catch (const nlohmann::json::exception& e) {
     TLM_FAIL(cfg_path, ": missing or mistyped field (", e.what(), ")");

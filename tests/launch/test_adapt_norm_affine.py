@@ -140,6 +140,29 @@ class AdaptNormAffine(unittest.TestCase):
         assert_close(self, ours, ref, atol=1e-5, what="per-record ce through the exported adapter")
         self.assertGreater(float(np.abs(ref - base).max()), 1e-3, "the adapter does not change the model")
 
+    def test_reads_an_adapter_peft_saved(self):
+        # An LN-tuning adapter saved by PEFT itself (its target order, its tensor names), with
+        # the norms scaled so that it differs from the base: tlm score --adapter and tlm adapt
+        # --init-adapter see PEFT's model.
+        model = peft.get_peft_model(copy.deepcopy(self.base), peft.LNTuningConfig(task_type="CAUSAL_LM"))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "ln_tuning_layers" in name:
+                    p.mul_(1.25)
+        saved = self.work / "peft-saved"
+        model.save_pretrained(saved)
+        model.eval()
+        with torch.no_grad():
+            ref = sample_ce(model, self.ids).numpy()
+        assert_close(self, self.score(saved), ref, atol=1e-5, what="per-record ce through PEFT's own LN-tuning save")
+        out = self.work / "from-peft"
+        run([binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "norm-affine-online.yaml",
+             "--model", self.model_dir, "--data", self.data, "--output-dir", out, "--chat-template", "chatml",
+             "--init-adapter", saved, "--max-samples", 1, "--generate", "false", "--answer-nll", "false",
+             "--cutoff-len", 0, "--device", "cpu"])
+        first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+        assert_close(self, first["current_ce"], ref[:1], atol=1e-5, what="first step's ce from --init-adapter")
+
     def test_checkpoint_tools(self):
         ck = sorted((self.work / "ck").glob("step-*.h5"), key=lambda p: int(p.stem.split("-")[1]))[-1]
         exported = self.work / "exported"
