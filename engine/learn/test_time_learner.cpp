@@ -103,7 +103,7 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   std::vector<std::vector<double>> extra;
   SampleTerms terms;
   at::Tensor loss;
-  double global_selected = 0.0;
+  double global_selected = 0.0, local_selected = 0.0;
   if (!batch.empty()) {
     TokenBatch token_batch = right_padded_batch(batch, 0, model_.device());
     ObjectiveBatch objective_batch{token_batch, selection_ce, scored_from, scored_to, {}};
@@ -120,7 +120,6 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
     coeff = to_vector(host[2]);
     selected = to_vector(host[3]);
     for (size_t i = 0; i < terms.extra.size(); ++i) extra.push_back(to_vector(host[4 + static_cast<int64_t>(i)]));
-    double local_selected = 0.0;
     for (double m : selected) local_selected += m;
     global_selected = all_reduce_sum(local_selected, host_dp_);
     loss = (terms.value * terms.weight * terms.selected.to(terms.value.scalar_type())).sum() /
@@ -146,8 +145,18 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   } else if (!any_selected && step_.skip_unselected) {
     rec.skip_reason = "no sample selected";
   } else {
-    if (loss.defined()) loss.backward();
-    if (model_.tp()->size() > 1 || dp_->size() > 1) trainable_.reduce_gradients(model_.tp(), dp_);
+    if (any_selected) {
+      // A replica with no selected sample of its own has zero gradients; it still joins the
+      // reduction (its TP group decides alike: the same samples on every TP rank).
+      if (loss.defined() && local_selected > 0.0) loss.backward();
+      if (model_.tp()->size() > 1 || dp_->size() > 1) trainable_.reduce_gradients(model_.tp(), dp_);
+    } else {
+      // No sample selected anywhere: the loss is 0 times finite values, so its gradient is
+      // exactly zero. Skip the backward (the saving the paper's selection promises) and step
+      // AdamW on zero gradients, as the official code's zero-loss backward would.
+      at::NoGradGuard no_grad;
+      for (at::Tensor p : trainable_.parameters()) p.mutable_grad() = at::zeros_like(p);
+    }
     if (regulariser_) rec.regulariser = regulariser_->add_gradient(trainable_, model_.tp());
     rec.grad_norm = clip_gradients(trainable_, optimizer_.params(), model_.tp(), step_.max_grad_norm);
     if (!std::isfinite(rec.grad_norm)) {

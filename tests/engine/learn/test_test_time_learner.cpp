@@ -163,6 +163,19 @@ TEST(TestTimeLearner, UnselectedStepStillUpdatesLikeTheOfficialCode) {
   std::vector<at::Tensor> after = r.lora->parameters();
   for (size_t i = 1; i < after.size(); i += 2)
     EXPECT_FALSE(at::equal(after[i], params[i])) << r.lora->parameter_names()[i];
+  // The learner skips that step's backward; the update is bitwise AdamW on zero gradients
+  // from the state after step 1 (what the official code's zero-loss backward feeds it).
+  std::vector<at::Tensor> copy;
+  for (const at::Tensor& p : params) copy.push_back(p.clone().set_requires_grad(true));
+  AdamW reference(copy, AdamWOptions{});
+  for (size_t i = 0; i < copy.size(); ++i) {
+    reference.exp_avg()[i].copy_(moments[i]);
+    reference.exp_avg_sq()[i].copy_(moments[copy.size() + i]);
+    copy[i].mutable_grad() = at::zeros_like(copy[i]);
+  }
+  reference.set_step_count(1);
+  reference.step(1e-2);
+  for (size_t i = 0; i < after.size(); ++i) EXPECT_TRUE(same_bytes(after[i], copy[i])) << r.lora->parameter_names()[i];
   EXPECT_EQ(r.learner->optimizer().step_count(), 2);
   EXPECT_EQ(r.learner->skipped_steps(), 0);
 }
