@@ -30,24 +30,12 @@ from safetensors.torch import load_file
 
 from tiny_llama import PROMPTS, chat_ids, make_tiny_llama
 import tlm_testing
+from tlm_reference import sample_ce, tlm_loss
 from tlm_testing import SOURCE_DIR, assert_close, binary, run, tmpdir
 
 LR = 1e-2  # norm weights start at ~1: a larger lr than LoRA's makes the steps visible
 TRAIN_BS = 2
 STREAM = 4
-
-
-def sample_ce(model, batch):
-    """Mean next-token NLL per sample (the official cal_ce)."""
-    T = max(map(len, batch))
-    ids = torch.tensor([s + [0] * (T - len(s)) for s in batch])
-    mask = torch.tensor([[1] * len(s) + [0] * (T - len(s)) for s in batch])
-    logits = model(input_ids=ids, attention_mask=mask).logits
-    logp = torch.log_softmax(logits[:, :-1].float(), -1)
-    tgt = ids[:, 1:]
-    valid = mask[:, 1:] == 1
-    tok = -torch.gather(logp, 2, tgt.unsqueeze(-1)).squeeze(-1) * valid
-    return tok.sum(1) / valid.sum(1)
 
 
 class AdaptNormAffine(unittest.TestCase):
@@ -81,10 +69,7 @@ class AdaptNormAffine(unittest.TestCase):
             chunk = self.ids[c:c + STREAM]
             for i in range(0, len(chunk), TRAIN_BS):
                 ce = sample_ce(model, chunk[i:i + TRAIN_BS])
-                mask = ce.detach() > self.threshold
-                coeff = 0.1 * torch.exp(ce.detach() - self.threshold)
-                weighted = ce * coeff * mask
-                loss = weighted.mean() if mask.sum() == 0 else weighted.sum() / mask.sum()
+                loss, mask = tlm_loss(ce, ce.detach(), self.threshold, 0.1)
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

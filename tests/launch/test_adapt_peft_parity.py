@@ -30,6 +30,7 @@ from safetensors.torch import load_file
 
 from tiny_llama import PROMPTS, chat_ids, make_tiny_llama
 import tlm_testing
+from tlm_reference import sample_ce as reference_ce, tlm_loss
 from tlm_testing import DEVICE, SOURCE_DIR, assert_close, binary, require_device, run, tmpdir
 
 LR = 2e-3
@@ -47,24 +48,8 @@ TOLERANCE = {("cpu", "fp32"): (1e-5, 1e-5, 1e-3), ("cuda", "fp32"): (1e-4, 1e-4,
 
 
 def sample_ce(model, batch):
-    """Mean next-token NLL per sample, as the official cal_ce / cal_kl compute it."""
-    T = max(map(len, batch))
-    ids = torch.tensor([s + [0] * (T - len(s)) for s in batch], device=DEVICE)
-    mask = torch.tensor([[1] * len(s) + [0] * (T - len(s)) for s in batch], device=DEVICE)
-    labels = ids.masked_fill(mask == 0, -100)
-    logits = model(input_ids=ids, attention_mask=mask).logits
-    logp = torch.log_softmax(logits[:, :-1].float(), -1)
-    tgt = labels[:, 1:]
-    valid = tgt != -100
-    tok = -torch.gather(logp, 2, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * valid
-    return tok.sum(1) / valid.sum(1)
-
-
-def tlm_loss(ce, sel_ce, threshold, lamb):
-    mask = sel_ce > threshold
-    coeff = lamb * torch.exp(sel_ce.detach() - threshold)
-    weighted = ce * coeff * mask
-    return (weighted.mean() if mask.sum() == 0 else weighted.sum() / mask.sum()), mask
+    """The official per-sample ce on this run's device."""
+    return reference_ce(model, batch, DEVICE)
 
 
 class AdaptPeftParity(unittest.TestCase):
