@@ -35,13 +35,14 @@ void check_lora_shapes(const at::Tensor& A, const at::Tensor& B, int64_t in, int
 // Folds the adapter into the base weight (W += scale * B A) or takes it out again, in the
 // base weight's dtype. Both layers hold their slices so that B A is exactly this rank's
 // slice of the full delta.
-void set_merged(at::Tensor& weight, std::optional<LoraSlot>& lora, bool merged) {
+void set_merged(LinearWeight& weight, std::optional<LoraSlot>& lora, bool merged) {
   TLM_CHECK(lora.has_value(), merged ? "merge_lora" : "unmerge_lora", ": no adapter attached");
   if (lora->merged == merged) return;
   at::NoGradGuard no_grad;
   const double sign = merged ? 1.0 : -1.0;
   at::Tensor delta = at::matmul(lora->B.detach(), lora->A.detach()) * (sign * lora->scale);
-  weight.add_(delta.to(weight.scalar_type()));
+  weight.plain.add_(delta.to(weight.plain.scalar_type()));
+  repack(weight);
   lora->merged = merged;
 }
 
@@ -68,8 +69,8 @@ ColumnParallelLinear::ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight
       out_features_(out_features),
       out_shard_(out_shard),
       replicas_(replicas) {
-  TLM_CHECK(weight_.dim() == 2 && weight_.size(0) == out_shard_.size(),
-            "ColumnParallelLinear: local weight ", weight_.sizes(), " is not [",
+  TLM_CHECK(weight_.plain.dim() == 2 && weight_.plain.size(0) == out_shard_.size(),
+            "ColumnParallelLinear: local weight ", weight_.plain.sizes(), " is not [",
             out_shard_.size(), ", in]");
   TLM_CHECK(replicas_ >= 1 && tp_->size() % replicas_ == 0, "ColumnParallelLinear: ", replicas_,
             " replicas do not divide the tensor-parallel size ", tp_->size());
@@ -77,7 +78,7 @@ ColumnParallelLinear::ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight
 
 at::Tensor ColumnParallelLinear::forward(const at::Tensor& x) const {
   at::Tensor x_in = copy_to_tp_region(x, tp_);
-  at::Tensor y = bias_ ? at::linear(x_in, weight_, *bias_) : at::linear(x_in, weight_);
+  at::Tensor y = linear(x_in, weight_, bias_);
   if (lora_active(lora_)) y = add_lora_branch(y, x_in, *lora_);
   return y;
 }
@@ -102,7 +103,7 @@ void ColumnParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tenso
 }
 
 int64_t ColumnParallelLinear::weight_bytes() const {
-  return static_cast<int64_t>(weight_.nbytes() + (bias_ ? bias_->nbytes() : 0));
+  return static_cast<int64_t>(weight_.plain.nbytes() + (bias_ ? bias_->nbytes() : 0)) + weight_.packed_bytes();
 }
 
 void ColumnParallelLinear::merge_lora() { set_merged(weight_, lora_, true); }
@@ -115,13 +116,13 @@ RowParallelLinear::RowParallelLinear(CommunicatorPtr tp, at::Tensor weight,
       bias_(std::move(bias)),
       in_features_(in_features),
       in_shard_(shard_range(in_features, tp_->rank(), tp_->size(), "input features")) {
-  TLM_CHECK(weight_.dim() == 2 && weight_.size(1) == in_shard_.size(),
-            "RowParallelLinear: local weight ", weight_.sizes(), " is not [out, ",
+  TLM_CHECK(weight_.plain.dim() == 2 && weight_.plain.size(1) == in_shard_.size(),
+            "RowParallelLinear: local weight ", weight_.plain.sizes(), " is not [out, ",
             in_shard_.size(), "]");
 }
 
 at::Tensor RowParallelLinear::forward(const at::Tensor& x_local) const {
-  at::Tensor partial = at::linear(x_local, weight_);  // [..., out], partial sum over TP
+  at::Tensor partial = linear(x_local, weight_);  // [..., out], partial sum over TP
   if (lora_active(lora_)) partial = add_lora_branch(partial, x_local, *lora_);
   at::Tensor y = reduce_from_tp_region(partial, tp_);
   if (bias_) y = y + *bias_;
@@ -145,7 +146,7 @@ void RowParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tensor& 
 }
 
 int64_t RowParallelLinear::weight_bytes() const {
-  return static_cast<int64_t>(weight_.nbytes() + (bias_ ? bias_->nbytes() : 0));
+  return static_cast<int64_t>(weight_.plain.nbytes() + (bias_ ? bias_->nbytes() : 0)) + weight_.packed_bytes();
 }
 
 void RowParallelLinear::merge_lora() { set_merged(weight_, lora_, true); }

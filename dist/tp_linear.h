@@ -21,6 +21,7 @@
 
 #include "dist/communicator.h"
 #include "dist/shard.h"
+#include "engine/kernels/linear_weight.h"
 
 namespace tlm {
 
@@ -68,15 +69,18 @@ class ColumnParallelLinear {
   void merge_lora();
   void unmerge_lora();
 
-  int64_t in_features() const { return weight_.size(1); }
+  int64_t in_features() const { return weight_.in_features(); }
   int64_t out_features() const { return out_features_; }
   ShardRange out_shard() const { return out_shard_; }
-  const at::Tensor& weight() const { return weight_; }
-  int64_t weight_bytes() const;  // this rank's weight and bias slices
+  const at::Tensor& weight() const { return weight_.plain; }
+  int64_t weight_bytes() const;  // this rank's weight and bias slices (packed copies too)
+  // oneDNN's prepacked copies of the weight (engine/kernels/linear_weight.h); `backward`
+  // packs the transposed one for input gradients too. Merging LoRA repacks.
+  void pack_weight(bool backward) { pack(weight_, backward); }
 
  private:
   CommunicatorPtr tp_;
-  at::Tensor weight_;
+  LinearWeight weight_;
   std::optional<at::Tensor> bias_;
   int64_t out_features_;
   ShardRange out_shard_;
@@ -98,14 +102,15 @@ class RowParallelLinear {
   void unmerge_lora();
 
   int64_t in_features() const { return in_features_; }
-  int64_t out_features() const { return weight_.size(0); }
+  int64_t out_features() const { return weight_.out_features(); }
   ShardRange in_shard() const { return in_shard_; }
-  const at::Tensor& weight() const { return weight_; }
-  int64_t weight_bytes() const;  // this rank's weight slice and the bias
+  const at::Tensor& weight() const { return weight_.plain; }
+  int64_t weight_bytes() const;  // this rank's weight slice and the bias (packed copies too)
+  void pack_weight(bool backward) { pack(weight_, backward); }  // as ColumnParallelLinear's
 
  private:
   CommunicatorPtr tp_;
-  at::Tensor weight_;
+  LinearWeight weight_;
   std::optional<at::Tensor> bias_;
   int64_t in_features_;
   ShardRange in_shard_;

@@ -27,9 +27,9 @@ at::Tensor VocabParallelEmbedding::forward(const at::Tensor& ids) const {
   return reduce_from_tp_region(out, tp_);
 }
 
-at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const at::Tensor& weight_shard,
+at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const LinearWeight& weight_shard,
                                  const CommunicatorPtr& tp) {
-  at::Tensor local = at::linear(copy_to_tp_region(hidden, tp), weight_shard);  // [N, V/tp]
+  at::Tensor local = linear(copy_to_tp_region(hidden, tp), weight_shard);  // [N, V/tp]
   return gather_from_tp_region(local, tp);                                   // [N, V]
 }
 
@@ -44,11 +44,12 @@ struct ChunkStats {
   at::Tensor local_tgt;   // [c] int64: target index inside the shard (0 when outside)
 };
 
-ChunkStats chunk_logits(const at::Tensor& h, const at::Tensor& weight, const at::Tensor& tgt,
-                        int64_t vocab_begin) {
+// `logits`: the chunk's logits when already computed (kept from the forward).
+ChunkStats chunk_logits(const at::Tensor& h, const LinearWeight& weight, const at::Tensor& tgt,
+                        int64_t vocab_begin, const at::Tensor& logits = at::Tensor()) {
   ChunkStats s;
-  s.logits = at::linear(h, weight).to(at::kFloat);
-  const int64_t vocab_local = weight.size(0);
+  s.logits = logits.defined() ? logits : linear(h, weight).to(at::kFloat);
+  const int64_t vocab_local = weight.out_features();
   s.in_shard = (tgt >= vocab_begin) & (tgt < vocab_begin + vocab_local);
   s.local_tgt = (tgt - vocab_begin).masked_fill(~s.in_shard, 0);
   return s;
@@ -57,12 +58,16 @@ ChunkStats chunk_logits(const at::Tensor& h, const at::Tensor& weight, const at:
 struct VocabParallelLogLikelihood
     : torch::autograd::Function<VocabParallelLogLikelihood> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden,
-                            const at::Tensor& weight, const at::Tensor& targets,
+                            const LinearWeight* weight_ptr, const at::Tensor& targets,
                             Communicator* comm, int64_t chunk_rows) {
+    const LinearWeight& weight = *weight_ptr;
     const int64_t n = hidden.size(0);
-    const int64_t vocab_begin = comm->rank() * weight.size(0);
+    const int64_t vocab_begin = comm->rank() * weight.out_features();
     at::Tensor logp = at::zeros({n}, hidden.options().dtype(at::kFloat));
     at::Tensor lse = at::zeros({n}, hidden.options().dtype(at::kFloat));
+    // Short sequences keep their logits for the backward instead of recomputing them.
+    const bool keep = n * weight.out_features() <= kKeptLogitElements;
+    std::vector<at::Tensor> kept;
     for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
       const int64_t c = std::min(chunk_rows, n - r0);
       at::Tensor tgt = targets.narrow(0, r0, c);
@@ -77,8 +82,11 @@ struct VocabParallelLogLikelihood
       at::Tensor chunk_lse = row_max + sum_exp.log();
       lse.narrow(0, r0, c).copy_(chunk_lse);
       logp.narrow(0, r0, c).copy_((tgt_logit - chunk_lse).masked_fill(tgt < 0, 0.0));
+      if (keep) kept.push_back(s.logits);
     }
-    ctx->save_for_backward({hidden, weight, targets, lse});
+    ctx->save_for_backward({hidden, targets, lse});
+    save_weight(ctx, "weight", weight);
+    ctx->saved_data["kept"] = c10::List<at::Tensor>(kept);
     ctx->saved_data["chunk_rows"] = chunk_rows;
     ctx->saved_data["vocab_begin"] = vocab_begin;
     return logp;
@@ -89,9 +97,10 @@ struct VocabParallelLogLikelihood
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
     const at::Tensor& hidden = saved[0];
-    const at::Tensor& weight = saved[1];
-    const at::Tensor& targets = saved[2];
-    const at::Tensor& lse = saved[3];
+    const at::Tensor& targets = saved[1];
+    const at::Tensor& lse = saved[2];
+    const LinearWeight weight = saved_weight(ctx, "weight");
+    const c10::List<at::Tensor> kept = ctx->saved_data["kept"].toTensorList();
     const int64_t chunk_rows = ctx->saved_data["chunk_rows"].toInt();
     const int64_t vocab_begin = ctx->saved_data["vocab_begin"].toInt();
     at::Tensor g = grads[0].masked_fill(targets < 0, 0.0);  // [N]
@@ -99,13 +108,14 @@ struct VocabParallelLogLikelihood
     const int64_t n = hidden.size(0);
     for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
       const int64_t c = std::min(chunk_rows, n - r0);
-      ChunkStats s =
-          chunk_logits(hidden.narrow(0, r0, c), weight, targets.narrow(0, r0, c), vocab_begin);
+      const size_t chunk = static_cast<size_t>(r0 / chunk_rows);
+      ChunkStats s = chunk_logits(hidden.narrow(0, r0, c), weight, targets.narrow(0, r0, c), vocab_begin,
+                                  kept.empty() ? at::Tensor() : kept.get(chunk));
       at::Tensor gc = g.narrow(0, r0, c).unsqueeze(1);                       // [c, 1]
       at::Tensor grad_logits = (s.logits - lse.narrow(0, r0, c).unsqueeze(1)).exp().neg_();
       at::Tensor hit = gc.squeeze(1).masked_fill(~s.in_shard, 0.0);
       grad_logits.mul_(gc).scatter_add_(1, s.local_tgt.unsqueeze(1), hit.unsqueeze(1));
-      grad_hidden.narrow(0, r0, c).copy_(at::matmul(grad_logits.to(weight.scalar_type()), weight));
+      grad_hidden.narrow(0, r0, c).copy_(input_gradient(grad_logits, weight));
     }
     return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -114,7 +124,7 @@ struct VocabParallelLogLikelihood
 }  // namespace
 
 at::Tensor vocab_parallel_token_log_likelihood(const at::Tensor& hidden,
-                                               const at::Tensor& weight_shard,
+                                               const LinearWeight& weight_shard,
                                                const at::Tensor& targets,
                                                const CommunicatorPtr& tp, int64_t chunk_rows) {
   TLM_CHECK(hidden.dim() == 2 && targets.dim() == 1 && hidden.size(0) == targets.size(0),
@@ -122,7 +132,7 @@ at::Tensor vocab_parallel_token_log_likelihood(const at::Tensor& hidden,
             targets.sizes(), " do not match");
   TLM_CHECK(chunk_rows > 0, "chunk_rows must be positive");
   at::Tensor h = copy_to_tp_region(hidden, tp);
-  return VocabParallelLogLikelihood::apply(h, weight_shard, targets.to(at::kLong), tp.get(),
+  return VocabParallelLogLikelihood::apply(h, &weight_shard, targets.to(at::kLong), tp.get(),
                                            chunk_rows);
 }
 

@@ -6,6 +6,7 @@
 
 #include "dist/communicator.h"
 #include "dist/shard.h"
+#include "engine/kernels/linear_weight.h"
 
 namespace tlm {
 
@@ -28,8 +29,11 @@ class VocabParallelEmbedding {
   ShardRange shard_;
 };
 
+// Logit elements (rows x V/tp) a loss keeps from its forward for its backward: 64 MiB of fp32.
+constexpr int64_t kKeptLogitElements = int64_t{16} << 20;
+
 // Full-vocabulary logits for a few positions (generation): h [N, H] -> [N, V], gathered.
-at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const at::Tensor& weight_shard,
+at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const LinearWeight& weight_shard,
                                  const CommunicatorPtr& tp);
 
 // log softmax(hidden W^T)[target] for each row, with W's vocabulary rows split over TP,
@@ -37,11 +41,12 @@ at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const at::Tensor& wei
 // them: per chunk, all-reduces of the row max, of the sum of exponentials and of the target
 // logit. hidden [N, H] (replicated over TP), targets [N] int64 (-100 = ignore, gives 0).
 // Returns fp32 [N]. Differentiable w.r.t. `hidden` only (base weights are frozen); the
-// backward recomputes each chunk's logits and is local; `hidden` goes through
+// backward reuses the forward's logits when all of them fit in kKeptLogitElements (short
+// sequences: bitwise what recomputing gives), else recomputes each chunk's, and is local; `hidden` goes through
 // copy_to_tp_region inside, so the partial input gradients are summed over TP (callers must
 // not wrap it again).
 at::Tensor vocab_parallel_token_log_likelihood(const at::Tensor& hidden,
-                                               const at::Tensor& weight_shard,
+                                               const LinearWeight& weight_shard,
                                                const at::Tensor& targets,
                                                const CommunicatorPtr& tp, int64_t chunk_rows);
 

@@ -24,13 +24,14 @@ at::Tensor global_logsumexp(const at::Tensor& logits, Communicator& comm) {
   return row_max + sum_exp.log();
 }
 
-at::Tensor chunk_logits(const at::Tensor& hidden, const at::Tensor& weight, int64_t r0, int64_t c) {
-  return at::linear(hidden.narrow(0, r0, c), weight).to(at::kFloat);  // [c, V/tp]
+at::Tensor chunk_logits(const at::Tensor& hidden, const LinearWeight& weight, int64_t r0, int64_t c) {
+  return linear(hidden.narrow(0, r0, c), weight).to(at::kFloat);  // [c, V/tp]
 }
 
 struct VocabParallelEntropy : torch::autograd::Function<VocabParallelEntropy> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const at::Tensor& weight,
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden, const LinearWeight* weight_ptr,
                             Communicator* comm, int64_t chunk_rows) {
+    const LinearWeight& weight = *weight_ptr;
     const int64_t n = hidden.size(0);
     const at::TensorOptions f32 = hidden.options().dtype(at::kFloat);
     at::Tensor lse = at::zeros({n}, f32), entropy = at::zeros({n}, f32);
@@ -46,7 +47,8 @@ struct VocabParallelEntropy : torch::autograd::Function<VocabParallelEntropy> {
       lse.narrow(0, r0, c).copy_(l);
       entropy.narrow(0, r0, c).copy_(h);
     }
-    ctx->save_for_backward({hidden, weight, lse, entropy});
+    ctx->save_for_backward({hidden, lse, entropy});
+    save_weight(ctx, "weight", weight);
     ctx->saved_data["chunk_rows"] = chunk_rows;
     return entropy;
   }
@@ -55,7 +57,8 @@ struct VocabParallelEntropy : torch::autograd::Function<VocabParallelEntropy> {
   // rank's weight shard, a partial sum over TP that copy_to_tp_region completes.
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &weight = saved[1], &lse = saved[2], &entropy = saved[3];
+    const at::Tensor &hidden = saved[0], &lse = saved[1], &entropy = saved[2];
+    const LinearWeight weight = saved_weight(ctx, "weight");
     const int64_t chunk_rows = ctx->saved_data["chunk_rows"].toInt();
     const at::Tensor& g = grads[0];  // [N]
     at::Tensor grad_hidden = at::empty_like(hidden);
@@ -65,7 +68,7 @@ struct VocabParallelEntropy : torch::autograd::Function<VocabParallelEntropy> {
       at::Tensor logp = chunk_logits(hidden, weight, r0, c).sub_(lse.narrow(0, r0, c).unsqueeze(1));
       at::Tensor grad_z = logp.exp() * (logp + entropy.narrow(0, r0, c).unsqueeze(1));
       grad_z.mul_(g.narrow(0, r0, c).unsqueeze(1).neg());
-      grad_hidden.narrow(0, r0, c).copy_(at::matmul(grad_z.to(weight.scalar_type()), weight));
+      grad_hidden.narrow(0, r0, c).copy_(input_gradient(grad_z, weight));
     }
     return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -78,13 +81,13 @@ void check_rows(const at::Tensor& hidden, int64_t chunk_rows, const char* what) 
 
 }  // namespace
 
-at::Tensor vocab_parallel_entropy(const at::Tensor& hidden, const at::Tensor& weight_shard,
+at::Tensor vocab_parallel_entropy(const at::Tensor& hidden, const LinearWeight& weight_shard,
                                   const CommunicatorPtr& tp, int64_t chunk_rows) {
   check_rows(hidden, chunk_rows, "vocab_parallel_entropy");
-  return VocabParallelEntropy::apply(copy_to_tp_region(hidden, tp), weight_shard, tp.get(), chunk_rows);
+  return VocabParallelEntropy::apply(copy_to_tp_region(hidden, tp), &weight_shard, tp.get(), chunk_rows);
 }
 
-at::Tensor vocab_parallel_mean_probs(const at::Tensor& hidden, const at::Tensor& weight_shard,
+at::Tensor vocab_parallel_mean_probs(const at::Tensor& hidden, const LinearWeight& weight_shard,
                                      const at::Tensor& group, int64_t groups, const CommunicatorPtr& tp,
                                      int64_t chunk_rows) {
   check_rows(hidden, chunk_rows, "vocab_parallel_mean_probs");
@@ -92,7 +95,7 @@ at::Tensor vocab_parallel_mean_probs(const at::Tensor& hidden, const at::Tensor&
             group.sizes(), " does not match hidden ", hidden.sizes());
   at::NoGradGuard no_grad;
   const at::TensorOptions f32 = hidden.options().dtype(at::kFloat);
-  at::Tensor sums = at::zeros({groups + 1, weight_shard.size(0)}, f32);  // last row: rows of no group
+  at::Tensor sums = at::zeros({groups + 1, weight_shard.out_features()}, f32);  // last row: rows of no group
   at::Tensor slot = group.to(at::kLong).masked_fill(group < 0, groups);  // [N]
   const int64_t n = hidden.size(0);
   for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {

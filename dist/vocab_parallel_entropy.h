@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "dist/communicator.h"
+#include "engine/kernels/linear_weight.h"
 
 namespace tlm {
 
@@ -18,13 +19,13 @@ namespace tlm {
 // Differentiable w.r.t. `hidden` only: dH/dz = -p * (log p + H); the backward recomputes each
 // chunk's logits and is local, and `hidden` goes through copy_to_tp_region inside (callers
 // must not wrap it again).
-at::Tensor vocab_parallel_entropy(const at::Tensor& hidden, const at::Tensor& weight_shard,
+at::Tensor vocab_parallel_entropy(const at::Tensor& hidden, const LinearWeight& weight_shard,
                                   const CommunicatorPtr& tp, int64_t chunk_rows);
 
 // This rank's shard of the mean of softmax(z) over each group's rows: group [N] int64 (a row's
 // group in [0, groups), or -1 for a row that counts nowhere) -> fp32 [groups, V/tp]. No
 // gradient (a statistic, e.g. EATA's redundancy filter). A group without rows is all zeros.
-at::Tensor vocab_parallel_mean_probs(const at::Tensor& hidden, const at::Tensor& weight_shard,
+at::Tensor vocab_parallel_mean_probs(const at::Tensor& hidden, const LinearWeight& weight_shard,
                                      const at::Tensor& group, int64_t groups, const CommunicatorPtr& tp,
                                      int64_t chunk_rows);
 

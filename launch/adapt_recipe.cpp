@@ -31,6 +31,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"dtype", "dtype", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16; LoRA and AdamW state stay fp32"},
     {"chat-template", "chat_template", "auto, chatml, llama3, llama2, alpaca, raw"},
     {"threads", "threads", "intra-op threads (0 = all cores)"},
+    {"packed-weights", "packed_weights", "auto (on for fp32 on CPU), on or off: weights also in oneDNN's prepacked layout, forward and backward (two more copies)"},
     {"tp-size", "parallel.tp_size", "tensor-parallel ranks (heads and vocabulary split over them)"},
     {"dp-size", "parallel.dp_size", "data-parallel replicas (each takes a share of every batch)"},
     {"backend", "parallel.backend", "auto (under mpirun: nccl for GPU ranks, mpi for CPU ranks; else single), single, mpi or nccl"},
@@ -303,6 +304,10 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   m.dtype = r.get<std::string>("dtype", "auto");
   m.chat_template = r.get<std::string>("chat_template", "auto");
   m.threads = r.get<int>("threads", 0);
+  m.packed_weights = r.get<std::string>("packed_weights", "auto");
+  TLM_CHECK(m.packed_weights == "auto" || m.packed_weights == "on" || m.packed_weights == "off",
+            r.origin("packed_weights"), ": packed_weights must be auto, on or off, got '", m.packed_weights, "'");
+  m.trains = true;
   m.cutoff_len = r.get<int64_t>("stream.cutoff_len", 4096);
   m.data_parallel_ok = true;
   m.tp_size = r.get<int>("parallel.tp_size", 1);

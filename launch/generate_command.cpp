@@ -1,5 +1,6 @@
 // tlm generate: answers prompts with the model (greedy by default) and reports each
 // prompt's input perplexity under the model.
+#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <iostream>
@@ -35,6 +36,8 @@ int run_generate(int argc, char** argv) {
        cxxopts::value<int64_t>()->default_value("0"))
       ("output", "also write JSONL records {prompt, predict, label, ce, ppl, ...} here (label: the\n"
                  "record's reference, so `tlm eval --predictions` can score the file)",
+       cxxopts::value<std::string>())
+      ("summary", "write {decode_seconds, new_tokens, score_seconds, prompt_tokens, ...} as JSON here",
        cxxopts::value<std::string>())
       ("h,help", "this help");
   auto parsed = options.parse(argc, argv);
@@ -74,16 +77,23 @@ int run_generate(int argc, char** argv) {
     out_file.open(parsed["output"].as<std::string>());
     TLM_CHECK(out_file.good(), parsed["output"].as<std::string>(), ": cannot open for writing");
   }
+  double decode_seconds = 0, score_seconds = 0;
+  int64_t all_new_tokens = 0, prompt_tokens = 0;
   for (size_t start = 0; start < prompts.size(); start += static_cast<size_t>(batch_size)) {
     const size_t end = std::min(prompts.size(), start + static_cast<size_t>(batch_size));
     std::vector<std::vector<int32_t>> ids;
     for (size_t i = start; i < end; ++i) ids.push_back(m.encoder->encode(prompts[i]).ids);
+    const auto s0 = std::chrono::steady_clock::now();
     const std::vector<double> ce = mean_token_nll(*m.model, ids, batch_size, gen.pad_id);
+    score_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - s0).count();
+    for (const auto& p : ids) prompt_tokens += static_cast<int64_t>(p.size());
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<Generation> answers = generate(*m.model, ids, gen);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    decode_seconds += secs;
     size_t new_tokens = 0;
     for (const auto& a : answers) new_tokens += a.ids.size();
+    all_new_tokens += static_cast<int64_t>(new_tokens);
     for (size_t i = start; i < end; ++i) {
       const Generation& a = answers[i - start];
       const std::string text = m.files.tokenizer->decode(a.ids, /*skip_special=*/true);
@@ -101,6 +111,17 @@ int run_generate(int argc, char** argv) {
     }
     log_info(str_cat("batch of ", end - start, ": ", new_tokens, " new tokens in ", fixed(secs, 2),
                      " s (", fixed(secs > 0 ? new_tokens / secs : 0.0, 1), " tokens/s)"));
+  }
+  if (parsed.count("summary") && m.grid.is_root()) {
+    const std::string path = parsed["summary"].as<std::string>();
+    std::ofstream summary(path);
+    TLM_CHECK(summary.good(), path, ": cannot open for writing");
+    summary << nlohmann::json{{"prompts", prompts.size()}, {"batch_size", batch_size},
+                              {"decode_seconds", decode_seconds}, {"new_tokens", all_new_tokens},
+                              {"score_seconds", score_seconds}, {"prompt_tokens", prompt_tokens}}
+                   .dump(2)
+            << "\n";
+    TLM_CHECK(summary.good(), path, ": write failed");
   }
   return 0;
 }

@@ -40,7 +40,11 @@ void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len) {
       ("backend", "auto (under mpirun: nccl for GPU ranks, mpi for CPU ranks; else single), single, mpi or nccl",
        cxxopts::value<std::string>()->default_value("auto"))
       ("collective-timeout", "seconds a collective may wait for a peer (0 = forever)",
-       cxxopts::value<double>()->default_value("300"));
+       cxxopts::value<double>()->default_value("300"))
+      ("packed-weights", "auto (on for fp32 on CPU), on or off: hold each weight in oneDNN's prepacked "
+       "layout too, so small-row products (decoding, short prompts) skip MKL's per-call repacking; "
+       "costs one more copy of the weights, two when training",
+       cxxopts::value<std::string>()->default_value("auto"));
 }
 
 ModelOptions read_model_options(const cxxopts::ParseResult& parsed) {
@@ -55,6 +59,9 @@ ModelOptions read_model_options(const cxxopts::ParseResult& parsed) {
   o.dp_size = parsed["dp-size"].as<int>();
   o.backend = parsed["backend"].as<std::string>();
   o.collective_timeout = parsed["collective-timeout"].as<double>();
+  o.packed_weights = parsed["packed-weights"].as<std::string>();
+  TLM_CHECK(o.packed_weights == "auto" || o.packed_weights == "on" || o.packed_weights == "off",
+            "--packed-weights must be auto, on or off, got '", o.packed_weights, "'");
   TLM_CHECK(!o.model.empty(), "--model is required (no default model was configured at build time)");
   TLM_CHECK(o.dtype == "auto" || o.dtype == "fp32" || o.dtype == "bf16", "--dtype must be auto, fp32 or bf16, got '",
             o.dtype, "'");
@@ -99,6 +106,14 @@ at::ScalarType resolve_dtype(const std::string& dtype, const c10::Device& device
   return at::kBFloat16;
 }
 
+bool wants_packed_weights(const std::string& setting, const c10::Device& device, at::ScalarType dtype) {
+  if (setting == "off") return false;
+  const bool possible = device.is_cpu() && dtype == at::kFloat && at::hasMKLDNN();
+  TLM_CHECK(possible || setting == "auto", "--packed-weights on needs fp32 on the CPU and LibTorch with oneDNN; this run is ",
+            dtype_name(dtype), " on ", device.str(), at::hasMKLDNN() ? "" : " (LibTorch without oneDNN)");
+  return possible;
+}
+
 LoadedModel load_model(const ModelOptions& options) {
   if (options.threads > 0) at::set_num_threads(options.threads);
   LoadedModel m;
@@ -118,6 +133,7 @@ LoadedModel load_model(const ModelOptions& options) {
   const at::ScalarType dtype = resolve_dtype(options.dtype, m.grid.device);
   const double rss_before = host_resident_bytes();
   m.model = std::make_unique<LlamaModel>(m.files.config, *m.files.weights, m.grid.tp, dtype, m.grid.device);
+  if (wants_packed_weights(options.packed_weights, m.grid.device, dtype)) m.model->pack_weights(options.trains);
   // The model holds its own copies; unmapping the files drops the pages the slices touched
   // from the resident set (the kernel keeps them as reclaimable page cache).
   m.files.weights.reset();

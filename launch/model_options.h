@@ -26,6 +26,8 @@ struct ModelOptions {
   std::string backend = "auto";     // auto | single | mpi | nccl
   double collective_timeout = 300;  // seconds; <= 0 = forever
   bool data_parallel_ok = false;    // only tlm adapt splits its work over DP replicas
+  std::string packed_weights = "auto";  // auto (on for CPU fp32) | on | off
+  bool trains = false;              // the command takes gradients: pack for backward too
 };
 
 struct LoadedModel {
@@ -40,6 +42,9 @@ ModelOptions read_model_options(const cxxopts::ParseResult& parsed);
 // The compute dtype for `dtype` ("auto": bf16 on CUDA, fp32 elsewhere) on `device`. bf16 on a
 // CPU without native bf16 matrix units is allowed but warned about loudly (see the .cpp).
 at::ScalarType resolve_dtype(const std::string& dtype, const c10::Device& device);
+// Whether a model on `device` in `dtype` holds packed weights under --packed-weights `setting`
+// ("on" where it cannot is an error).
+bool wants_packed_weights(const std::string& setting, const c10::Device& device, at::ScalarType dtype);
 // Builds the process grid (every rank of a job calls this), then loads this rank's slices.
 // Ranks other than 0 print nothing on stdout and log warnings and errors only.
 LoadedModel load_model(const ModelOptions& options);

@@ -431,10 +431,14 @@ nlohmann::json AdaptJob::finish() {
   const auto full_adapter = trainable_->full_state();  // collective over TP
   if (grid_.is_root())
     save_peft(adapter_dir, full_adapter, trainable_->describe(), model_path_, adapter_dir, config_.lora.dropout);
+  const auto score_start = std::chrono::steady_clock::now();
   trainable_->set_enabled(false);
   const double base_ce = mean(score_all(model_, samples(), config_, grid_, pad_));
   trainable_->set_enabled(true);
   const double adapted_ce = mean(score_all(model_, samples(), config_, grid_, pad_));
+  const double score_seconds = seconds_since(score_start);
+  int64_t score_tokens = 0;
+  for (const Sample& s : samples()) score_tokens += 2 * static_cast<int64_t>(s.ids.size());
   const RunOutputs& out = *outputs_;
   nlohmann::json summary = {
       {"mode", online() ? "online" : "offline"}, {"data", config_.data}, {"model", model_path_},
@@ -445,7 +449,8 @@ nlohmann::json AdaptJob::finish() {
       {"input_ce_base", base_ce}, {"input_ce_adapted", adapted_ce},
       {"input_ppl_base", std::exp(base_ce)}, {"input_ppl_adapted", std::exp(adapted_ce)},
       {"train_seconds", train_seconds_}, {"generate_seconds", generate_seconds_},
-      {"train_tokens_per_s", out.train_tokens_per_second()},
+      {"train_tokens_per_s", out.train_tokens_per_second()}, {"train_tokens", out.train_tokens()},
+      {"score_seconds", score_seconds}, {"score_tokens", score_tokens},
       {"adapter", adapter_dir}, {"layout", grid_.describe()}, {"config", method_}};
   if (guards_) summary["guards"] = guards_->summary();
   trainable_->set_enabled(false);

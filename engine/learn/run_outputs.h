@@ -52,6 +52,7 @@ class RunOutputs {
   int64_t trained() const { return trained_; }
   double mean_ce() const { return trained_ ? ce_sum_ / static_cast<double>(trained_) : 0.0; }
   double train_tokens_per_second() const;
+  int64_t train_tokens() const { return train_tokens_; }
 
  private:
   std::string directory_;

@@ -265,7 +265,7 @@ at::Tensor LlamaModel::mean_probabilities_of(const at::Tensor& h, const at::Tens
 
 at::Tensor LlamaModel::shard_logits_of(const at::Tensor& rows) const {
   TLM_CHECK(rows.dim() == 2, "shard_logits_of: rows must be [N, H], got ", rows.sizes());
-  return at::linear(copy_to_tp_region(rows, tp_), lm_head_shard_).to(at::kFloat);
+  return linear(copy_to_tp_region(rows, tp_), lm_head_shard_).to(at::kFloat);
 }
 
 KvCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {
@@ -283,12 +283,21 @@ KvCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {
 
 int64_t LlamaModel::weight_bytes() const {
   int64_t total = static_cast<int64_t>(embed_->weight().nbytes()) + static_cast<int64_t>(final_norm_.weight.nbytes());
-  if (!lm_head_shard_.is_same(embed_->weight())) total += static_cast<int64_t>(lm_head_shard_.nbytes());
+  if (!lm_head_shard_.plain.is_same(embed_->weight())) total += static_cast<int64_t>(lm_head_shard_.plain.nbytes());
+  total += lm_head_shard_.packed_bytes();
   for (const Layer& l : layers_) {
     total += static_cast<int64_t>(l.input_norm.weight.nbytes() + l.post_norm.weight.nbytes());
     total += l.attention->weight_bytes() + l.mlp->weight_bytes();
   }
   return total;
+}
+
+void LlamaModel::pack_weights(bool backward) {
+  for (Projection& p : projections()) {
+    if (p.column) p.column->pack_weight(backward);
+    else p.row->pack_weight(backward);
+  }
+  pack(lm_head_shard_, backward);
 }
 
 std::vector<Projection> LlamaModel::projections() {

@@ -96,8 +96,13 @@ class LlamaModel {
   const CommunicatorPtr& tp() const { return tp_; }
   at::ScalarType dtype() const { return dtype_; }
   const c10::Device& device() const { return device_; }
-  // Bytes of this rank's weight slices (embedding shared with a tied head counted once).
+  // Bytes of this rank's weight slices (embedding shared with a tied head counted once),
+  // packed copies included.
   int64_t weight_bytes() const;
+  // Makes oneDNN's prepacked copy of every projection's weight and of the output head
+  // (engine/kernels/linear_weight.h), and with `backward` the transposed copies for input
+  // gradients (training). CPU fp32 only: can_pack() says where.
+  void pack_weights(bool backward);
 
  private:
   struct Layer {
@@ -112,7 +117,7 @@ class LlamaModel {
   at::ScalarType dtype_;
   c10::Device device_;
   std::unique_ptr<VocabParallelEmbedding> embed_;
-  at::Tensor lm_head_shard_;  // [V/tp, H]; the embedding shard itself when tied
+  LinearWeight lm_head_shard_;  // [V/tp, H]; its plain tensor is the embedding shard when tied
   NormSlot final_norm_;
   std::vector<Layer> layers_;
   RotaryEmbedding rotary_;

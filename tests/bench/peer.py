@@ -1,21 +1,25 @@
 """The peer tlm is measured against: HF transformers + PEFT doing the same work as a tlm
-command, on the same model file and prompts. Used by tests/bench/run_bench.sh (whole-process
-timings, side by side); not part of the test suite.
+command, on the same model file and prompts, timing only the work (model load excluded).
+Used by tests/bench/bench.py; not part of the test suite. Prints one JSON object.
 
-  peer.py adapt    MODEL.gguf DATA N   online TLM steps (train only) + input ce before/after,
-                                       like `tlm adapt --generate false --answer-nll false`
-  peer.py generate MODEL.gguf DATA N T greedy answers, batch 8, T new tokens, like `tlm generate`
+  peer.py adapt    MODEL.gguf DATA N      online TLM steps (batch 1, chunks of 8, a fresh AdamW
+                                          per chunk) and the input-ce passes before and after,
+                                          like `tlm adapt --generate false --answer-nll false`
+  peer.py generate MODEL.gguf DATA N T B  greedy answers, batches of B, T new tokens at most,
+                                          like `tlm generate --batch-size B`
 """
 import json
 import math
+import os
 import pathlib
 import sys
+import time
 
 import peft
 import torch
 import transformers
 
-torch.set_num_threads(int(__import__("os").environ.get("BENCH_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
 
 
 def load(model_path):
@@ -54,50 +58,69 @@ def sample_ce(model, batch):
     return tok.sum(1) / valid.sum(1)
 
 
+def mean_input_ce(model, seqs):
+    # Shortest first in batches of 8, as tlm's scoring does.
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    with torch.no_grad():
+        total = sum(sample_ce(model, [seqs[i] for i in order[b:b + 8]]).sum().item() for b in range(0, len(seqs), 8))
+    return total / len(seqs)
+
+
 def adapt(model_path, data, n):
     tok, base = load(model_path)
     model = peft.get_peft_model(base, peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
                                                       lora_dropout=0.0))
     seqs = [ids_of(tok, p) for p in prompts(data, n)]
     params = [p for p in model.parameters() if p.requires_grad]
-    with torch.no_grad():
-        before = sum(sample_ce(model, seqs[i:i + 8]).sum().item() for i in range(0, len(seqs), 8)) / len(seqs)
+    t0 = time.perf_counter()
+    before = mean_input_ce(model, seqs)
+    score_seconds = time.perf_counter() - t0
+    selected = 0
+    t0 = time.perf_counter()
     for c in range(0, len(seqs), 8):
         opt = torch.optim.AdamW(params, lr=5e-5)
         for s in seqs[c:c + 8]:
             ce = sample_ce(model, [s])
             mask = ce > 3.0
+            selected += int(mask.sum())
             coeff = 0.1 * torch.exp(ce.detach() - 3.0)
             loss = (ce * coeff * mask).sum() / max(1, int(mask.sum()))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-    with torch.no_grad():
-        after = sum(sample_ce(model, seqs[i:i + 8]).sum().item() for i in range(0, len(seqs), 8)) / len(seqs)
-    print(f"peer adapt: input ppl {math.exp(before):.3f} -> {math.exp(after):.3f}")
+    train_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    after = mean_input_ce(model, seqs)
+    score_seconds += time.perf_counter() - t0
+    tokens = sum(map(len, seqs))
+    print(json.dumps({"train_seconds": train_seconds, "train_tokens": tokens, "score_seconds": score_seconds,
+                      "score_tokens": 2 * tokens, "selected": selected, "samples": len(seqs),
+                      "input_ppl_base": math.exp(before), "input_ppl_adapted": math.exp(after)}))
 
 
-def generate(model_path, data, n, new_tokens):
+def generate(model_path, data, n, new_tokens, batch_size):
     tok, model = load(model_path)
-    tok.padding_side = "left"
     seqs = [ids_of(tok, p) for p in prompts(data, n)]
     eos = [tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id]
-    total = 0
+    pad = eos[0]
+    total, seconds = 0, 0.0
     with torch.no_grad():
-        for b in range(0, len(seqs), 8):
-            batch = seqs[b:b + 8]
+        for b in range(0, len(seqs), batch_size):
+            batch = seqs[b:b + batch_size]
             T = max(map(len, batch))
-            ids = torch.tensor([[2] * (T - len(s)) + s for s in batch])
+            ids = torch.tensor([[pad] * (T - len(s)) + s for s in batch])
             mask = torch.tensor([[0] * (T - len(s)) + [1] * len(s) for s in batch])
+            t0 = time.perf_counter()
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                                 eos_token_id=eos, pad_token_id=2)
-            total += int((out[:, T:] != 2).sum())
-    print(f"peer generate: {total} new tokens")
+                                 eos_token_id=eos, pad_token_id=pad)
+            seconds += time.perf_counter() - t0
+            total += int(sum(((row != pad) & (row != eos[1])).sum() for row in out[:, T:]))
+    print(json.dumps({"decode_seconds": seconds, "new_tokens": total, "prompts": len(seqs)}))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "adapt":
         adapt(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
-        generate(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        generate(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))

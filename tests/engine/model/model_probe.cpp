@@ -4,7 +4,8 @@
 //   model_probe logits   MODEL IN.json OUT.f32 [fp32|bf16] [DEVICE]  IN = {"ids": [[...]], "mask": [[...]]}
 //   model_probe loglik   MODEL IN.json OUT.f32 [chunk_rows] [DEVICE] token log-likelihoods [B, T-1]
 //   model_probe generate MODEL IN.json OUT.json N [DEVICE]          greedy, N new tokens, no stop ids
-// DEVICE: cpu (default), cuda, cuda:N. A mask of all ones is passed as "no padding" (the
+// DEVICE: cpu (default), cuda, cuda:N. A trailing --packed holds the weights in oneDNN's
+// packed layout (LlamaModel::pack_weights, as tlm's commands do on CPU by default). A mask of all ones is passed as "no padding" (the
 // causal fast path), as tlm's own callers do.
 #include <fstream>
 #include <iostream>
@@ -64,8 +65,11 @@ void write_f32(const std::string& path, const at::Tensor& t) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc_in, char** argv) {
   try {
+    int argc = argc_in;
+    const bool packed = argc > 1 && std::string(argv[argc - 1]) == "--packed";
+    if (packed) --argc;
     TLM_CHECK(argc >= 5, "usage: model_probe logits|loglik|generate MODEL IN.json OUT [arg]");
     const std::string mode = argv[1];
     Loaded l = open(argv[2]);
@@ -78,6 +82,7 @@ int main(int argc, char** argv) {
     const at::ScalarType dtype = arg == "bf16" ? at::kBFloat16 : at::kFloat;
     tlm::LlamaModel model(l.config, *l.weights, tlm::make_single_process_communicator(),
                           mode == "logits" ? dtype : at::kFloat, device);
+    if (packed) model.pack_weights(/*backward=*/false);
     c10::InferenceMode guard;
     at::Tensor ids = to_tensor(input.at("ids")).to(device);
     at::Tensor mask = to_tensor(input.at("mask"));

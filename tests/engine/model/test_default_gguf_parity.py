@@ -44,8 +44,14 @@ class DefaultGgufParity(unittest.TestCase):
         (cls.work / "in.json").write_text(json.dumps({"ids": cls.ids.tolist(), "mask": cls.mask.tolist()}))
 
     def test_logits(self):
+        self.check_logits([])
+
+    def test_logits_packed_weights(self):
+        self.check_logits(["fp32", "cpu", "--packed"])
+
+    def check_logits(self, extra):
         out = self.work / "logits.f32"
-        run([binary("tests/engine/model/model_probe"), "logits", DEFAULT_MODEL, self.work / "in.json", out])
+        run([binary("tests/engine/model/model_probe"), "logits", DEFAULT_MODEL, self.work / "in.json", out, *extra])
         ours = np.fromfile(out, dtype=np.float32).reshape(self.ref.shape)
         real = self.mask.astype(bool)
         scale = float(np.abs(self.ref[real]).max())
@@ -57,8 +63,14 @@ class DefaultGgufParity(unittest.TestCase):
         self.assertEqual(agree, 1.0)
 
     def test_token_log_likelihoods(self):
+        self.check_token_log_likelihoods([])
+
+    def test_token_log_likelihoods_packed_weights(self):
+        self.check_token_log_likelihoods(["cpu", "--packed"])
+
+    def check_token_log_likelihoods(self, extra):
         out = self.work / "ll.f32"
-        run([binary("tests/engine/model/model_probe"), "loglik", DEFAULT_MODEL, self.work / "in.json", out, "64"])
+        run([binary("tests/engine/model/model_probe"), "loglik", DEFAULT_MODEL, self.work / "in.json", out, "64", *extra])
         ll = np.fromfile(out, dtype=np.float32).reshape(self.ids.shape[0], self.ids.shape[1] - 1)
         logp = torch.log_softmax(torch.tensor(self.ref[:, :-1]), -1)
         ref_ll = torch.gather(logp, 2, torch.tensor(self.ids[:, 1:]).unsqueeze(-1)).squeeze(-1).numpy()

@@ -13,6 +13,7 @@ GPU, with the tolerances of TOLERANCE below (cuBLAS and the CUDA attention kerne
 another order than the CPU ones; TF32 stays off on both sides).
 """
 import copy
+import itertools
 import json
 import unittest
 
@@ -84,12 +85,19 @@ def hf_logits(model, ids, mask, dtype=torch.float32):
     return out.logits.float().cpu().numpy()
 
 
-def probe(mode, model_dir, payload, out_name, extra):
+def probe(mode, model_dir, payload, out_name, extra, packed=False):
+    """packed: the weights in oneDNN's packed layout (CPU only), as tlm's commands hold them."""
     work = tmpdir()
     (work / "in.json").write_text(json.dumps(payload))
     out = work / out_name
-    run([binary("tests/engine/model/model_probe"), mode, model_dir, work / "in.json", out, str(extra), DEVICE])
+    run([binary("tests/engine/model/model_probe"), mode, model_dir, work / "in.json", out, str(extra), DEVICE,
+         *(["--packed"] if packed else [])])
     return out
+
+
+# Weight layouts checked against transformers on this device: plain everywhere, and oneDNN's
+# packed one on CPU (the same fp32 products summed in another order: same tolerances).
+LAYOUTS = (False, True) if DEVICE == "cpu" else (False,)
 
 
 class TinyModelParity(unittest.TestCase):
@@ -99,18 +107,19 @@ class TinyModelParity(unittest.TestCase):
     def check_kind(self, kind):
         directory = tmpdir(f"tlm-{kind}-")
         model = make_model(kind, directory)
-        for left in (False, True):
+        for left, packed in itertools.product((False, True), LAYOUTS):
             ids, mask = padded_batch(LENGTHS, left)
             ref = hf_logits(model, ids, mask)
-            out = probe("logits", directory, {"ids": ids.tolist(), "mask": mask.tolist()}, "logits.f32", "fp32")
+            out = probe("logits", directory, {"ids": ids.tolist(), "mask": mask.tolist()}, "logits.f32", "fp32",
+                        packed)
             ours = np.fromfile(out, dtype=np.float32).reshape(ref.shape)
             real = mask.astype(bool)
-            side = "left" if left else "right"
+            side = ("left" if left else "right") + (", packed weights" if packed else "")
             assert_close(self, ours[real], ref[real], atol=TOLERANCE["fp32"],
                          what=f"{kind} fp32 logits on {DEVICE} ({side} padding)")
 
             # Chunked log-likelihoods (chunk of 5 rows, so chunks straddle rows and padding).
-            out = probe("loglik", directory, {"ids": ids.tolist(), "mask": mask.tolist()}, "ll.f32", 5)
+            out = probe("loglik", directory, {"ids": ids.tolist(), "mask": mask.tolist()}, "ll.f32", 5, packed)
             ll = np.fromfile(out, dtype=np.float32).reshape(ids.shape[0], ids.shape[1] - 1)
             logp = torch.log_softmax(torch.tensor(ref[:, :-1]), -1)
             ref_ll = torch.gather(logp, 2, torch.tensor(ids[:, 1:]).unsqueeze(-1)).squeeze(-1).numpy()
@@ -137,11 +146,13 @@ class TinyModelParity(unittest.TestCase):
             gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=32, min_new_tokens=32,
                                  do_sample=False, pad_token_id=0, eos_token_id=None)
         ref_new = gen[:, T:].tolist()
-        out = probe("generate", directory, {"ids": [[0]], "mask": [[1]], "prompts": prompts}, "gen.json", 32)
-        ours_new = json.loads(out.read_text())
-        print(f"[parity] {kind} greedy generation on {DEVICE}: {sum(len(r) for r in ref_new)} tokens compared",
-              flush=True)
-        self.assertEqual(ours_new, ref_new, f"{kind}: greedy generations differ")
+        for packed in LAYOUTS:
+            out = probe("generate", directory, {"ids": [[0]], "mask": [[1]], "prompts": prompts}, "gen.json", 32,
+                        packed)
+            ours_new = json.loads(out.read_text())
+            print(f"[parity] {kind} greedy generation on {DEVICE}{' (packed weights)' if packed else ''}: "
+                  f"{sum(len(r) for r in ref_new)} tokens compared", flush=True)
+            self.assertEqual(ours_new, ref_new, f"{kind}: greedy generations differ (packed weights: {packed})")
 
     def test_llama_rope_llama3(self):
         self.check_kind("llama")
