@@ -29,31 +29,40 @@ std::vector<Generation> generate(const LlamaModel& model,
   TokenBatch batch = left_padded_batch(prompts, options.pad_id, model.device());
   KvCache cache = model.make_cache(B, T + options.max_new_tokens);
   Sampler sampler(options.sampling, model.device());
-  std::vector<bool> done(prompts.size(), false);
+  // rows[i]: the prompt batch row i decodes. Finished rows leave the batch (and the cache),
+  // so every later step computes only the running ones, the output head included.
+  std::vector<size_t> rows(prompts.size());
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = i;
   at::Tensor hidden = model.forward_hidden(batch.ids, batch.attention_mask(), &cache);  // [B, T, H]
   at::Tensor last = hidden.select(1, T - 1);                                             // [B, H]
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
-    at::Tensor next = sampler.next(model.logits_of(last));  // [B] on the device
+    at::Tensor next = sampler.next(model.logits_of(last));  // [b] on the device
     // The one host synchronisation of a decode step: the stop check needs the tokens.
     const at::Tensor chosen = next.to(at::kCPU);
     auto next_acc = chosen.accessor<int64_t, 1>();
-    bool all_done = true;
-    for (int64_t b = 0; b < B; ++b) {
-      const size_t row = static_cast<size_t>(b);
-      if (done[row]) continue;
-      const int32_t tok = static_cast<int32_t>(next_acc[b]);
+    std::vector<int64_t> running;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const size_t row = rows[i];
+      const int32_t tok = static_cast<int32_t>(next_acc[static_cast<int64_t>(i)]);
       if (std::find(options.stop_ids.begin(), options.stop_ids.end(), tok) != options.stop_ids.end()) {
-        done[row] = true;
         out[row].stopped = true;
         continue;
       }
       out[row].ids.push_back(tok);
       if (on_token) on_token(row, tok);
-      all_done = false;
+      running.push_back(static_cast<int64_t>(i));
     }
-    if (all_done || step + 1 == options.max_new_tokens) break;
-    // Finished rows keep decoding (their outputs are ignored) so the batch stays rectangular.
-    last = model.forward_hidden(next.view({B, 1}), at::Tensor(), &cache).select(1, 0);
+    if (running.empty() || step + 1 == options.max_new_tokens) break;
+    if (running.size() < rows.size()) {
+      const at::Tensor keep = at::tensor(running, at::kLong).to(model.device());
+      cache.keep_rows(keep);
+      next = next.index_select(0, keep);
+      std::vector<size_t> kept;
+      for (int64_t i : running) kept.push_back(rows[static_cast<size_t>(i)]);
+      rows = std::move(kept);
+    }
+    const int64_t b = static_cast<int64_t>(rows.size());
+    last = model.forward_hidden(next.view({b, 1}), at::Tensor(), &cache).select(1, 0);
   }
   return out;
 }

@@ -1,5 +1,6 @@
 // Batched autoregressive generation with a KV cache: prompts of different lengths are
-// left-padded into one batch, prefilled in one forward, then decoded a token at a time.
+// left-padded into one batch, prefilled in one forward, then decoded a token at a time; a row
+// that finishes leaves the batch and its cache, so later steps compute only running rows.
 // Runs in inference mode: no autograd graph is built.
 #pragma once
 

@@ -16,6 +16,10 @@ struct KvCache {
   at::Tensor next_position;        // [B] int64
   int64_t length = 0;              // slots filled so far (same for every row)
   int64_t capacity() const { return key_mask.size(1); }
+  int64_t batch() const { return key_mask.size(0); }
+  // Keeps only the rows `rows` (int64 indices on the cache's device, in the new order): a
+  // generation drops its finished rows so that later steps compute only the running ones.
+  void keep_rows(const at::Tensor& rows);
 };
 
 }  // namespace tlm
