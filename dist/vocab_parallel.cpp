@@ -74,7 +74,7 @@ struct VocabParallelLogLikelihood
       ChunkStats s = chunk_logits(hidden.narrow(0, r0, c), weight, tgt, vocab_begin);
       at::Tensor row_max = std::get<0>(s.logits.max(-1)).contiguous();  // [c]
       comm->all_reduce(row_max, ReduceOp::Max);
-      at::Tensor sum_exp = (s.logits - row_max.unsqueeze(1)).exp().sum(-1).contiguous();
+      at::Tensor sum_exp = (s.logits - row_max.unsqueeze(1)).exp_().sum(-1).contiguous();
       comm->all_reduce(sum_exp, ReduceOp::Sum);
       at::Tensor tgt_logit = s.logits.gather(1, s.local_tgt.unsqueeze(1)).squeeze(1)
                                  .masked_fill(~s.in_shard, 0.0).contiguous();

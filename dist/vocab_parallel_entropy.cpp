@@ -19,7 +19,7 @@ using torch::autograd::variable_list;
 at::Tensor global_logsumexp(const at::Tensor& logits, Communicator& comm) {
   at::Tensor row_max = std::get<0>(logits.max(-1)).contiguous();  // [c]
   comm.all_reduce(row_max, ReduceOp::Max);
-  at::Tensor sum_exp = (logits - row_max.unsqueeze(1)).exp().sum(-1).contiguous();
+  at::Tensor sum_exp = (logits - row_max.unsqueeze(1)).exp_().sum(-1).contiguous();
   comm.all_reduce(sum_exp, ReduceOp::Sum);
   return row_max + sum_exp.log();
 }

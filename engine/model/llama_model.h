@@ -65,21 +65,21 @@ class LlamaModel {
   // log p(ids[b, t+1] | ids[b, <=t]) as fp32 [B, T-1]; 0 where either token is padding.
   // Goes through vocab_parallel_token_log_likelihood: logits exist `chunk_rows` rows at a time.
   at::Tensor token_log_likelihoods(const at::Tensor& ids, const at::Tensor& attention_mask,
-                                   int64_t chunk_rows = 256) const;
+                                   int64_t chunk_rows = 64) const;
 
   // The output head on hidden states [B, T, H] of forward_hidden, so that one forward serves
   // several statistics (a loss of NLL and entropy, EATA's entropy and mean probabilities).
   // None gathers full logits. `attention_mask` as in forward_hidden (undefined: no padding).
   at::Tensor log_likelihoods_of(const at::Tensor& hidden, const at::Tensor& ids,
-                                const at::Tensor& attention_mask, int64_t chunk_rows = 256) const;  // [B, T-1]
+                                const at::Tensor& attention_mask, int64_t chunk_rows = 64) const;  // [B, T-1]
   // Entropy of the next-token distribution at every position, fp32 [B, T], 0 at padding.
   // Differentiable through `hidden`.
   at::Tensor entropies_of(const at::Tensor& hidden, const at::Tensor& attention_mask,
-                          int64_t chunk_rows = 256) const;
+                          int64_t chunk_rows = 64) const;
   // This rank's shard of each row's mean next-token distribution over the positions where
   // `positions` [B, T] (bool) is true, fp32 [B, V/tp]; no gradient.
   at::Tensor mean_probabilities_of(const at::Tensor& hidden, const at::Tensor& positions,
-                                   int64_t chunk_rows = 256) const;
+                                   int64_t chunk_rows = 64) const;
 
   // This rank's fp32 logit shard [N, V/tp] of hidden rows [N, H] (rows picked from
   // forward_hidden's output), differentiable through `rows`, for the objectives whose
