@@ -78,9 +78,49 @@ ColumnParallelLinear::ColumnParallelLinear(CommunicatorPtr tp, at::Tensor weight
 
 at::Tensor ColumnParallelLinear::forward(const at::Tensor& x) const {
   at::Tensor x_in = copy_to_tp_region(x, tp_);
-  at::Tensor y = linear(x_in, weight_, bias_);
-  if (lora_active(lora_)) y = add_lora_branch(y, x_in, *lora_);
-  return y;
+  return with_lora(linear(x_in, weight_, bias_), x_in);
+}
+
+at::Tensor ColumnParallelLinear::with_lora(const at::Tensor& base, const at::Tensor& x_in) const {
+  return lora_active(lora_) ? add_lora_branch(base, x_in, *lora_) : base;
+}
+
+FusedColumnParallelLinear::FusedColumnParallelLinear(CommunicatorPtr tp, std::vector<ColumnParallelLinear*> members,
+                                                     bool backward)
+    : tp_(std::move(tp)), members_(std::move(members)), backward_(backward) {
+  TLM_CHECK(!members_.empty(), "FusedColumnParallelLinear: no members");
+  for (const ColumnParallelLinear* m : members_) {
+    TLM_CHECK(m->in_features() == members_.front()->in_features() &&
+                  m->bias().has_value() == members_.front()->bias().has_value(),
+              "FusedColumnParallelLinear: members must share the input size and agree on a bias");
+    sizes_.push_back(m->out_shard().size());
+  }
+  rebuild();
+}
+
+void FusedColumnParallelLinear::rebuild() const {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> weights, biases;
+  versions_.clear();
+  for (ColumnParallelLinear* m : members_) {
+    weights.push_back(m->weight());
+    if (m->bias()) biases.push_back(*m->bias());
+    versions_.push_back(m->weight_version());
+    m->unpack_weight();
+  }
+  weight_ = LinearWeight(at::cat(weights, 0));
+  pack(weight_, backward_);
+  weight_.plain = at::Tensor();  // the members hold the weights; only the packed copies are needed
+  bias_ = biases.empty() ? std::nullopt : std::optional<at::Tensor>(at::cat(biases, 0));
+}
+
+std::vector<at::Tensor> FusedColumnParallelLinear::forward(const at::Tensor& x) const {
+  for (size_t i = 0; i < members_.size(); ++i)
+    if (members_[i]->weight_version() != versions_[i]) rebuild();
+  at::Tensor x_in = copy_to_tp_region(x, tp_);
+  std::vector<at::Tensor> base = linear(x_in, weight_, bias_).split_with_sizes(sizes_, -1);
+  for (size_t i = 0; i < members_.size(); ++i) base[i] = members_[i]->with_lora(base[i], x_in);
+  return base;
 }
 
 void ColumnParallelLinear::attach_lora(const at::Tensor& A_full, const at::Tensor& B_full,
@@ -106,8 +146,14 @@ int64_t ColumnParallelLinear::weight_bytes() const {
   return static_cast<int64_t>(weight_.plain.nbytes() + (bias_ ? bias_->nbytes() : 0)) + weight_.packed_bytes();
 }
 
-void ColumnParallelLinear::merge_lora() { set_merged(weight_, lora_, true); }
-void ColumnParallelLinear::unmerge_lora() { set_merged(weight_, lora_, false); }
+void ColumnParallelLinear::merge_lora() {
+  set_merged(weight_, lora_, true);
+  ++weight_version_;
+}
+void ColumnParallelLinear::unmerge_lora() {
+  set_merged(weight_, lora_, false);
+  ++weight_version_;
+}
 
 RowParallelLinear::RowParallelLinear(CommunicatorPtr tp, at::Tensor weight,
                                      std::optional<at::Tensor> bias, int64_t in_features)

@@ -62,15 +62,17 @@ struct PackedLinear : torch::autograd::Function<PackedLinear> {
 }  // namespace
 
 void save_weight(AutogradContext* ctx, const std::string& key, const LinearWeight& w) {
-  ctx->saved_data[key + ".plain"] = w.plain;
-  ctx->saved_data[key + ".copies"] = static_cast<int64_t>(w.packed.defined()) | (w.packed_t.defined() << 1);
+  ctx->saved_data[key + ".copies"] =
+      static_cast<int64_t>(w.packed.defined()) | (w.packed_t.defined() << 1) | (w.plain.defined() << 2);
+  if (w.plain.defined()) ctx->saved_data[key + ".plain"] = w.plain;
   if (w.packed.defined()) ctx->saved_data[key + ".packed"] = w.packed;
   if (w.packed_t.defined()) ctx->saved_data[key + ".packed_t"] = w.packed_t;
 }
 
 LinearWeight saved_weight(AutogradContext* ctx, const std::string& key) {
-  LinearWeight w(ctx->saved_data.at(key + ".plain").toTensor());
+  LinearWeight w;
   const int64_t copies = ctx->saved_data.at(key + ".copies").toInt();
+  if (copies & 4) w.plain = ctx->saved_data.at(key + ".plain").toTensor();
   if (copies & 1) w.packed = ctx->saved_data.at(key + ".packed").toTensor();
   if (copies & 2) w.packed_t = ctx->saved_data.at(key + ".packed_t").toTensor();
   return w;
@@ -78,8 +80,10 @@ LinearWeight saved_weight(AutogradContext* ctx, const std::string& key) {
 
 int64_t LinearWeight::packed_bytes() const {
   // A packed copy holds the same elements (oneDNN pads blocks a little; not counted).
-  const int64_t each = plain.defined() ? static_cast<int64_t>(plain.nbytes()) : 0;
-  return (packed.defined() ? each : 0) + (packed_t.defined() ? each : 0);
+  int64_t total = 0;
+  for (const at::Tensor* t : {&packed, &packed_t})
+    if (t->defined()) total += t->numel() * static_cast<int64_t>(t->element_size());
+  return total;
 }
 
 bool can_pack(const at::Tensor& w) {
@@ -108,7 +112,9 @@ at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const std::optiona
 }
 
 at::Tensor input_gradient(const at::Tensor& dy, const LinearWeight& w) {
-  if (w.packed_t.defined()) return through_packed(dy.to(w.plain.scalar_type()), w.packed_t, std::nullopt);
+  if (w.packed_t.defined()) return through_packed(dy.to(at::kFloat), w.packed_t, std::nullopt);
+  TLM_CHECK(w.plain.defined(), "input_gradient: this weight holds neither its plain tensor nor a packed "
+            "transposed copy (packed for inference only, used under autograd)");
   return at::matmul(dy.to(w.plain.scalar_type()), w.plain);
 }
 

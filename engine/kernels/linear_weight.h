@@ -3,9 +3,10 @@
 // On CPU, fp32, the weight can also be held in oneDNN's prepacked layout (LibTorch's
 // mkldnn::_reorder_linear_weight / _linear_pointwise). MKL's sgemm, which at::linear calls,
 // repacks W on every call; at the row counts of decoding and of short prompts (1-64 rows)
-// that copy costs more than the product itself (ARCHITECTURE.md section on kernels). The
-// packed copy is made once at load: `packed` for the forward (y = x W^T) and, when training,
-// `packed_t` for the input gradient (dx = dy W). The arithmetic is the same fp32 dot
+// that copy costs more than the product itself, and on AMD CPUs with AVX-512 oneDNN uses
+// it where MKL keeps to AVX2 (README, "Speed"). The packed copy is made once at load:
+// `packed` for the forward (y = x W^T) and, when training, `packed_t` for the input
+// gradient (dx = dy W). The arithmetic is the same fp32 dot
 // products in another summation order: results differ from at::linear by rounding only
 // (tests/engine/kernels state the tolerance).
 //
@@ -22,14 +23,14 @@
 namespace tlm {
 
 struct LinearWeight {
-  at::Tensor plain;     // [out, in]
+  at::Tensor plain;     // [out, in]; undefined where only the packed copies are kept (fused groups)
   at::Tensor packed;    // oneDNN layout of W, for y = x W^T; undefined: not packed
   at::Tensor packed_t;  // oneDNN layout of W^T, for dx = dy W; undefined: not packed
 
   LinearWeight() = default;
   LinearWeight(at::Tensor w) : plain(std::move(w)) {}  // NOLINT: an unpacked weight
-  int64_t out_features() const { return plain.size(0); }
-  int64_t in_features() const { return plain.size(1); }
+  int64_t out_features() const { return (plain.defined() ? plain : packed).size(0); }
+  int64_t in_features() const { return (plain.defined() ? plain : packed).size(1); }
   // Bytes of the packed copies (the plain weight not counted).
   int64_t packed_bytes() const;
 };

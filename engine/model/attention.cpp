@@ -17,9 +17,10 @@ Attention::Attention(std::unique_ptr<ColumnParallelLinear> q,
 at::Tensor Attention::forward(const at::Tensor& x, const AttentionInputs& in) const {
   const int64_t B = x.size(0), T = x.size(1), D = head_dim_;
   // [B, T, heads/tp * D] -> [B, heads/tp, T, D]
-  at::Tensor q = q_->forward(x).view({B, T, -1, D}).transpose(1, 2);
-  at::Tensor k = k_->forward(x).view({B, T, -1, D}).transpose(1, 2);
-  at::Tensor v = v_->forward(x).view({B, T, -1, D}).transpose(1, 2);
+  std::vector<at::Tensor> qkv = qkv_ ? qkv_->forward(x) : std::vector<at::Tensor>{q_->forward(x), k_->forward(x), v_->forward(x)};
+  at::Tensor q = qkv[0].reshape({B, T, -1, D}).transpose(1, 2);
+  at::Tensor k = qkv[1].reshape({B, T, -1, D}).transpose(1, 2);
+  at::Tensor v = qkv[2].reshape({B, T, -1, D}).transpose(1, 2);
   q = apply_rotary(q, in.cos, in.sin);
   k = apply_rotary(k, in.cos, in.sin);
   if (in.cache) {

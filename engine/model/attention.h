@@ -33,11 +33,19 @@ class Attention {
   int64_t local_kv_heads() const { return k_->out_shard().size() / head_dim_; }
   int64_t head_dim() const { return head_dim_; }
   int64_t weight_bytes() const {
-    return q_->weight_bytes() + k_->weight_bytes() + v_->weight_bytes() + o_->weight_bytes();
+    return q_->weight_bytes() + k_->weight_bytes() + v_->weight_bytes() + o_->weight_bytes() +
+           (qkv_ ? qkv_->packed_bytes() : 0);
+  }
+  // q, k and v as one product from here on (FusedColumnParallelLinear); `backward` as in
+  // pack_weight.
+  void fuse_qkv(const CommunicatorPtr& tp, bool backward) {
+    qkv_ = std::make_unique<FusedColumnParallelLinear>(tp, std::vector<ColumnParallelLinear*>{q_.get(), k_.get(), v_.get()},
+                                                       backward);
   }
 
  private:
   std::unique_ptr<ColumnParallelLinear> q_, k_, v_;
+  std::unique_ptr<FusedColumnParallelLinear> qkv_;
   std::unique_ptr<RowParallelLinear> o_;
   int64_t head_dim_;
 };

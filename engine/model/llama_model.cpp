@@ -297,6 +297,10 @@ void LlamaModel::pack_weights(bool backward) {
     if (p.column) p.column->pack_weight(backward);
     else p.row->pack_weight(backward);
   }
+  for (Layer& layer : layers_) {
+    layer.attention->fuse_qkv(tp_, backward);
+    layer.mlp->fuse_gate_up(tp_, backward);
+  }
   pack(lm_head_shard_, backward);
 }
 

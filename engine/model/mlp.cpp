@@ -9,6 +9,10 @@ Mlp::Mlp(std::unique_ptr<ColumnParallelLinear> gate, std::unique_ptr<ColumnParal
     : gate_(std::move(gate)), up_(std::move(up)), down_(std::move(down)) {}
 
 at::Tensor Mlp::forward(const at::Tensor& x) const {
+  if (gate_up_) {
+    std::vector<at::Tensor> gu = gate_up_->forward(x);
+    return down_->forward(at::silu(gu[0]) * gu[1]);
+  }
   return down_->forward(at::silu(gate_->forward(x)) * up_->forward(x));
 }
 

@@ -20,11 +20,18 @@ class Mlp {
   ColumnParallelLinear& up_proj() { return *up_; }
   RowParallelLinear& down_proj() { return *down_; }
   int64_t weight_bytes() const {
-    return gate_->weight_bytes() + up_->weight_bytes() + down_->weight_bytes();
+    return gate_->weight_bytes() + up_->weight_bytes() + down_->weight_bytes() +
+           (gate_up_ ? gate_up_->packed_bytes() : 0);
+  }
+  // gate and up as one product from here on (FusedColumnParallelLinear).
+  void fuse_gate_up(const CommunicatorPtr& tp, bool backward) {
+    gate_up_ = std::make_unique<FusedColumnParallelLinear>(
+        tp, std::vector<ColumnParallelLinear*>{gate_.get(), up_.get()}, backward);
   }
 
  private:
   std::unique_ptr<ColumnParallelLinear> gate_, up_;
+  std::unique_ptr<FusedColumnParallelLinear> gate_up_;
   std::unique_ptr<RowParallelLinear> down_;
 };
 

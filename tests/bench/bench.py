@@ -2,7 +2,10 @@
 same model, prompts and threads, each timing only its work (model load excluded), with the
 machine's own limits measured in the same run. Not part of the test suite.
 
-  bench.py TLM_BINARY MODEL.gguf DATA N OUT_DIR [THREADS] [ROUNDS]
+  bench.py TLM_BINARY MODEL.gguf DATA N OUT_DIR [THREADS] [ROUNDS] [TLM_FLAGS]
+
+TLM_FLAGS (one string) is added to every tlm command, e.g. "--packed-weights off" for the
+path before oneDNN's packed weights.
 
 Each work kind runs ROUNDS times (default 2), tlm and the peer interleaved; the table shows
 each side's median round (bench.json keeps every round's seconds).
@@ -111,7 +114,7 @@ def decode_steps(records, batch):
 
 def tlm_adapt(tlm, root, model, data, n, threads, out, tag):
     ad = out / f"tlm-adapt-{tag}"
-    _, rss = run([tlm, "adapt", "--config", root / "configs/tlm-online.yaml", "--model", model, "--data", data,
+    _, rss = run([tlm[0], "adapt", *tlm[1], "--config", root / "configs/tlm-online.yaml", "--model", model, "--data", data,
                   "--max-samples", n, "--generate", "false", "--answer-nll", "false", "--threads", threads,
                   "--output-dir", ad], out, f"tlm-adapt-{tag}")
     s = json.loads((ad / "summary.json").read_text())
@@ -122,7 +125,7 @@ def tlm_adapt(tlm, root, model, data, n, threads, out, tag):
 
 def tlm_generate(tlm, model, data, count, batch, threads, out, tag):
     g = out / f"tlm-generate-b{batch}-{tag}"
-    _, rss = run([tlm, "generate", "--model", model, "--prompts-file", data, "--max-samples", count,
+    _, rss = run([tlm[0], "generate", *tlm[1], "--model", model, "--prompts-file", data, "--max-samples", count,
                   "--max-new-tokens", 64, "--batch-size", batch, "--threads", threads,
                   "--summary", f"{g}.json", "--output", f"{g}.jsonl"], out, g.name)
     gs = json.loads(pathlib.Path(f"{g}.json").read_text())
@@ -144,10 +147,12 @@ def median_by(runs, key):
 
 
 def main():
-    tlm, model, data, n, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), pathlib.Path(sys.argv[5])
+    binary, model, data, n, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), pathlib.Path(sys.argv[5])
     threads = int(sys.argv[6]) if len(sys.argv) > 6 else 2
     rounds = int(sys.argv[7]) if len(sys.argv) > 7 else 2
+    flags = sys.argv[8].split() if len(sys.argv) > 8 else []
     torch.set_num_threads(threads)
+    tlm = (binary, flags)
     out.mkdir(parents=True, exist_ok=True)
     root = pathlib.Path(__file__).resolve().parents[2]
     peer = [sys.executable, root / "tests/bench/peer.py"]

@@ -7,8 +7,10 @@
 // rounding of W + scale * B A: 1e-5. Unmerge restores W up to the rounding of adding and
 // subtracting the delta: 1e-6.
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -227,6 +229,49 @@ TEST(TpLinear, ShapeErrorsThrow) {
   // Merging needs an adapter.
   EXPECT_NE(error_of([&] { col.merge_lora(); }).find("no adapter"), std::string::npos);
   EXPECT_NE(error_of([&] { row.unmerge_lora(); }).find("no adapter"), std::string::npos);
+}
+
+// q/k/v (or gate/up) as one product: each member's output as its own forward gives, LoRA
+// branch included, input gradients too; merging a member's LoRA rebuilds the fused copy.
+TEST(TpLinear, FusedColumnsEqualTheirMembers) {
+  if (!can_pack(at::zeros({1, 1}))) GTEST_SKIP() << "LibTorch was built without oneDNN";
+  at::manual_seed(5);
+  CommunicatorPtr comm = make_single_process_communicator();
+  const int64_t in = 16;
+  std::vector<std::unique_ptr<ColumnParallelLinear>> layers;
+  for (int64_t out : {16, 8, 8})
+    layers.push_back(std::make_unique<ColumnParallelLinear>(comm, at::randn({out, in}), at::randn({out}), out));
+  layers[0]->attach_lora(at::randn({2, in}) * 0.3, at::randn({16, 2}) * 0.3, 4.0);
+  layers[2]->attach_lora(at::randn({2, in}) * 0.3, at::randn({8, 2}) * 0.3, 4.0);
+  at::Tensor x0 = at::randn({2, 3, in});
+  std::vector<at::Tensor> alone;
+  for (const auto& l : layers) alone.push_back(l->forward(x0));
+  FusedColumnParallelLinear fused(comm, {layers[0].get(), layers[1].get(), layers[2].get()}, /*backward=*/true);
+  std::vector<at::Tensor> together = fused.forward(x0);
+  ASSERT_EQ(together.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_LE(max_diff(together[i], alone[i]), 1e-5) << "member " << i;
+
+  // Input gradient through the fused product equals the sum over the members'.
+  at::Tensor x = x0.clone().set_requires_grad(true);
+  at::Tensor xr = x0.clone().set_requires_grad(true);
+  std::vector<at::Tensor> g;
+  for (const auto& a : alone) g.push_back(at::randn(a.sizes()));
+  at::Tensor loss = at::zeros({});
+  at::Tensor loss_ref = at::zeros({});
+  std::vector<at::Tensor> y = fused.forward(x);
+  for (size_t i = 0; i < 3; ++i) {
+    loss = loss + (y[i] * g[i]).sum();
+    loss_ref = loss_ref + (layers[i]->forward(xr) * g[i]).sum();
+  }
+  loss.backward();
+  loss_ref.backward();
+  EXPECT_LE(max_diff(x.grad(), xr.grad()), 1e-5);
+
+  // Merge q's adapter: the fused copy follows (a stale one would drop q's branch).
+  layers[0]->merge_lora();
+  EXPECT_LE(max_diff(fused.forward(x0)[0], alone[0]), 1e-5);
+  layers[0]->unmerge_lora();
+  EXPECT_LE(max_diff(fused.forward(x0)[0], alone[0]), 1e-5);
 }
 
 }  // namespace
