@@ -101,8 +101,8 @@ class LlamaModel {
   int64_t weight_bytes() const;
   // Makes oneDNN's prepacked copy of every projection's weight and of the output head
   // (engine/kernels/linear_weight.h), and with `backward` the transposed copies for input
-  // gradients (training); q/k/v and gate/up then run as one product each. CPU fp32 only:
-  // can_pack() says where.
+  // gradients (training); q/k/v then run as one product, and gate/up too when not
+  // training. CPU fp32 only: can_pack() says where.
   void pack_weights(bool backward);
 
  private:

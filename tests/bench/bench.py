@@ -171,22 +171,21 @@ def main():
     mean_len = round(statistics.mean(lengths))
     peak_step = gemm_peak(d, mean_len)
     peak_score = gemm_peak(d, 8 * mean_len)
-    s = median_by(ts, lambda x: x["train_seconds"])
-    p = median_by(ps, lambda x: x["train_seconds"])
-    rows["TLM step"] = dict(unit="prompt tok/s", tlm=s["train_tokens"] / s["train_seconds"],
-                            peer=p["train_tokens"] / p["train_seconds"], achieved=train_flops / s["train_seconds"],
-                            bound=peak_step, kind="flops", tlm_rss=s["rss"], peer_rss=p["rss"],
-                            rounds=[(x["train_seconds"], y["train_seconds"]) for x, y in zip(ts, ps)],
-                            note=f"{s['selected']}/{s['samples']} selected; backward skipped on "
-                                 f"{sum(not any(st['selected']) for st in steps)} of {len(steps)} steps")
-    s = median_by(ts, lambda x: x["score_seconds"])
-    p = median_by(ps, lambda x: x["score_seconds"])
-    rows["scoring"] = dict(unit="tok/s", tlm=s["score_tokens"] / s["score_seconds"],
-                           peer=p["score_tokens"] / p["score_seconds"], achieved=score_flops / s["score_seconds"],
-                           bound=peak_score, kind="flops", tlm_rss=s["rss"], peer_rss=p["rss"],
-                           rounds=[(x["score_seconds"], y["score_seconds"]) for x, y in zip(ts, ps)],
-                           note=f"ppl {s['input_ppl_base']:.3f} -> {s['input_ppl_adapted']:.3f} "
-                                f"(peer {p['input_ppl_base']:.3f} -> {p['input_ppl_adapted']:.3f})")
+    def flops_row(kind, unit, flops, bound, note):
+        """A compute-bound work kind: tokens/s of each side's median round, tlm's FLOP/s."""
+        s = median_by(ts, lambda x: x[f"{kind}_seconds"])
+        p = median_by(ps, lambda x: x[f"{kind}_seconds"])
+        return dict(unit=unit, tlm=s[f"{kind}_tokens"] / s[f"{kind}_seconds"],
+                    peer=p[f"{kind}_tokens"] / p[f"{kind}_seconds"], achieved=flops / s[f"{kind}_seconds"],
+                    bound=bound, kind="flops", tlm_rss=s["rss"], peer_rss=p["rss"],
+                    rounds=[(x[f"{kind}_seconds"], y[f"{kind}_seconds"]) for x, y in zip(ts, ps)], note=note(s, p))
+
+    rows["TLM step"] = flops_row("train", "prompt tok/s", train_flops, peak_step,
+                                 lambda s, p: f"{s['selected']}/{s['samples']} selected; backward skipped on "
+                                              f"{sum(not any(st['selected']) for st in steps)} of {len(steps)} steps")
+    rows["scoring"] = flops_row("score", "tok/s", score_flops, peak_score,
+                                lambda s, p: f"ppl {s['input_ppl_base']:.3f} -> {s['input_ppl_adapted']:.3f} "
+                                             f"(peer {p['input_ppl_base']:.3f} -> {p['input_ppl_adapted']:.3f})")
 
     # Decode at batch 8 (the N prompts) and batch 1 (the first 4).
     bw = read_bandwidth()
