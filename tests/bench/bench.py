@@ -146,6 +146,18 @@ def median_by(runs, key):
     return sorted(runs, key=key)[(len(runs) - 1) // 2]
 
 
+def print_table(rows):
+    print("| work | tlm | HF (+ PEFT) | tlm / HF | tlm achieved | bound | efficiency | peak RSS tlm / HF (MiB) | notes |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in rows.items():
+        if r["kind"] == "flops":
+            ach, bnd, eff = f"{r['achieved'] / 1e9:.0f} GFLOP/s", f"{r['bound'] / 1e9:.0f} GFLOP/s", r["achieved"] / r["bound"]
+        else:
+            ach, bnd, eff = f"{1e3 * r['achieved']:.1f} ms/step", f"{1e3 * r['bound']:.1f} ms/step", r["bound"] / r["achieved"]
+        print(f"| {name} | {r['tlm']:.1f} {r['unit']} | {r['peer']:.1f} | {r['tlm'] / r['peer']:.2f} | {ach} | {bnd} | "
+              f"{eff:.2f} | {r['tlm_rss']:.0f} / {r['peer_rss']:.0f} | {r['note']} |")
+
+
 def main():
     binary, model, data, n, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), pathlib.Path(sys.argv[5])
     threads = int(sys.argv[6]) if len(sys.argv) > 6 else 2
@@ -215,15 +227,7 @@ def main():
           f"GEMM peak at the model's shapes: {peak_step / 1e9:.0f} GFLOP/s at {mean_len} rows, "
           f"{peak_score / 1e9:.0f} at {8 * mean_len}; median of {rounds} interleaved rounds")
     print()
-    print("| work | tlm | HF (+ PEFT) | tlm / HF | tlm achieved | bound | efficiency | peak RSS tlm / HF (MiB) | notes |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, r in rows.items():
-        if r["kind"] == "flops":
-            ach, bnd, eff = f"{r['achieved'] / 1e9:.0f} GFLOP/s", f"{r['bound'] / 1e9:.0f} GFLOP/s", r["achieved"] / r["bound"]
-        else:
-            ach, bnd, eff = f"{1e3 * r['achieved']:.1f} ms/step", f"{1e3 * r['bound']:.1f} ms/step", r["bound"] / r["achieved"]
-        print(f"| {name} | {r['tlm']:.1f} {r['unit']} | {r['peer']:.1f} | {r['tlm'] / r['peer']:.2f} | {ach} | {bnd} | "
-              f"{eff:.2f} | {r['tlm_rss']:.0f} / {r['peer_rss']:.0f} | {r['note']} |")
+    print_table(rows)
     (out / "bench.json").write_text(json.dumps(rows, indent=2))
 
 
