@@ -1,7 +1,10 @@
 // EATA's Fisher regulariser on a tiny random model written by the test:
 //  - F against an independent computation: full logits (LlamaModel::logits), their argmax as
 //    pseudo-labels, at::cross_entropy over the prompt's T - 1 predicting positions, backward,
-//    squared gradients averaged over the prompts (within 1e-6 relative of the largest entry);
+//    squared gradients averaged over the prompts (within 4e-6 relative of the largest entry:
+//    the two gradient paths, chunked vocab-parallel loss and full-logit cross-entropy, agree
+//    to ~5e-7 relative, squaring doubles that, and MKL's rounding follows its buffers'
+//    alignment, which changes from run to run: 1.0e-6 to 1.4e-6 seen over runs);
 //  - the term's value and gradient against autograd of alpha * sum F (theta - theta0)^2 with
 //    the trainables moved off theta0 (within 1e-6 relative), for LoRA and for norm-affine.
 // Under TP and DP the learner's steps with the regulariser equal one process's
@@ -54,7 +57,7 @@ void check(TrainableSet& set, const LlamaModel& model) {
   const std::vector<at::Tensor> params = set.parameters();
   std::vector<at::Tensor> theta0;
   for (size_t i = 0; i < params.size(); ++i) {
-    EXPECT_LE(rel_diff(reg.fisher()[i], ref[i]), 1e-6) << set.parameter_names()[i];
+    EXPECT_LE(rel_diff(reg.fisher()[i], ref[i]), 4e-6) << set.parameter_names()[i];
     theta0.push_back(params[i].detach().clone());
   }
   EXPECT_GT(ref.back().abs().max().item<double>(), 0.0);
