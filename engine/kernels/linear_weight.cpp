@@ -51,7 +51,10 @@ using torch::autograd::variable_list;
 struct PackedLinear : torch::autograd::Function<PackedLinear> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const LinearWeight* w,
                             const std::optional<at::Tensor>& bias) {
-    save_weight(ctx, "w", *w);
+    LinearWeight for_backward;  // what input_gradient reads: no forward copy
+    if (w->packed_t.defined()) for_backward.packed_t = w->packed_t;
+    else for_backward.plain = w->plain;
+    save_weight(ctx, "w", for_backward);
     return through_packed(x, w->packed, bias);
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {

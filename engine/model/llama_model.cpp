@@ -293,16 +293,22 @@ int64_t LlamaModel::weight_bytes() const {
 }
 
 void LlamaModel::pack_weights(bool backward) {
-  for (Projection& p : projections()) {
-    if (p.column) p.column->pack_weight(backward);
-    else p.row->pack_weight(backward);
-  }
   // Measured on 2 cores (tests/bench): one q/k/v product is faster at 1 to 43 rows; one
   // gate/up product is faster at 1-8 rows (decoding) but slower at a prompt's 40-odd rows,
-  // forward and backward, so a model that trains keeps gate and up apart.
+  // forward and backward, so a model that trains keeps gate and up apart. A fused group
+  // packs its own copy, so its members are not packed one by one.
   for (Layer& layer : layers_) {
-    layer.attention->fuse_qkv(tp_, backward);
-    if (!backward) layer.mlp->fuse_gate_up(tp_, backward);
+    Attention& a = *layer.attention;
+    Mlp& m = *layer.mlp;
+    a.fuse_qkv(tp_, backward);
+    a.o_proj().pack_weight(backward);
+    if (backward) {
+      m.gate_proj().pack_weight(backward);
+      m.up_proj().pack_weight(backward);
+    } else {
+      m.fuse_gate_up(tp_, backward);
+    }
+    m.down_proj().pack_weight(backward);
   }
   pack(lm_head_shard_, backward);
 }
