@@ -7,6 +7,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "launch/recipe_reader.h"
+
 #include "dist/device.h"
 #include "engine/common/error.h"
 #include "engine/learn/lr_schedule.h"
@@ -17,13 +19,6 @@
 
 namespace tlm {
 namespace {
-
-// flag -> recipe key. Every flag here overrides the key of the same meaning in the recipe.
-struct RecipeFlag {
-  const char* flag;
-  const char* key;
-  const char* help;
-};
 
 const std::vector<RecipeFlag> kFlags = {
     {"model", "model", "HF model directory or .gguf file (default: embedded SmolLM2-135M-Instruct)"},
@@ -106,101 +101,6 @@ const std::vector<RecipeFlag> kFlags = {
     {"resume-ignore-base", "checkpoint.ignore_base_mismatch", "resume even if the checkpoint was saved for another base model config (loud in the log)"},
 };
 
-// The recipe's schema: every key a recipe may hold.
-const std::set<std::string> kKnownKeys = [] {
-  std::set<std::string> keys;
-  for (const RecipeFlag& f : kFlags) keys.insert(f.key);
-  return keys;
-}();
-
-class RecipeReader {
- public:
-  RecipeReader(std::string path, YAML::Node root) : path_(std::move(path)), root_(std::move(root)) {}
-
-  void check_keys(const YAML::Node& node, const std::string& prefix) const {
-    if (!node.IsMap()) return;
-    for (const auto& kv : node) {
-      const std::string key = prefix + kv.first.as<std::string>();
-      bool known = kKnownKeys.count(key) > 0;
-      bool is_section = false;
-      for (const std::string& k : kKnownKeys) is_section |= k.rfind(key + ".", 0) == 0;
-      TLM_CHECK(known || is_section, where(kv.first), ": unknown key '", key, "'");
-      if (is_section) {
-        TLM_CHECK(kv.second.IsMap(), where(kv.second), ": '", key, "' must be a mapping");
-        check_keys(kv.second, key + ".");
-      }
-    }
-  }
-
-  // yaml-cpp nodes are handles whose operator= writes through; reset() rebinds a handle.
-  void set(const std::string& key, const std::string& value, const std::string& flag) {
-    std::vector<std::string> parts = split_key(key);
-    YAML::Node node;
-    node.reset(root_);
-    for (size_t i = 0; i + 1 < parts.size(); ++i) {
-      YAML::Node child = node[parts[i]];
-      node.reset(child);
-    }
-    node[parts.back()] = value;
-    flags_[key] = flag;
-  }
-
-  template <typename T>
-  T get(const std::string& key, T fallback) const {
-    YAML::Node node = lookup(key);
-    if (!node) return fallback;
-    try {
-      return node.as<T>();
-    } catch (const YAML::Exception&) {
-      TLM_FAIL(origin(key, node), ": '", key, "' has the wrong type (value '", YAML::Dump(node), "')");
-    }
-  }
-
-  std::vector<std::string> get_list(const std::string& key, std::vector<std::string> fallback) const {
-    YAML::Node node = lookup(key);
-    if (!node) return fallback;
-    if (node.IsSequence()) return get<std::vector<std::string>>(key, fallback);
-    std::vector<std::string> out;
-    std::stringstream ss(get<std::string>(key, ""));
-    for (std::string item; std::getline(ss, item, ',');)
-      if (!item.empty()) out.push_back(item);
-    return out;
-  }
-
-  std::string origin(const std::string& key) const { return origin(key, lookup(key)); }
-
- private:
-  static std::vector<std::string> split_key(const std::string& key) {
-    std::vector<std::string> parts;
-    std::stringstream ss(key);
-    for (std::string part; std::getline(ss, part, '.');) parts.push_back(part);
-    return parts;
-  }
-  YAML::Node lookup(const std::string& key) const {
-    YAML::Node node;
-    node.reset(root_);
-    for (const std::string& part : split_key(key)) {
-      if (!node.IsMap() || !node[part]) return YAML::Node(YAML::NodeType::Undefined);
-      YAML::Node child = node[part];
-      node.reset(child);
-    }
-    return node;
-  }
-  std::string where(const YAML::Node& node) const {
-    return str_cat(path_, ":", node.Mark().line + 1);
-  }
-  std::string origin(const std::string& key, const YAML::Node& node) const {
-    auto f = flags_.find(key);
-    if (f != flags_.end()) return "command line --" + f->second;
-    if (path_.empty() || !node) return path_.empty() ? "<defaults>" : path_;
-    return where(node);
-  }
-
-  std::string path_;
-  YAML::Node root_;
-  std::map<std::string, std::string> flags_;
-};
-
 // `method:` and the objective.* keys: the method's typed settings.
 MethodSpec read_method(RecipeReader& r) {
   MethodSpec method;
@@ -274,12 +174,15 @@ GuardOptions read_guards(RecipeReader& r) {
 
 }  // namespace
 
-void add_recipe_flags(cxxopts::Options& options) {
+void add_recipe_flags(cxxopts::Options& options, const std::vector<RecipeFlag>& extra, const std::string& extra_group) {
   auto group = options.add_options("Recipe overrides");
   for (const RecipeFlag& f : kFlags) group(f.flag, std::string(f.help) + "  [" + f.key + "]", cxxopts::value<std::string>());
+  auto more = options.add_options(extra_group);
+  for (const RecipeFlag& f : extra) more(f.flag, std::string(f.help) + "  [" + f.key + "]", cxxopts::value<std::string>());
 }
 
-AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::ParseResult& parsed) {
+AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::ParseResult& parsed,
+                              const std::vector<RecipeFlag>& extra) {
   YAML::Node root(YAML::NodeType::Map);
   if (!recipe_path.empty()) {
     try {
@@ -292,12 +195,18 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
     if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
     TLM_CHECK(root.IsMap(), recipe_path, ": a recipe must be a YAML mapping of keys");
   }
-  RecipeReader r(recipe_path, root);
+  std::set<std::string> known;
+  for (const RecipeFlag& f : kFlags) known.insert(f.key);
+  for (const RecipeFlag& f : extra) known.insert(f.key);
+  AdaptRecipe out;
+  out.values = std::make_shared<RecipeReader>(recipe_path, root, known);
+  RecipeReader& r = *out.values;
   r.check_keys(root, "");
   for (const RecipeFlag& f : kFlags)
     if (parsed.count(f.flag)) r.set(f.key, parsed[f.flag].as<std::string>(), f.flag);
+  for (const RecipeFlag& f : extra)
+    if (parsed.count(f.flag)) r.set(f.key, parsed[f.flag].as<std::string>(), f.flag);
 
-  AdaptRecipe out;
   ModelOptions& m = out.model;
   m.model = r.get<std::string>("model", TLM_DEFAULT_MODEL);
   m.device = r.get<std::string>("device", "auto");

@@ -8,5 +8,6 @@ int run_score(int argc, char** argv);
 int run_adapt(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_scalenet_train(int argc, char** argv);
+int run_serve(int argc, char** argv);
 
 }  // namespace tlm

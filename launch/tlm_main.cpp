@@ -27,6 +27,7 @@ const std::map<std::string, Command> kCommands = {
     {"eval", {tlm::run_eval, "ROUGE-Lsum / exact match of predictions; answer NLL with and without an adapter"}},
     {"generate", {tlm::run_generate, "answer prompts; print each prompt's input perplexity"}},
     {"score", {tlm::run_score, "input perplexity of every record of a prompt file (JSONL out)"}},
+    {"serve", {tlm::run_serve, "OpenAI-compatible server that learns from its requests (per-session adapters)"}},
     {"scalenet-train", {tlm::run_scalenet_train, "train ScaleNet, the step sizes of episodic adaptation"}},
 };
 

@@ -23,6 +23,15 @@ EncodedPrompt PromptEncoder::encode(const std::string& prompt) const {
   return out;
 }
 
+std::vector<int32_t> PromptEncoder::encode_conversation(const std::vector<ChatMessage>& messages) const {
+  return tokenizer_.encode(template_.render(messages, /*add_generation_prompt=*/true),
+                           /*add_bos=*/template_.kind == ChatTemplateKind::Raw);
+}
+
+std::vector<int32_t> PromptEncoder::encode_text(const std::string& text) const {
+  return tokenizer_.encode(text, /*add_bos=*/true);
+}
+
 std::vector<int32_t> PromptEncoder::encode_continuation(const std::string& text) const {
   return tokenizer_.encode(text, /*add_bos=*/false);
 }

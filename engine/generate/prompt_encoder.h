@@ -24,6 +24,11 @@ class PromptEncoder {
 
   std::string render(const std::string& prompt) const;
   EncodedPrompt encode(const std::string& prompt) const;
+  // A conversation through the chat template with the generation prompt, tokenized, without
+  // the cutoff (a server refuses an over-long prompt rather than cutting it).
+  std::vector<int32_t> encode_conversation(const std::vector<ChatMessage>& messages) const;
+  // Plain text with the tokenizer's BOS, no template (OpenAI's /v1/completions).
+  std::vector<int32_t> encode_text(const std::string& text) const;
   // Ids of the reference answer as the model would continue the rendered prompt
   // (no BOS, no special handling), for teacher-forced answer NLL.
   std::vector<int32_t> encode_continuation(const std::string& text) const;

@@ -22,4 +22,11 @@ struct KvCache {
   void keep_rows(const at::Tensor& rows);
 };
 
+// The rows of `a` followed by the rows of `b` in one cache of `capacity` slots, each cache's
+// filled slots right-aligned at max(a.length, b.length) with the slots before them masked
+// off: a request prefilled alone joins a batch that is already decoding (continuous
+// batching). Rotary positions travel with the rows, so every row continues exactly as it
+// would alone. Both caches must come from the same model.
+KvCache concat_caches(const KvCache& a, const KvCache& b, int64_t capacity);
+
 }  // namespace tlm

@@ -1,0 +1,66 @@
+// What GET /metrics reports, in Prometheus' text exposition format (version 0.0.4): request
+// counts by endpoint and status, prompt and completion tokens, latency and time-to-first-token
+// histograms, learning steps and updates, the selected fraction, the stream's recent input
+// perplexity, queue and batch sizes, sessions in memory, and seconds since the last
+// checkpoint. Thread-safe: HTTP threads and the engine thread record into it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tlm {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double value);
+  // "<name>_bucket{<labels>le=...} n", _sum and _count lines.
+  std::string render(const std::string& name, const std::string& labels) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<uint64_t> counts_;  // cumulative per bound, + the +Inf bucket
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+struct ServeGauges {
+  int64_t queued_prompts = 0;   // answered, waiting to be learned (every session)
+  int64_t decode_rows = 0;      // requests decoding now
+  int64_t waiting_requests = 0; // submitted, not yet admitted
+  int64_t sessions_in_memory = 0;
+};
+
+class ServeMetrics {
+ public:
+  ServeMetrics();
+  void record_request(const std::string& endpoint, int status, double seconds);
+  void record_tokens(int64_t prompt_tokens, int64_t completion_tokens);
+  void record_first_token(double seconds);
+  // One optimiser step over `prompts` prompts of which `selected` were selected; `ce` their
+  // input ce under the model being trained.
+  void record_learning_step(bool updated, int64_t prompts, int64_t selected, const std::vector<double>& ce);
+  void record_checkpoint();
+  void set_gauges(const ServeGauges& gauges);
+  std::string render() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_;
+  std::map<std::string, Histogram> latency_;
+  Histogram first_token_;
+  uint64_t prompt_tokens_ = 0, completion_tokens_ = 0;
+  uint64_t steps_ = 0, updates_ = 0, learned_ = 0, selected_ = 0;
+  std::deque<double> recent_ce_;  // the last kRecent learned prompts' ce
+  std::optional<std::chrono::steady_clock::time_point> last_checkpoint_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  ServeGauges gauges_;
+};
+
+}  // namespace tlm

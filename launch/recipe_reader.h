@@ -1,0 +1,115 @@
+// Reading a YAML recipe (configs/*.yaml) with flags overriding its keys: every key is checked
+// against the command's schema (unknown keys and values of the wrong type are errors naming
+// the file and line, or the flag a value came from). Shared by `tlm adapt` and `tlm serve`.
+#pragma once
+
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "engine/common/error.h"
+
+namespace tlm {
+
+// flag -> recipe key. Every flag overrides the key of the same meaning in the recipe.
+struct RecipeFlag {
+  const char* flag;
+  const char* key;
+  const char* help;
+};
+
+class RecipeReader {
+ public:
+  RecipeReader(std::string path, YAML::Node root, std::set<std::string> known_keys)
+      : path_(std::move(path)), root_(std::move(root)), known_(std::move(known_keys)) {}
+
+  void check_keys(const YAML::Node& node, const std::string& prefix) const {
+    if (!node.IsMap()) return;
+    for (const auto& kv : node) {
+      const std::string key = prefix + kv.first.as<std::string>();
+      bool known = known_.count(key) > 0;
+      bool is_section = false;
+      for (const std::string& k : known_) is_section |= k.rfind(key + ".", 0) == 0;
+      TLM_CHECK(known || is_section, where(kv.first), ": unknown key '", key, "'");
+      if (is_section) {
+        TLM_CHECK(kv.second.IsMap(), where(kv.second), ": '", key, "' must be a mapping");
+        check_keys(kv.second, key + ".");
+      }
+    }
+  }
+
+  // yaml-cpp nodes are handles whose operator= writes through; reset() rebinds a handle.
+  void set(const std::string& key, const std::string& value, const std::string& flag) {
+    std::vector<std::string> parts = split_key(key);
+    YAML::Node node;
+    node.reset(root_);
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      YAML::Node child = node[parts[i]];
+      node.reset(child);
+    }
+    node[parts.back()] = value;
+    flags_[key] = flag;
+  }
+
+  template <typename T>
+  T get(const std::string& key, T fallback) const {
+    YAML::Node node = lookup(key);
+    if (!node) return fallback;
+    try {
+      return node.as<T>();
+    } catch (const YAML::Exception&) {
+      TLM_FAIL(origin(key, node), ": '", key, "' has the wrong type (value '", YAML::Dump(node), "')");
+    }
+  }
+
+  std::vector<std::string> get_list(const std::string& key, std::vector<std::string> fallback) const {
+    YAML::Node node = lookup(key);
+    if (!node) return fallback;
+    if (node.IsSequence()) return get<std::vector<std::string>>(key, fallback);
+    std::vector<std::string> out;
+    std::stringstream ss(get<std::string>(key, ""));
+    for (std::string item; std::getline(ss, item, ',');)
+      if (!item.empty()) out.push_back(item);
+    return out;
+  }
+
+  std::string origin(const std::string& key) const { return origin(key, lookup(key)); }
+
+ private:
+  static std::vector<std::string> split_key(const std::string& key) {
+    std::vector<std::string> parts;
+    std::stringstream ss(key);
+    for (std::string part; std::getline(ss, part, '.');) parts.push_back(part);
+    return parts;
+  }
+  YAML::Node lookup(const std::string& key) const {
+    YAML::Node node;
+    node.reset(root_);
+    for (const std::string& part : split_key(key)) {
+      if (!node.IsMap() || !node[part]) return YAML::Node(YAML::NodeType::Undefined);
+      YAML::Node child = node[part];
+      node.reset(child);
+    }
+    return node;
+  }
+  std::string where(const YAML::Node& node) const {
+    return str_cat(path_, ":", node.Mark().line + 1);
+  }
+  std::string origin(const std::string& key, const YAML::Node& node) const {
+    auto f = flags_.find(key);
+    if (f != flags_.end()) return "command line --" + f->second;
+    if (path_.empty() || !node) return path_.empty() ? "<defaults>" : path_;
+    return where(node);
+  }
+
+  std::string path_;
+  YAML::Node root_;
+  std::set<std::string> known_;
+  std::map<std::string, std::string> flags_;
+};
+
+}  // namespace tlm

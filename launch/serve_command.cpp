@@ -1,0 +1,210 @@
+// tlm serve: an OpenAI-compatible HTTP server that answers requests with the current adapter
+// of their session and learns from their prompts (the online TLM rule) while it serves.
+//   tlm serve --config configs/serve.yaml [--host 127.0.0.1 --port 8000]
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <cxxopts.hpp>
+#include <httplib.h>
+
+#include "engine/common/error.h"
+#include "engine/common/log.h"
+#include "engine/learn/lora.h"
+#include "engine/learn/methods.h"
+#include "engine/learn/peft_adapter.h"
+#include "engine/serve/serve_engine.h"
+#include "launch/adapt_recipe.h"
+#include "launch/commands.h"
+#include "launch/serve_routes.h"
+
+namespace tlm {
+namespace {
+
+const std::vector<RecipeFlag> kServeFlags = {
+    {"host", "serve.host", "address to listen on (127.0.0.1: this machine only)"},
+    {"port", "serve.port", "TCP port (0: any free one, printed at start)"},
+    {"learn", "serve.learn", "false: serve the adapters frozen (no learning from requests)"},
+    {"api-key", "serve.api_key", "require Authorization: Bearer <key> (also from $TLM_API_KEY)"},
+    {"max-sessions", "serve.max_sessions", "adapters kept in memory; least recently used ones go to the checkpoint folder"},
+    {"max-batch-rows", "serve.max_batch_rows", "requests decoding at once; the rest wait their turn"},
+    {"max-body-bytes", "serve.max_body_bytes", "largest request body (413 above)"},
+    {"max-prompt-tokens", "serve.max_prompt_tokens", "longest prompt in tokens (400 above)"},
+    {"max-tokens-limit", "serve.max_tokens_limit", "largest max_tokens a request may ask for"},
+    {"http-threads", "serve.http_threads", "connections served at once"},
+    {"export-dir", "serve.export_dir", "where POST /v1/adapters/<id>/export writes PEFT directories"},
+};
+
+std::atomic<int> g_signals{0};
+extern "C" void on_serve_signal(int) { g_signals.fetch_add(1); }
+
+struct ServeSettings {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  bool learn = true;
+  int64_t max_sessions = 64;
+  int64_t max_batch_rows = 16;
+  int64_t http_threads = 64;
+  HttpSettings http;
+};
+
+ServeSettings read_serve_settings(const AdaptRecipe& recipe) {
+  const RecipeReader& r = *recipe.values;
+  ServeSettings s;
+  s.host = r.get<std::string>("serve.host", s.host);
+  s.port = r.get<int>("serve.port", s.port);
+  TLM_CHECK(s.port >= 0 && s.port <= 65535, r.origin("serve.port"), ": serve.port must be in [0, 65535]");
+  s.learn = r.get<bool>("serve.learn", s.learn);
+  s.http.api_key = r.get<std::string>("serve.api_key", "");
+  if (s.http.api_key.empty())
+    if (const char* env = std::getenv("TLM_API_KEY")) s.http.api_key = env;
+  s.max_sessions = r.get<int64_t>("serve.max_sessions", s.max_sessions);
+  TLM_CHECK(s.max_sessions >= 1, r.origin("serve.max_sessions"), ": serve.max_sessions must be >= 1");
+  s.max_batch_rows = r.get<int64_t>("serve.max_batch_rows", s.max_batch_rows);
+  TLM_CHECK(s.max_batch_rows >= 1, r.origin("serve.max_batch_rows"), ": serve.max_batch_rows must be >= 1");
+  s.http_threads = r.get<int64_t>("serve.http_threads", s.http_threads);
+  TLM_CHECK(s.http_threads >= 2, r.origin("serve.http_threads"), ": serve.http_threads must be >= 2");
+  const auto body = r.get<int64_t>("serve.max_body_bytes", static_cast<int64_t>(s.http.max_body_bytes));
+  TLM_CHECK(body >= 1024, r.origin("serve.max_body_bytes"), ": serve.max_body_bytes must be >= 1024");
+  s.http.max_body_bytes = static_cast<size_t>(body);
+  s.http.max_prompt_tokens = r.get<int64_t>("serve.max_prompt_tokens", s.http.max_prompt_tokens);
+  TLM_CHECK(s.http.max_prompt_tokens >= 1, r.origin("serve.max_prompt_tokens"), ": serve.max_prompt_tokens must be >= 1");
+  s.http.limits.max_tokens_limit = r.get<int64_t>("serve.max_tokens_limit", s.http.limits.max_tokens_limit);
+  TLM_CHECK(s.http.limits.max_tokens_limit >= 1, r.origin("serve.max_tokens_limit"), ": serve.max_tokens_limit must be >= 1");
+  const AdaptConfig& c = recipe.adapt;
+  s.http.limits.max_tokens_default = std::min(c.generation.max_new_tokens, s.http.limits.max_tokens_limit);
+  s.http.limits.temperature_default = c.generation.sampling.temperature;
+  s.http.default_seed = c.generation.sampling.seed;
+  s.http.export_dir = r.get<std::string>("serve.export_dir", c.output_dir + "/adapters");
+  s.http.base_model = recipe.model.model;
+  return s;
+}
+
+// The live LoRA adapters (fresh from lora.seed, or --init-adapter), the learner and the
+// sessions' checkpoint identity.
+std::unique_ptr<LoraAdapters> make_lora(LlamaModel& model, const AdaptConfig& c) {
+  TLM_CHECK(c.trainable == TrainableKind::Lora, "tlm serve trains LoRA adapters (trainable: lora)");
+  at::manual_seed(c.lora.seed);
+  auto lora = std::make_unique<LoraAdapters>(model, c.lora);
+  if (!c.init_adapter.empty()) {
+    PeftAdapter init = load_peft_adapter(c.init_adapter);
+    lora->load_full_state(init.state, c.init_adapter);
+    log_info("adapters initialised from " + c.init_adapter);
+  }
+  return lora;
+}
+
+CheckpointIdentity serve_identity(const LlamaModel& model, const AdaptRecipe& recipe, const TrainableSet& trainable,
+                                  const Objective& objective) {
+  const AdaptConfig& c = recipe.adapt;
+  nlohmann::json method = {{"mode", "serve"}, {"lr", c.learning_rate}, {"schedule", c.schedule_name()},
+                           {"stream_batch", c.stream_batch}, {"train_batch_size", c.train_batch_size},
+                           {"fresh_optimizer_per_chunk", c.fresh_optimizer_per_chunk},
+                           {"skip_unselected_steps", c.step.skip_unselected}, {"max_grad_norm", c.step.max_grad_norm}};
+  method.update(trainable.describe());
+  method.update(objective.spec());
+  CheckpointIdentity id;
+  id.engine_version = "tlm 0.1.0";
+  id.base_model_path = recipe.model.model;
+  id.base_config_hash = content_fingerprint(model.config().summary());
+  id.method_json = method.dump();
+  return id;
+}
+
+// Blocks until SIGTERM/SIGINT, then stops the engine (new requests get 503; in-flight ones
+// finish) and, once it has checkpointed, the HTTP server. A second signal exits at once.
+void wait_for_stop(ServeEngine& engine, httplib::Server& server, std::thread& engine_thread) {
+  while (g_signals.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  log_info("stopping: finishing the requests in flight, then checkpointing");
+  engine.stop();
+  std::thread watchdog([] {
+    while (g_signals.load() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    log_error("second signal: exiting without waiting for the requests in flight");
+    std::_Exit(130);
+  });
+  watchdog.detach();
+  engine_thread.join();
+  server.stop();
+}
+
+}  // namespace
+
+int run_serve(int argc, char** argv) {
+  cxxopts::Options options("tlm serve",
+                           "An OpenAI-compatible server that learns while it serves: every request is answered with\n"
+                           "its session's current adapter (model \"tlm\", \"tlm/<session>\", or \"base\"), then its\n"
+                           "prompt joins that session's learning queue (the online TLM rule).\n\n"
+                           "  tlm serve --config configs/serve.yaml --port 8000");
+  options.add_options()("config", "YAML recipe (flags override its keys)", cxxopts::value<std::string>())(
+      "h,help", "this help");
+  add_recipe_flags(options, kServeFlags, "Serving");
+  auto parsed = options.parse(argc, argv);
+  if (parsed.count("help")) {
+    std::cout << options.help({"", "Serving", "Recipe overrides"}) << std::endl;
+    return 0;
+  }
+  AdaptRecipe recipe = load_adapt_recipe(parsed.count("config") ? parsed["config"].as<std::string>() : "", parsed,
+                                         kServeFlags);
+  ServeSettings settings = read_serve_settings(recipe);
+  AdaptConfig& c = recipe.adapt;
+  TLM_CHECK(recipe.model.tp_size == 1 && recipe.model.dp_size == 1,
+            "tlm serve runs in one process so far (parallel.tp_size and dp_size 1)");
+  TLM_CHECK(!c.method.needs_generated_tokens(), "tlm serve learns from the prompts: method '", c.method.name,
+            "' with objective.positions generated is not served");
+  LoadedModel m = load_model(recipe.model);
+  std::unique_ptr<LoraAdapters> lora = make_lora(*m.model, c);
+  TestTimeLearner learner(*m.model, *lora, make_objective(c.method, *m.model), c.step, c.adamw);
+  SessionStore sessions(*lora, learner, serve_identity(*m.model, recipe, *lora, learner.objective()),
+                        {settings.max_sessions, c.checkpoints.directory, c.checkpoints.keep_last});
+  if (c.resume == "latest") {
+    TLM_CHECK(sessions.persistent(), "--resume latest needs checkpoint.dir (--checkpoint-dir)");
+    log_info(str_cat("resumed ", sessions.resume_all(), " sessions from ", c.checkpoints.directory));
+  } else {
+    TLM_CHECK(c.resume.empty(), "tlm serve resumes every session of its folder: --resume latest (got '", c.resume, "')");
+    TLM_CHECK(!sessions.folder_has_sessions(), c.checkpoints.directory,
+              " holds the sessions of an earlier server: continue them with --resume latest, or use another folder");
+  }
+  ServeMetrics metrics;
+  ServeOptions serve_options;
+  serve_options.learn = settings.learn;
+  serve_options.max_batch_rows = settings.max_batch_rows;
+  serve_options.checkpoint_every_steps = c.checkpoints.every_steps;
+  serve_options.checkpoint_every_seconds = c.checkpoints.every_seconds;
+  ServeEngine engine(*m.model, *lora, learner, sessions, c, serve_options, m.files.eos_ids, metrics);
+
+  httplib::Server server;
+  const size_t threads = static_cast<size_t>(settings.http_threads);
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  ServeContext context{engine, sessions, *lora, *m.encoder, metrics, settings.http};
+  install_routes(server, context);
+  const int port = settings.port == 0 ? server.bind_to_any_port(settings.host) : settings.port;
+  TLM_CHECK(port > 0 && (settings.port == 0 || server.bind_to_port(settings.host, port)), "cannot listen on ",
+            settings.host, ":", settings.port, " (address in use, or not an address of this machine)");
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGTERM, on_serve_signal);
+  std::signal(SIGINT, on_serve_signal);
+  std::atomic<bool> engine_failed{false};
+  std::thread engine_thread([&] {
+    try {
+      engine.run();
+    } catch (const std::exception& e) {
+      log_error(std::string("the engine stopped: ") + e.what());
+      engine_failed = true;
+      g_signals.fetch_add(1);
+    }
+  });
+  std::thread http_thread([&] { server.listen_after_bind(); });
+  std::cout << "tlm serve: listening on http://" << settings.host << ":" << port << " (learning "
+            << (settings.learn ? "on" : "off") << ", auth " << (settings.http.api_key.empty() ? "off" : "on") << ")"
+            << std::endl;
+  wait_for_stop(engine, server, engine_thread);
+  http_thread.join();
+  if (engine_failed) return 1;
+  log_info("stopped cleanly");
+  return 0;
+}
+
+}  // namespace tlm
