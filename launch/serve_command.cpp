@@ -180,6 +180,12 @@ int run_serve(int argc, char** argv) {
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   ServeContext context{engine, sessions, *lora, *m.encoder, metrics, settings.http};
   install_routes(server, context);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which lets a second server bind
+  // the same port and silently take half of the connections.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<void*>(&yes), sizeof(yes));
+  });
   const int port = settings.port == 0 ? server.bind_to_any_port(settings.host) : settings.port;
   TLM_CHECK(port > 0 && (settings.port == 0 || server.bind_to_port(settings.host, port)), "cannot listen on ",
             settings.host, ":", settings.port, " (address in use, or not an address of this machine)");

