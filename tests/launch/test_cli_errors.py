@@ -29,7 +29,7 @@ class CliErrors(unittest.TestCase):
         code, out = tlm("frobnicate")
         self.assertEqual(code, 2)
         self.assertIn("unknown command 'frobnicate'", out)
-        for cmd in ("adapt", "generate", "score", "eval"):
+        for cmd in ("adapt", "generate", "score", "eval", "serve"):
             code, out = tlm(cmd, "--help")
             self.assertEqual(code, 0, out)
             self.assertIn("--model", out)
@@ -37,6 +37,10 @@ class CliErrors(unittest.TestCase):
     def test_layout_recipes_parse_and_layout_errors_name_the_numbers(self):
         # Every recipe in configs/ is valid; the layout ones stop at the launcher check.
         for recipe in sorted((SOURCE_DIR / "configs").glob("*.yaml")):
+            if recipe.name == "serve.yaml":  # tlm serve's recipe; an out-of-range port stops it before loading
+                code, out = tlm("serve", "--config", recipe, "--model", self.model, "--port", 99999)
+                self.assertIn("serve.port must be in [0, 65535]", out)
+                continue
             code, out = tlm("adapt", "--config", recipe, "--model", self.model, "--data", "/nonexistent.jsonl",
                             "--backend", "single")
             self.assertNotEqual(code, 0)
