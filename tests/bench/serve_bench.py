@@ -28,7 +28,7 @@ def prompts_from(path, n):
                 "When is garlic planted?", "What causes blossom end rot?", "How do cover crops help soil?"]
         return [base[i % len(base)] + f" ({i})" for i in range(n)]
     records = json.loads(pathlib.Path(path).read_text())
-    return [(r.get("instruction", "") + ("\n" + r["input"] if r.get("input") else "")).strip() for r in records[:n]]
+    return [(r.get("question") or r.get("instruction", "")).strip() for r in records[:n]]
 
 
 def run(prompts, clients, learn, max_tokens):
