@@ -309,6 +309,27 @@ class ServeLearning(unittest.TestCase):
         self.assertEqual(code, 0, err[-2000:])
         assert_bitwise(self, resumed, self.reference, "stopped + resumed session vs tlm adapt")
 
+    def test_sessions_beyond_the_limit_move_to_disk_and_come_back(self):
+        ck = self.dir / "ck-lru"
+        server = Server("--stream-batch", "4", "--max-sessions", "2", "--checkpoint-dir", ck,
+                        "--output-dir", self.dir / "lru")
+        try:
+            client = server.client()
+            for p in PROMPTS[:4]:
+                chat(client, "tlm/a", p, max_tokens=4)
+            server.wait_learned("tlm/a", 4)
+            learned_a = load_file(server.export("tlm/a") / "adapter_model.safetensors")
+            chat(client, "tlm/b", PROMPTS[4], max_tokens=4)  # the shared adapter + b: a goes to disk
+            adapters = server.adapters()
+            self.assertFalse(adapters["tlm/a"]["in_memory"], adapters)
+            self.assertTrue((ck / "session-a").is_dir())
+            back = load_file(server.export("tlm/a") / "adapter_model.safetensors")  # reloaded from its folder
+            assert_bitwise(self, back, learned_a, "session reloaded after eviction")
+            self.assertEqual(server.adapters()["tlm/a"]["requests"], 4)
+        finally:
+            code, err = server.stop()
+        self.assertEqual(code, 0, err[-2000:])
+
     def test_sigterm_under_load_loses_nothing(self):
         ck = self.dir / "ck-load"
         server = Server("--stream-batch", "4", "--checkpoint-dir", ck, "--output-dir", self.dir / "load")
