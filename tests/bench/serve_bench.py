@@ -9,7 +9,6 @@ tokens/s, p50 and p99 latency, and the cost of learning (latency with learning o
 import argparse
 import concurrent.futures
 import json
-import os
 import pathlib
 import sys
 import time

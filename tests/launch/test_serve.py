@@ -15,7 +15,6 @@ HTTP for the bad requests, with the default model (SmolLM2-135M-Instruct).
 import concurrent.futures
 import http.client
 import json
-import os
 import pathlib
 import re
 import signal
