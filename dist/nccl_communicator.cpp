@@ -69,11 +69,14 @@ class NcclCommunicator final : public Communicator {
     // Non-blocking init so that a missing peer hits the timeout instead of hanging.
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
-    check_nccl(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config), "ncclCommInitRank");
-    wait_comm("ncclCommInitRank");
+    enqueued(ncclCommInitRankConfig(&comm_, size_, id, rank_, &config), "ncclCommInitRank");
   }
   ~NcclCommunicator() override {
-    if (comm_) ncclCommDestroy(comm_);
+    if (!comm_) return;
+    // A non-blocking communicator is finalised (its pending work flushed) before it is destroyed.
+    ncclResult_t state = ncclCommFinalize(comm_);
+    while (state == ncclInProgress) ncclCommGetAsyncError(comm_, &state);
+    ncclCommDestroy(comm_);
   }
 
   int rank() const override { return rank_; }
@@ -83,7 +86,7 @@ class NcclCommunicator final : public Communicator {
     check_tensor(tensor, "all_reduce");
     if (tensor.numel() == 0) return;
     auto stream = c10::cuda::getCurrentCUDAStream(device_);
-    check_nccl(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), nccl_type(tensor),
+    enqueued(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), nccl_type(tensor),
                              op == ReduceOp::Sum ? ncclSum : ncclMax, comm_, stream.stream()),
                "ncclAllReduce");
     wait_stream(stream.stream(), "all_reduce");
@@ -97,7 +100,7 @@ class NcclCommunicator final : public Communicator {
     at::Tensor out = at::empty(shape, local.options());
     if (local.numel() > 0) {
       auto stream = c10::cuda::getCurrentCUDAStream(device_);
-      check_nccl(ncclAllGather(local.data_ptr(), out.data_ptr(), local.numel(), nccl_type(local),
+      enqueued(ncclAllGather(local.data_ptr(), out.data_ptr(), local.numel(), nccl_type(local),
                                comm_, stream.stream()),
                  "ncclAllGather");
       wait_stream(stream.stream(), "all_gather");
@@ -110,7 +113,7 @@ class NcclCommunicator final : public Communicator {
     check_tensor(tensor, "broadcast");
     if (tensor.numel() == 0) return;
     auto stream = c10::cuda::getCurrentCUDAStream(device_);
-    check_nccl(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), nccl_type(tensor),
+    enqueued(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), tensor.numel(), nccl_type(tensor),
                              root, comm_, stream.stream()),
                "ncclBroadcast");
     wait_stream(stream.stream(), "broadcast");
@@ -137,6 +140,13 @@ class NcclCommunicator final : public Communicator {
   bool expired(std::chrono::steady_clock::time_point start) const {
     return timeout_ > 0 &&
            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_;
+  }
+
+  // A call on the non-blocking communicator returns ncclInProgress while NCCL is still setting
+  // it up or enqueueing: wait for that (under the timeout) before anything else touches it.
+  void enqueued(ncclResult_t code, const char* op) {
+    if (code == ncclInProgress) wait_comm(op);
+    else check_nccl(code, op);
   }
 
   // Waits for the communicator's pending (non-blocking) work, checking its async error.

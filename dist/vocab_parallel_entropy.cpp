@@ -95,17 +95,21 @@ at::Tensor vocab_parallel_mean_probs(const at::Tensor& hidden, const LinearWeigh
             group.sizes(), " does not match hidden ", hidden.sizes());
   at::NoGradGuard no_grad;
   const at::TensorOptions f32 = hidden.options().dtype(at::kFloat);
-  at::Tensor sums = at::zeros({groups + 1, weight_shard.out_features()}, f32);  // last row: rows of no group
-  at::Tensor slot = group.to(at::kLong).masked_fill(group < 0, groups);  // [N]
+  at::Tensor sums = at::zeros({groups, weight_shard.out_features()}, f32);
+  const at::Tensor slot = group.to(at::kLong);  // [N], -1: no group
   const int64_t n = hidden.size(0);
   for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
     const int64_t c = std::min(chunk_rows, n - r0);
     at::Tensor z = chunk_logits(hidden.detach(), weight_shard, r0, c);
     at::Tensor p = (z - global_logsumexp(z, *tp).unsqueeze(1)).exp();  // [c, V/tp]
-    sums.index_add_(0, slot.narrow(0, r0, c), p);
+    // One masked column sum per group, not index_add_: on CUDA that adds with atomics, in an
+    // order that changes from run to run, and a resumed job would not repeat the uninterrupted
+    // one bitwise. Groups are a batch's samples: a few.
+    const at::Tensor s = slot.narrow(0, r0, c).unsqueeze(1);  // [c, 1]
+    for (int64_t g = 0; g < groups; ++g) sums[g] += p.masked_fill(s != g, 0.0).sum(0);
   }
-  at::Tensor counts = at::zeros({groups + 1}, f32).index_add_(0, slot, at::ones({n}, f32));
-  return sums.narrow(0, 0, groups) / counts.narrow(0, 0, groups).clamp_min(1.0).unsqueeze(1);
+  const at::Tensor counts = (slot.unsqueeze(0) == at::arange(groups, slot.options()).unsqueeze(1)).sum(1).to(at::kFloat);
+  return sums / counts.clamp_min(1.0).unsqueeze(1);
 }
 
 }  // namespace tlm

@@ -29,9 +29,12 @@ ScoredRows scored_rows(const at::Tensor& hidden, const at::Tensor& positions) {
 
 at::Tensor per_sample_mean(const at::Tensor& values, const at::Tensor& sample, int64_t batch) {
   const at::Tensor v = values.to(at::kFloat);
-  const at::Tensor sums = at::zeros({batch}, v.options()).index_add(0, sample, v);
-  const at::Tensor counts = at::zeros({batch}, v.options()).index_add(0, sample, at::ones_like(v));
-  return sums / counts.clamp_min(1.0);
+  // A [batch, N] membership mask and row sums, not index_add: on CUDA that adds with atomics
+  // in an order that changes from run to run (a resumed job would not repeat the uninterrupted
+  // one bitwise); a row sum's order is fixed. Autograd flows through the masked copy to `values`.
+  const at::Tensor member = sample.unsqueeze(0) == at::arange(batch, sample.options()).unsqueeze(1);  // [batch, N]
+  const at::Tensor sums = v.unsqueeze(0).expand({batch, v.size(0)}).masked_fill(~member, 0.0).sum(1);
+  return sums / member.sum(1).to(at::kFloat).clamp_min(1.0);
 }
 
 }  // namespace tlm

@@ -21,6 +21,8 @@ build_packages=(
   libopenmpi-dev libhdf5-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcxxopts-dev libgtest-dev
   nlohmann-json3-dev libpcre2-dev libsentencepiece-dev libicu-dev pkgconf pkgconf-bin libpkgconf3
   zlib1g-dev
+  # tlm serve's HTTP library and what its pkg-config file requires (OpenSSL, Brotli headers)
+  libcpp-httplib-dev libssl-dev libbrotli-dev
   # rewrites the search paths of the unpacked libraries to the prefix (it needs only libc/libstdc++)
   patchelf
 )
@@ -34,7 +36,7 @@ runtime_packages=(
   libsasl2-2 libbrotli1 libssl3 libgnutls30 libhogweed6 libnettle8 libgmp10 libp11-kit0
   libtasn1-6 libunistring2 libffi8
   # the rest of our dependencies
-  libyaml-cpp0.7 libspdlog1.10 libfmt9 libsentencepiece0 libpcre2-8-0 libicu72 zlib1g
+  libyaml-cpp0.7 libspdlog1.10 libfmt9 libsentencepiece0 libpcre2-8-0 libicu72 zlib1g libcpp-httplib0.11
 )
 
 mkdir -p "$out"

@@ -14,7 +14,9 @@
 # Meant to finish in under 8 minutes. Settings (environment): TLM_GPU_PYTHON (python3),
 # TLM_GPU_WORK (/tmp/tlm-gpu-check), TLM_GPU_DEPS (.gpu-deps), TLM_GPU_JOBS (nproc),
 # TLM_GPU_SHAPE (llama3.2-1b), TLM_GPU_DEVICE (cuda; cpu rehearses every step on a machine
-# without a GPU, with TLM_GPU_SHAPE=tiny: the gpu tests then report Skipped).
+# without a GPU, with TLM_GPU_SHAPE=tiny: the gpu tests then report Skipped), TLM_GPU_BUDGET
+# (seconds the whole check may take, 0 = no limit: the benchmark is skipped, and says so, when
+# less than 150 s of it are left after the tests).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -23,6 +25,7 @@ work=${TLM_GPU_WORK:-/tmp/tlm-gpu-check}
 deps=${TLM_GPU_DEPS:-$root/.gpu-deps}
 jobs=${TLM_GPU_JOBS:-$(nproc)}
 shape=${TLM_GPU_SHAPE:-llama3.2-1b}
+budget=${TLM_GPU_BUDGET:-0}
 device=${TLM_GPU_DEVICE:-cuda}
 out=${OUT:-$work/out}
 prefix=$work/prefix
@@ -120,7 +123,7 @@ row "build" "${#targets[@]} targets with $jobs jobs ($(since))"
 
 # ---- 3. gpu-labelled tests ------------------------------------------------------------------
 export PATH="$prefix/bin:$PATH"
-ctest --test-dir "$build" -L gpu --output-on-failure -j 3 --timeout 300 >"$out/ctest.log" 2>&1
+ctest --test-dir "$build" -L gpu -V -j 3 --timeout 300 >"$out/ctest.log" 2>&1
 ctest_rc=$?
 while IFS= read -r line; do
   name=$(sed -E 's/.*Test +#[0-9]+: ([^ ]+) .*/\1/' <<<"$line")
@@ -131,7 +134,10 @@ grep -E "^\s*[0-9]+: \[parity\]|\[resume\]" "$out/ctest.log" | sed -E 's/^ *[0-9
 row "gpu tests" "$(grep -E 'tests passed' "$out/ctest.log" || echo 'ctest did not finish') ($(since))"
 
 # ---- 4. benchmark ---------------------------------------------------------------------------
-if "$python" "$root/tests/gpu/bench_gpu.py" --tlm "$build/launch/tlm" --work "$work/bench" --shape "$shape" \
+if [ "$budget" -gt 0 ] && [ $(( budget - ($(date +%s) - t0) )) -lt 150 ]; then
+  row "benchmark" "skipped: $(( budget - ($(date +%s) - t0) )) s of the ${budget} s budget left"
+  bench_ok=0
+elif "$python" "$root/tests/gpu/bench_gpu.py" --tlm "$build/launch/tlm" --work "$work/bench" --shape "$shape" \
      --device "$device" --json "$out/bench.json" >"$out/bench.log" 2>&1; then
   row "benchmark" "done ($(since)); table below"
   bench_ok=1
