@@ -35,7 +35,8 @@ const std::vector<RecipeFlag> kFlags = {
     {"episodic-steps", "episodic.steps", "mode episodic: K gradient steps on each prompt's NLL"},
     {"scalenet", "episodic.scalenet", "mode episodic: per-layer, per-step step sizes from this ScaleNet (tlm scalenet-train)"},
     {"method", "method", "tlm (default), tent, eata, come or sytta: what the steps minimise"},
-    {"data", "data.path", "prompt file: JSON array, JSONL or text"},
+    {"data", "data.path", "prompt file: JSON array, JSONL or text; - reads JSONL (or text) lines from standard input as an unbounded stream"},
+    {"follow", "data.follow", "a JSONL or text file that keeps growing: read it as an unbounded stream until a signal (online mode)"},
     {"data-format", "data.format", "auto, json, jsonl, txt"},
     {"prompt-field", "data.prompt_field", "record field holding the prompt (overrides the conventions)"},
     {"input-field", "data.input_field", "record field appended to the prompt after a newline"},
@@ -247,6 +248,13 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   TLM_CHECK(c.scalenet.empty() || c.mode == AdaptMode::Episodic, r.origin("episodic.scalenet"),
             ": ScaleNet sets the step sizes of mode episodic; this job is ", mode);
   c.data = r.get<std::string>("data.path", "");
+  const std::string follow = r.get<std::string>("data.follow", "");
+  if (!follow.empty()) {
+    TLM_CHECK(c.data.empty() || c.data == follow, r.origin("data.follow"), ": data.follow names the stream ('", follow,
+              "'); data.path names another ('", c.data, "'): give one");
+    c.data = follow;
+    c.follow = true;
+  }
   c.data_options.format = parse_prompt_format(r.get<std::string>("data.format", "auto"));
   const std::string prompt_field = r.get<std::string>("data.prompt_field", "");
   if (!prompt_field.empty()) {

@@ -22,7 +22,8 @@ enum class AdaptMode { Online, Offline, Episodic };
 
 struct AdaptConfig {
   AdaptMode mode = AdaptMode::Online;
-  std::string data;
+  std::string data;              // a prompt file; "-": standard input, read as an unbounded stream
+  bool follow = false;           // data is a file that keeps growing (--follow): read as a stream
   PromptStreamOptions data_options;
   std::string output_dir = "runs/tlm";
   int64_t max_samples = 0;       // 0 = the whole stream

@@ -21,7 +21,9 @@
 #include "engine/generate/scoring.h"
 #include "engine/learn/lr_schedule.h"
 #include "engine/learn/episodic_job.h"
+#include "engine/learn/job_setup.h"
 #include "engine/learn/job_steps.h"
+#include "engine/learn/stream_job.h"
 #include "engine/learn/memory_report.h"
 #include "engine/learn/peft_adapter.h"
 #include "engine/learn/run_outputs.h"
@@ -40,188 +42,6 @@ double AdaptConfig::warmup() const {
   if (warmup_ratio >= 0.0) return warmup_ratio;
   return mode == AdaptMode::Online ? 0.0 : 0.1;
 }
-
-namespace {
-
-
-// Trains on samples[begin, end) in batches of train_batch_size. `k` counts the steps of the
-// current schedule (its lr is schedule.lr(k)); `selection_ce` (offline) is indexed like samples.
-// Returns false when the job was asked to stop (checked before every step, on every rank).
-// The sequences a step trains on: the prompts, or (objectives that learn from the generated
-// answer) each prompt followed by the first G tokens of its answer, with the positions
-// [prompt length - 1, prompt length - 1 + G') whose distributions produced those tokens.
-struct StepInputs {
-  std::vector<std::vector<int32_t>> sequences;
-  std::vector<int64_t> scored_from, scored_to;
-};
-
-StepInputs step_inputs(const AdaptConfig& config, const std::vector<Sample>& samples,
-                       const std::vector<std::vector<int32_t>>& answer_ids, size_t begin, size_t end) {
-  StepInputs in;
-  in.sequences = ids_of(samples, begin, end);
-  if (!config.method.needs_generated_tokens()) return in;
-  const size_t g = static_cast<size_t>(config.method.entropy.generated_tokens);
-  for (size_t i = begin; i < end; ++i) {
-    std::vector<int32_t>& seq = in.sequences[i - begin];
-    const int64_t prompt = static_cast<int64_t>(seq.size());
-    const std::vector<int32_t>& answer = answer_ids[i];
-    const size_t take = std::min(g, answer.size());
-    seq.insert(seq.end(), answer.begin(), answer.begin() + static_cast<long>(take));
-    in.scored_from.push_back(prompt - 1);
-    in.scored_to.push_back(prompt - 1 + static_cast<int64_t>(take));
-  }
-  return in;
-}
-
-bool train_range(TestTimeLearner& learner, JobCheckpoints& checkpoints,
-                 const AdaptConfig& config, const ProcessGrid& grid,
-                 const LrSchedule& schedule, const std::vector<Sample>& samples, size_t begin, size_t end,
-                 const std::vector<double>& selection_ce, const std::vector<std::vector<int32_t>>& answer_ids,
-                 RunOutputs& outputs, CollapseGuards* guards, int64_t& samples_seen, int64_t& k) {
-  const size_t bs = static_cast<size_t>(config.train_batch_size);
-  for (size_t b = begin; b < end; b += bs, ++k) {
-    const size_t e = std::min(end, b + bs);
-    if (checkpoints.stop_agreed()) return false;
-    const auto [lb, le] = replica_block(b, e, grid);
-    std::vector<double> sel;
-    if (!selection_ce.empty())
-      sel.assign(selection_ce.begin() + static_cast<long>(lb), selection_ce.begin() + static_cast<long>(le));
-    fault_injection_point(config.fault, grid.world_rank, learner.steps() + 1);
-    const StepInputs in = step_inputs(config, samples, answer_ids, lb, le);
-    StepRecord rec = learner.train_step(in.sequences, schedule.lr(k), sel, in.scored_from, in.scored_to);
-    samples_seen += static_cast<int64_t>(e - b);
-    outputs.write_step(rec, samples_seen);
-    if (guards) guards->after_step(rec);
-    const nlohmann::json scheduler = {{"kind", schedule_name(schedule.kind)}, {"base_lr", schedule.base_lr},
-                                      {"total_steps", schedule.total_steps}, {"warmup_steps", schedule.warmup_steps},
-                                      {"next_step", k + 1}};
-    checkpoints.after_step(rec, samples_seen, scheduler.dump(), learner.trainable(), learner.optimizer());
-  }
-  return true;
-}
-
-// The method and its hyperparameters (summary.json "config", checkpoint "method").
-nlohmann::json method_json(const AdaptConfig& config, const Objective& objective, const TrainableSet& trainable) {
-  nlohmann::json j = {{"mode", config.mode == AdaptMode::Online ? "online" : "offline"},
-                      {"lr", config.learning_rate}, {"schedule", config.schedule_name()},
-                      {"warmup_ratio", config.warmup()}, {"stream_batch", config.stream_batch},
-                      {"train_batch_size", config.train_batch_size},
-                      {"fresh_optimizer_per_chunk", config.fresh_optimizer_per_chunk},
-                      {"skip_unselected_steps", config.step.skip_unselected},
-                      {"max_grad_norm", config.step.max_grad_norm},
-                      {"max_new_tokens", config.generation.max_new_tokens}};
-  j.update(trainable.describe());  // "trainable" and its settings (LoRA rank, alpha, targets)
-  j.update(objective.spec());  // "method" and the objective's hyperparameters
-  return j;
-}
-
-// "threshold 3, lambda 0.1" from an objective's spec: its hyperparameters, for the log.
-std::string objective_summary(const nlohmann::json& spec) {
-  std::string out;
-  for (const auto& [key, value] : spec.items()) {
-    if (key == "method") continue;
-    out += str_cat(out.empty() ? "" : ", ", key, " ", value.is_string() ? value.get<std::string>() : value.dump());
-  }
-  return out;
-}
-
-// The lines of a text file; none when it does not exist.
-std::vector<std::string> read_lines(const std::string& path) {
-  std::vector<std::string> lines;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
-  return lines;
-}
-
-// EATA's Fisher regulariser from the reference prompts, or null when off.
-std::shared_ptr<const FisherRegulariser> make_fisher(const AdaptConfig& config, const PromptEncoder& encoder,
-                                                     const ProcessGrid& grid, const LlamaModel& model,
-                                                     TrainableSet& trainable) {
-  const FisherOptions& f = config.method.fisher;
-  if (!f.enabled()) return nullptr;
-  AdaptConfig reference;
-  reference.data = f.data;
-  reference.max_samples = f.samples;
-  std::vector<std::vector<int32_t>> prompts;
-  for (Sample& s : load_job_samples(reference, encoder, grid).samples) prompts.push_back(std::move(s.ids));
-  auto fisher = std::make_shared<FisherRegulariser>(model, trainable, prompts, f.alpha);
-  double total = 0;
-  for (const at::Tensor& t : fisher->fisher()) total += t.sum().item<double>();
-  log_info(str_cat("EATA Fisher regulariser: F from ", prompts.size(), " prompts of ", f.data, " (sum of this rank's F ",
-                   total, "), alpha ", f.alpha));
-  return fisher;
-}
-
-// LoRA with the job's settings (from --init-adapter when given), or the norm weights.
-std::unique_ptr<TrainableSet> make_trainable(LlamaModel& model, const AdaptConfig& config) {
-  if (config.trainable == TrainableKind::NormAffine) {
-    auto norms = std::make_unique<NormAffine>(model, config.norm_targets);
-    if (!config.init_adapter.empty()) {
-      PeftAdapter init = load_peft_adapter(config.init_adapter);
-      const std::set<std::string> have(init.norm_targets.begin(), init.norm_targets.end());
-      TLM_CHECK(init.kind == TrainableKind::NormAffine && have == std::set<std::string>(config.norm_targets.begin(),
-                                                                                         config.norm_targets.end()),
-                config.init_adapter, ": not an LN-tuning adapter of the norms ",
-                nlohmann::json(config.norm_targets).dump(), " this job trains");
-      norms->load_full_state(init.state, config.init_adapter);
-      log_info("norm weights initialised from " + config.init_adapter);
-    }
-    return norms;
-  }
-  auto lora = std::make_unique<LoraAdapters>(model, config.lora);
-  if (!config.init_adapter.empty()) {
-    PeftAdapter init = load_peft_adapter(config.init_adapter);
-    TLM_CHECK(init.kind == TrainableKind::Lora && init.config.rank == config.lora.rank &&
-                  init.config.alpha == config.lora.alpha,
-              config.init_adapter, ": adapter has ", init.kind == TrainableKind::Lora ? "" : "no LoRA, ", "r=",
-              init.config.rank, " alpha=", init.config.alpha, " but the run is configured with r=", config.lora.rank,
-              " alpha=", config.lora.alpha);
-    lora->load_full_state(init.state, config.init_adapter);
-    log_info("adapter initialised from " + config.init_adapter);
-  }
-  return lora;
-}
-
-// "lora r=8 alpha=16 on q_proj,v_proj" or "norm-affine on input_layernorm,...", for the log.
-std::string trainable_summary(const TrainableSet& set) {
-  const nlohmann::json d = set.describe();
-  const bool lora = set.kind() == TrainableKind::Lora;
-  std::string targets;
-  for (const auto& t : d.at(lora ? "lora_targets" : "norm_targets")) targets += (targets.empty() ? "" : ",") + t.get<std::string>();
-  if (!lora) return "norm-affine on " + targets;
-  return str_cat("lora r=", d.at("lora_rank").get<int64_t>(), " alpha=", d.at("lora_alpha").get<double>(), " on ", targets);
-}
-
-int64_t steps_for(size_t n, int64_t batch) {
-  return static_cast<int64_t>((n + static_cast<size_t>(batch) - 1) / static_cast<size_t>(batch));
-}
-
-
-// The job's collapse guards, or null when none is on; the probe set read and encoded here.
-std::unique_ptr<CollapseGuards> make_guards(const AdaptConfig& config, const PromptEncoder& encoder,
-                                            const ProcessGrid& grid, LlamaModel& model,
-                                            TestTimeLearner& learner, int32_t pad) {
-  const GuardOptions& g = config.guards;
-  if (!g.any()) return nullptr;
-  std::vector<std::vector<int32_t>> probe;
-  if (g.probe_every > 0) {
-    TLM_CHECK(!g.probe_data.empty(), "guard.probe_every is set: give the probe set (--guard-data or guard.probe_data)");
-    AdaptConfig probe_config;
-    probe_config.data = g.probe_data;
-    probe_config.max_samples = g.probe_samples;
-    for (Sample& s : load_job_samples(probe_config, encoder, grid).samples) probe.push_back(std::move(s.ids));
-  }
-  auto guards = std::make_unique<CollapseGuards>(g, model, learner.trainable(), learner.optimizer(), std::move(probe), pad,
-                                                 config.score_batch, config.output_dir + "/guards.jsonl",
-                                                 grid.is_root());
-  if (g.probe_every > 0)
-    log_info(str_cat("guard probe: ", g.probe_data, " (", g.probe_samples, " prompts at most), base NLL ",
-                     fixed(guards->probe_base_nll(), 4), ", rollback above ",
-                     fixed(guards->probe_base_nll() * (1.0 + g.probe_tolerance), 4), " every ", g.probe_every, " steps"));
-  return guards;
-}
-
-}  // namespace
 
 AdaptJob::AdaptJob(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
                    std::string model_path, const ProcessGrid& grid)
@@ -248,12 +68,7 @@ AdaptJob::AdaptJob(LlamaModel& model, const PromptEncoder& encoder, const AdaptC
             "(mode online, generation.enabled true)");
   method_ = method_json(config, learner_->objective(), *trainable_);
   if (fisher_) method_.update(fisher_->spec());
-  identity_.engine_version = "tlm 0.1.0";
-  identity_.base_model_path = model_path_;
-  identity_.base_config_hash = content_fingerprint(model.config().summary());
-  identity_.tp_at_save = grid.tp_size;
-  identity_.dp_at_save = grid.dp_size;
-  identity_.method_json = method_.dump();
+  identity_ = job_identity(model, model_path_, grid, method_);
   stream_identity_ = str_cat(config.data, " (", samples().size(), " prompts)");
   checkpoints_ = std::make_unique<JobCheckpoints>(config.checkpoints, identity_, stream_identity_, grid,
                                                   &learner_->objective());
@@ -270,28 +85,14 @@ bool AdaptJob::online() const { return config_.mode == AdaptMode::Online; }
 // The checkpoint's trainables, moments, counts, method state and stream offset.
 ResumePoint AdaptJob::resume() {
   TLM_CHECK(online(), "--resume: only online jobs resume so far (an offline job reruns from the start)");
-  const std::string path = find_resume_checkpoint(config_.resume, config_.checkpoints.directory);
-  const CheckpointState state = AdapterCheckpoint::load(path);
-  apply_checkpoint(state, identity_, stream_identity_, *trainable_, learner_->optimizer(), path,
-                   config_.resume_ignore_base);
-  learner_->set_steps(state.global_step);
-  checkpoints_->restore(state, path);
-  std::map<std::string, at::Tensor> method_state;
-  for (const auto& [name, t] : state.method_state) {
-    if (name.rfind("guard.", 0) == 0) resumed_.guard_state[name.substr(6)] = t;
-    else method_state[name] = t;
-  }
-  learner_->objective().load_state(method_state, path);
-  resumed_.stats = state.stats;
-  resumed_.path = path;
-  resumed_.scheduler = nlohmann::json::parse(state.scheduler_state, nullptr, false);
-  samples_seen_ = state.samples_consumed;
+  resumed_ = restore_job(config_, identity_, stream_identity_, *learner_, *checkpoints_);
+  samples_seen_ = resumed_.samples_consumed;
   const int64_t chunk = config_.stream_batch, n = static_cast<int64_t>(samples().size());
   ResumePoint point;
-  point.steps = state.global_step;
+  point.steps = resumed_.steps;
   point.predictions = config_.generate ? std::min(n, (samples_seen_ + chunk - 1) / chunk * chunk) : 0;
-  log_info(str_cat("resumed from ", path, ": step ", state.global_step, ", ", samples_seen_, " of ", n,
-                   " prompts learned (saved at tp ", state.identity.tp_at_save, ", running at tp ", grid_.tp_size, ")"));
+  log_info(str_cat("resumed from ", resumed_.path, ": step ", resumed_.steps, ", ", samples_seen_, " of ", n,
+                   " prompts learned (saved at tp ", resumed_.tp_at_save, ", running at tp ", grid_.tp_size, ")"));
   return point;
 }
 
@@ -302,17 +103,8 @@ void AdaptJob::open_outputs(const ResumePoint& point) {
   const int64_t n = static_cast<int64_t>(samples().size());
   outputs_ = resumed ? std::make_unique<RunOutputs>(config_.output_dir, n, grid_.is_root(), point)
                      : std::make_unique<RunOutputs>(config_.output_dir, n, grid_.is_root());
-  // A resumed job's guards.jsonl: the old lines, read before the guards reopen the file.
-  const std::vector<std::string> old_events = resumed ? read_lines(config_.output_dir + "/guards.jsonl")
-                                                      : std::vector<std::string>{};
-  guards_ = make_guards(config_, encoder_, grid_, model_, *learner_, job_.pad);
+  guards_ = open_guards(config_, encoder_, grid_, model_, *learner_, job_.pad, resumed_);
   checkpoints_->set_guards(guards_.get());
-  if (guards_ && resumed) {
-    guards_->load_state(resumed_.guard_state, resumed_.stats, resumed_.path);
-    guards_->keep_events_until(old_events, point.steps);
-  } else if (!resumed_.guard_state.empty()) {
-    log_warn(resumed_.path + ": saved with collapse guards, which this job does not run; their state is dropped");
-  }
   predictions_ = outputs_->kept_predictions();
   // Objectives that learn from the generated answers: their token ids, indexed like samples
   // (a resumed job gets the kept ones back from rank 0's predictions.jsonl).
@@ -470,6 +262,7 @@ nlohmann::json AdaptJob::finish() {
 
 nlohmann::json run_adaptation(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
                               const std::string& model_path, const ProcessGrid& grid) {
+  if (is_stream_job(config)) return StreamJob(model, encoder, config, model_path, grid).run();
   if (config.mode == AdaptMode::Episodic) return run_episodic(model, encoder, config, model_path, grid);
   AdaptJob job(model, encoder, config, model_path, grid);
   return job.run();

@@ -20,6 +20,7 @@
 
 #include "dist/process_grid.h"
 #include "engine/learn/adapt_config.h"
+#include "engine/learn/job_setup.h"
 #include "engine/learn/job_steps.h"
 #include "engine/learn/lr_schedule.h"
 #include "engine/learn/memory_report.h"
@@ -47,13 +48,6 @@ class AdaptJob {
   nlohmann::json run();
 
  private:
-  struct Resumed {  // what a checkpoint brought back for the parts built after it
-    std::string path;
-    nlohmann::json scheduler;
-    std::map<std::string, at::Tensor> guard_state;
-    std::map<std::string, std::vector<double>> stats;
-  };
-
   bool online() const;
   const std::vector<Sample>& samples() const { return job_.samples; }
   ResumePoint resume();
@@ -81,7 +75,7 @@ class AdaptJob {
   CheckpointIdentity identity_;
   std::string stream_identity_;
   std::unique_ptr<JobCheckpoints> checkpoints_;
-  Resumed resumed_;
+  RestoredJob resumed_;
   std::unique_ptr<RunOutputs> outputs_;
   std::unique_ptr<CollapseGuards> guards_;
   std::vector<std::string> predictions_;

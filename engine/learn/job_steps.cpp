@@ -8,7 +8,12 @@
 #include "dist/gather_objects.h"
 #include "dist/shard.h"
 #include "engine/common/error.h"
+#include "dist/fault_injection.h"
 #include "engine/common/log.h"
+#include "engine/learn/guards.h"
+#include "engine/learn/job_checkpoints.h"
+#include "engine/learn/lr_schedule.h"
+#include "engine/learn/test_time_learner.h"
 #include "engine/generate/prompt_encoder.h"
 #include "engine/metrics/exact_match.h"
 #include "engine/metrics/rouge.h"
@@ -19,8 +24,6 @@ namespace tlm {
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
-
-namespace {
 
 std::vector<Sample> encode_records(const std::vector<PromptRecord>& records,
                                    const PromptEncoder& encoder, Counters& counters, bool report) {
@@ -38,8 +41,6 @@ std::vector<Sample> encode_records(const std::vector<PromptRecord>& records,
   }
   return out;
 }
-
-}  // namespace
 
 JobSamples load_job_samples(const AdaptConfig& config, const PromptEncoder& encoder, const ProcessGrid& grid) {
   TLM_CHECK(!config.data.empty(), "no data file given (--data or `data:` in the recipe)");
@@ -172,6 +173,63 @@ void add_reference_metrics(nlohmann::json& summary, const std::vector<Sample>& s
   if (!rouge.empty()) summary["rouge_lsum"] = mean_fmeasure(rouge);
   if (em_total > 0) summary["exact_match"] = static_cast<double>(em_hits) / static_cast<double>(em_total);
 }
+
+namespace {
+
+struct StepInputs {
+  std::vector<std::vector<int32_t>> sequences;
+  std::vector<int64_t> scored_from, scored_to;
+};
+
+StepInputs step_inputs(const AdaptConfig& config, const std::vector<Sample>& samples,
+                       const std::vector<std::vector<int32_t>>& answer_ids, size_t begin, size_t end) {
+  StepInputs in;
+  in.sequences = ids_of(samples, begin, end);
+  if (!config.method.needs_generated_tokens()) return in;
+  const size_t g = static_cast<size_t>(config.method.entropy.generated_tokens);
+  for (size_t i = begin; i < end; ++i) {
+    std::vector<int32_t>& seq = in.sequences[i - begin];
+    const int64_t prompt = static_cast<int64_t>(seq.size());
+    const std::vector<int32_t>& answer = answer_ids[i];
+    const size_t take = std::min(g, answer.size());
+    seq.insert(seq.end(), answer.begin(), answer.begin() + static_cast<long>(take));
+    in.scored_from.push_back(prompt - 1);
+    in.scored_to.push_back(prompt - 1 + static_cast<int64_t>(take));
+  }
+  return in;
+}
+
+}  // namespace
+
+bool train_range(TestTimeLearner& learner, JobCheckpoints& checkpoints,
+                 const AdaptConfig& config, const ProcessGrid& grid,
+                 const LrSchedule& schedule, const std::vector<Sample>& samples, size_t begin, size_t end,
+                 const std::vector<double>& selection_ce, const std::vector<std::vector<int32_t>>& answer_ids,
+                 RunOutputs& outputs, CollapseGuards* guards, int64_t& samples_seen, int64_t& k,
+                 const std::function<nlohmann::json(int64_t)>& position) {
+  const size_t bs = static_cast<size_t>(config.train_batch_size);
+  for (size_t b = begin; b < end; b += bs, ++k) {
+    const size_t e = std::min(end, b + bs);
+    if (checkpoints.stop_agreed()) return false;
+    const auto [lb, le] = replica_block(b, e, grid);
+    std::vector<double> sel;
+    if (!selection_ce.empty())
+      sel.assign(selection_ce.begin() + static_cast<long>(lb), selection_ce.begin() + static_cast<long>(le));
+    fault_injection_point(config.fault, grid.world_rank, learner.steps() + 1);
+    const StepInputs in = step_inputs(config, samples, answer_ids, lb, le);
+    StepRecord rec = learner.train_step(in.sequences, schedule.lr(k), sel, in.scored_from, in.scored_to);
+    samples_seen += static_cast<int64_t>(e - b);
+    outputs.write_step(rec, samples_seen);
+    if (guards) guards->after_step(rec);
+    nlohmann::json scheduler = {{"kind", schedule_name(schedule.kind)}, {"base_lr", schedule.base_lr},
+                                      {"total_steps", schedule.total_steps}, {"warmup_steps", schedule.warmup_steps},
+                                      {"next_step", k + 1}};
+    if (position) scheduler.update(position(samples_seen));
+    checkpoints.after_step(rec, samples_seen, scheduler.dump(), learner.trainable(), learner.optimizer());
+  }
+  return true;
+}
+
 
 double mean(const std::vector<double>& v) {
   double s = 0;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -23,6 +24,10 @@ namespace tlm {
 
 class LlamaModel;
 class PromptEncoder;
+class TestTimeLearner;
+class JobCheckpoints;
+class CollapseGuards;
+struct LrSchedule;
 
 double seconds_since(std::chrono::steady_clock::time_point t);
 
@@ -47,6 +52,11 @@ struct JobSamples {
 // Reads config.data, logs the skipped records (rank 0), keeps the first max_samples, encodes
 // them; fails naming the file when nothing usable is left.
 JobSamples load_job_samples(const AdaptConfig& config, const PromptEncoder& encoder, const ProcessGrid& grid);
+
+// The records whose prompts encode to at least 2 tokens (a next-token target), encoded; the
+// others counted in counters.too_short (and logged when `report`).
+std::vector<Sample> encode_records(const std::vector<PromptRecord>& records, const PromptEncoder& encoder,
+                                   Counters& counters, bool report);
 
 std::vector<std::vector<int32_t>> ids_of(const std::vector<Sample>& samples, size_t begin, size_t end);
 // This data-parallel replica's contiguous block of [begin, end) (balanced_range).
@@ -84,6 +94,19 @@ void add_reference_metrics(nlohmann::json& summary, const std::vector<Sample>& s
                            const std::vector<std::string>& predictions,
                            const std::optional<ContinuationNll>& base_nll,
                            const std::optional<ContinuationNll>& adapted_nll);
+
+// Trains on samples[begin, end) in batches of config.train_batch_size. `k` counts the steps of
+// the current schedule (its lr is schedule.lr(k)); `selection_ce` (offline) is indexed like
+// samples; `answer_ids` (objectives on the generated tokens) too. Each step is written to the
+// outputs, seen by the guards and offered to the checkpoints with the schedule's position and,
+// when given, position(samples_seen) merged in (a stream job's place in its input). Returns
+// false when the job was asked to stop (checked before every step, on every rank).
+bool train_range(TestTimeLearner& learner, JobCheckpoints& checkpoints, const AdaptConfig& config,
+                 const ProcessGrid& grid, const LrSchedule& schedule, const std::vector<Sample>& samples,
+                 size_t begin, size_t end, const std::vector<double>& selection_ce,
+                 const std::vector<std::vector<int32_t>>& answer_ids, RunOutputs& outputs, CollapseGuards* guards,
+                 int64_t& samples_seen, int64_t& k,
+                 const std::function<nlohmann::json(int64_t)>& position = nullptr);
 
 double mean(const std::vector<double>& v);
 

@@ -35,16 +35,29 @@ RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples, bool
 
 namespace {
 
-// The first `keep` lines of `path` (throws when it has fewer: the outputs do not belong to
-// the checkpoint's job).
-std::vector<std::string> first_lines(const std::string& path, int64_t keep) {
-  std::ifstream in(path);
-  TLM_CHECK(keep == 0 || in.good(), path, ": cannot read it to resume (", keep, " lines expected)");
-  std::vector<std::string> lines;
-  for (std::string line; static_cast<int64_t>(lines.size()) < keep && std::getline(in, line);) lines.push_back(line);
-  TLM_CHECK(static_cast<int64_t>(lines.size()) == keep, path, ": has ", lines.size(),
-            " lines but the checkpoint needs ", keep, "; resume into the output directory of the stopped run");
-  return lines;
+// Calls `take(line)` for each of the first `keep` lines of `path`, then cuts the file after
+// them (a crash may have left more) and returns it open for appending; lines are streamed,
+// never held. Throws when it has fewer: the outputs do not belong to the checkpoint's job.
+template <typename Take>
+std::ofstream keep_first_lines(const std::string& path, int64_t keep, Take&& take) {
+  int64_t count = 0;
+  uint64_t bytes = 0;
+  {
+    std::ifstream in(path, std::ios::binary);
+    TLM_CHECK(keep == 0 || in.good(), path, ": cannot read it to resume (", keep, " lines expected)");
+    for (std::string line; count < keep && std::getline(in, line); ++count) {
+      TLM_CHECK(!in.eof(), path, ": line ", count + 1, " is cut short (no newline); the checkpoint needs ", keep,
+                " whole lines");
+      bytes += line.size() + 1;
+      take(line);
+    }
+  }
+  TLM_CHECK(count == keep, path, ": has ", count, " lines but the checkpoint needs ", keep,
+            "; resume into the output directory of the stopped run");
+  if (std::filesystem::exists(path)) std::filesystem::resize_file(path, bytes);
+  std::ofstream out(path, std::ios::app);
+  TLM_CHECK(out.good(), path, ": cannot open for writing");
+  return out;
 }
 
 }  // namespace
@@ -54,19 +67,15 @@ RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples, bool
     : directory_(directory), total_(total_samples), writer_(writer),
       start_(std::chrono::steady_clock::now()) {
   if (!writer_) return;
-  const std::vector<std::string> predictions = first_lines(directory + "/predictions.jsonl", resume.predictions);
-  const std::vector<std::string> steps = first_lines(directory + "/metrics.jsonl", resume.steps);
-  predictions_ = open_for_write(directory + "/predictions.jsonl");
-  metrics_ = open_for_write(directory + "/metrics.jsonl");
-  for (const std::string& line : predictions) {
-    predictions_ << line << "\n";
-    const nlohmann::json j = nlohmann::json::parse(line);
+  int64_t line = 0;
+  predictions_ = keep_first_lines(directory + "/predictions.jsonl", resume.predictions, [&](const std::string& l) {
+    if (line++ < resume.keep_predictions_from) return;
+    const nlohmann::json j = nlohmann::json::parse(l);
     kept_predictions_.push_back(j.value("predict", std::string()));
     kept_prediction_ids_.push_back(j.value("predict_ids", std::vector<int32_t>{}));
-  }
-  for (const std::string& line : steps) {
-    metrics_ << line << "\n";
-    const nlohmann::json j = nlohmann::json::parse(line);
+  });
+  metrics_ = keep_first_lines(directory + "/metrics.jsonl", resume.steps, [&](const std::string& l) {
+    const nlohmann::json j = nlohmann::json::parse(l);
     const auto ce = j["ce"].get<std::vector<double>>();
     const auto selected = j["selected"].get<std::vector<bool>>();
     for (size_t i = 0; i < ce.size(); ++i) {
@@ -76,9 +85,7 @@ RunOutputs::RunOutputs(const std::string& directory, int64_t total_samples, bool
     }
     train_tokens_ += j["tokens"].get<int64_t>();
     train_seconds_ += j["seconds"].get<double>();
-  }
-  predictions_.flush();
-  metrics_.flush();
+  });
 }
 
 void RunOutputs::write_prediction(const PromptRecord& record, const std::string& prediction,
@@ -128,10 +135,12 @@ void RunOutputs::log_progress(int64_t done) const {
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(total_ - done) : 0.0;
-  log_info(str_cat("samples ", done, "/", total_, " (", fixed(total_ ? 100.0 * done / total_ : 0.0, 0),
-                   "%) | selected ", fixed(trained_ ? 100.0 * selected_ / trained_ : 0.0, 0),
+  // An unbounded stream (total unknown) has no share done and no ETA.
+  const std::string count = total_ > 0 ? str_cat(done, "/", total_, " (", fixed(100.0 * done / total_, 0), "%)")
+                                       : std::to_string(done);
+  log_info(str_cat("samples ", count, " | selected ", fixed(trained_ ? 100.0 * selected_ / trained_ : 0.0, 0),
                    "% | mean ce ", fixed(mean_ce(), 3), " | train ", fixed(train_tokens_per_second(), 0),
-                   " tok/s | elapsed ", duration(elapsed), " | ETA ", duration(eta)));
+                   " tok/s | elapsed ", duration(elapsed), total_ > 0 ? " | ETA " + duration(eta) : std::string()));
 }
 
 void RunOutputs::write_summary(const nlohmann::json& summary) const {

@@ -23,6 +23,7 @@ namespace tlm {
 struct ResumePoint {
   int64_t predictions = 0;
   int64_t steps = 0;
+  int64_t keep_predictions_from = 0;  // kept_predictions() holds the kept lines from this one on
 };
 
 class RunOutputs {
@@ -32,9 +33,10 @@ class RunOutputs {
   RunOutputs(const std::string& directory, int64_t total_samples, bool writer = true);
   // Resuming: keeps the first resume.predictions / resume.steps lines of the existing files (a
   // crash may have left more), appends after them, restores the counters from the kept steps.
+  // The files are streamed, not held. `total_samples` 0: an unbounded stream.
   RunOutputs(const std::string& directory, int64_t total_samples, bool writer, const ResumePoint& resume);
-  // The answers kept by a resumed job, in stream order, and their token ids where the lines
-  // carry them ("predict_ids"; empty otherwise).
+  // The answers kept by a resumed job from line resume.keep_predictions_from on, in stream
+  // order, and their token ids where the lines carry them ("predict_ids"; empty otherwise).
   const std::vector<std::string>& kept_predictions() const { return kept_predictions_; }
   const std::vector<std::vector<int32_t>>& kept_prediction_ids() const { return kept_prediction_ids_; }
 
