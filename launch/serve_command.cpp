@@ -110,6 +110,7 @@ CheckpointIdentity serve_identity(const LlamaModel& model, const AdaptRecipe& re
   id.engine_version = "tlm 0.1.0";
   id.base_model_path = recipe.model.model;
   id.base_config_hash = content_fingerprint(model.config().summary());
+  id.base_weights_hash = model.weights_fingerprint();
   id.method_json = method.dump();
   return id;
 }

@@ -72,11 +72,18 @@ std::string find_resume_checkpoint(const std::string& spec, const std::string& d
 void apply_checkpoint(const CheckpointState& state, const CheckpointIdentity& expected,
                       const std::string& stream_identity, TrainableSet& trainable, AdamW& optimizer,
                       const std::string& path, bool ignore_base_mismatch) {
-  if (state.identity.base_config_hash != expected.base_config_hash) {
-    const std::string what = str_cat(path, ": saved for a base model with config fingerprint ",
-                                     state.identity.base_config_hash, " (", state.identity.base_model_path,
-                                     "), this job's model has ", expected.base_config_hash, " (",
-                                     expected.base_model_path, ")");
+  const CheckpointIdentity& saved_id = state.identity;
+  std::string what;
+  if (saved_id.base_config_hash != expected.base_config_hash)
+    what = str_cat(path, ": saved for a base model with config fingerprint ", saved_id.base_config_hash, " (",
+                   saved_id.base_model_path, "), this job's model has ", expected.base_config_hash, " (",
+                   expected.base_model_path, ")");
+  else if (!saved_id.base_weights_hash.empty() && saved_id.base_weights_hash != expected.base_weights_hash)
+    // Checkpoints written before the weights were fingerprinted have none: config only.
+    what = str_cat(path, ": saved for a base model whose weights have fingerprint ", saved_id.base_weights_hash, " (",
+                   saved_id.base_model_path, "), this job's weights have ", expected.base_weights_hash, " (",
+                   expected.base_model_path, "): the same config, other weights");
+  if (!what.empty()) {
     TLM_CHECK(ignore_base_mismatch, what, "; pass --resume-ignore-base to load it anyway");
     log_warn("RESUMING ONTO A DIFFERENT BASE MODEL (--resume-ignore-base): " + what);
   }

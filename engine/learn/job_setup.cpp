@@ -139,6 +139,7 @@ CheckpointIdentity job_identity(const LlamaModel& model, const std::string& mode
   identity.engine_version = "tlm 0.1.0";
   identity.base_model_path = model_path;
   identity.base_config_hash = content_fingerprint(model.config().summary());
+  identity.base_weights_hash = model.weights_fingerprint();
   identity.tp_at_save = grid.tp_size;
   identity.dp_at_save = grid.dp_size;
   identity.method_json = method.dump();

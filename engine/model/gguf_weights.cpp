@@ -6,6 +6,7 @@
 
 #include "engine/common/error.h"
 #include "engine/formats/gguf_file.h"
+#include "engine/formats/weights_fingerprint.h"
 #include "engine/model/model_config.h"
 #include "engine/model/weight_source.h"
 
@@ -56,6 +57,7 @@ class GgufWeights final : public WeightSource {
         head_dim_(config.head_dim) {}
 
   const std::string& path() const override { return gguf_->path(); }
+  std::string fingerprint() const override { return weights_fingerprint(*gguf_); }
 
   bool has(const std::string& hf) const override {
     auto name = gguf_name(hf);

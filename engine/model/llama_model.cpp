@@ -95,7 +95,8 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
       tp_(std::move(tp)),
       dtype_(dtype),
       device_(device),
-      rotary_(config, weights.rope_frequency_factors(), device) {
+      rotary_(config, weights.rope_frequency_factors(), device),
+      weights_fingerprint_(weights.fingerprint()) {
   TLM_CHECK(dtype == at::kFloat || dtype == at::kBFloat16 || dtype == at::kHalf,
             "model dtype must be fp32, bf16 or fp16");
   const ModelConfig& c = config_;

@@ -93,6 +93,8 @@ class LlamaModel {
   // Every RMSNorm in layer order (input, post-attention), then the final norm.
   std::vector<Norm> norms();
   const ModelConfig& config() const { return config_; }
+  // The base weights' fingerprint (WeightSource::fingerprint), taken at load.
+  const std::string& weights_fingerprint() const { return weights_fingerprint_; }
   const CommunicatorPtr& tp() const { return tp_; }
   at::ScalarType dtype() const { return dtype_; }
   const c10::Device& device() const { return device_; }
@@ -122,6 +124,7 @@ class LlamaModel {
   NormSlot final_norm_;
   std::vector<Layer> layers_;
   RotaryEmbedding rotary_;
+  std::string weights_fingerprint_;
 };
 
 }  // namespace tlm

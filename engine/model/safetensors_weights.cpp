@@ -5,6 +5,7 @@
 
 #include "engine/common/error.h"
 #include "engine/formats/safetensors_file.h"
+#include "engine/formats/weights_fingerprint.h"
 #include "engine/model/weight_source.h"
 
 namespace tlm {
@@ -28,6 +29,7 @@ class SafetensorsWeights final : public WeightSource {
 
   const std::string& path() const override { return path_; }
   bool has(const std::string& name) const override { return model_.has(name); }
+  std::string fingerprint() const override { return weights_fingerprint(model_); }
   std::vector<int64_t> shape(const std::string& name) const override {
     return model_.tensor(name).shape;
   }

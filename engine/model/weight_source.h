@@ -33,6 +33,9 @@ class WeightSource {
   virtual std::vector<int64_t> shape(const std::string& hf_name) const = 0;
   // A fresh, contiguous fp32 tensor (never aliasing the mapping) of the slice.
   virtual at::Tensor load(const std::string& hf_name, const WeightSlice& slice) const = 0;
+  // A hash of the stored weight bytes (engine/formats/weights_fingerprint.h): what a
+  // checkpoint records so that a resume refuses another base with the same config.
+  virtual std::string fingerprint() const = 0;
   // llama.cpp's per-frequency rope factors (llama3 scaling inside GGUF), when present.
   virtual std::optional<at::Tensor> rope_frequency_factors() const { return std::nullopt; }
 };

@@ -250,6 +250,35 @@ class Resume(unittest.TestCase):
         self.assertIn("saved for a base model with config fingerprint", proc.stderr)
         self.assertIn("--resume-ignore-base", proc.stderr)
 
+    def test_checkpoint_of_other_weights_is_refused(self):
+        # The same config, one weight changed (as a fine-tuned or requantised file at the same
+        # path would be): the weights' fingerprint in the checkpoint tells them apart.
+        from safetensors.numpy import save_file
+        other = self.work / "other-weights"
+        shutil.copytree(self.model_dir, other)
+        tensors = load_file(other / "model.safetensors")
+        name = "model.layers.1.mlp.down_proj.weight"
+        tensors[name] = tensors[name].copy()
+        tensors[name][0, 0] += 1.0
+        save_file(tensors, other / "model.safetensors", metadata={"format": "pt"})
+        with h5py.File(self.full / "ckpt" / "step-6.h5", "r") as f:
+            saved = f.attrs["base_weights_hash"]
+            saved = saved.decode() if isinstance(saved, bytes) else saved
+        self.assertRegex(saved, r"^w1:[0-9a-f]{16}/\d+$")
+        out = self.work / "other-weights-run"
+        shutil.copytree(self.full, out)  # the outputs too, for the resume that is let through
+        cmd = self.cmd(out, "--resume", out / "ckpt" / "step-6.h5")
+        cmd[cmd.index("--model") + 1] = other
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=ENV)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("whose weights have fingerprint " + saved, proc.stderr)
+        self.assertIn("the same config, other weights", proc.stderr)
+        proc = run(cmd + ["--resume-ignore-base", "true"], env=ENV)
+        self.assertIn("RESUMING ONTO A DIFFERENT BASE MODEL", proc.stderr)
+        show = run([binary("launch/tlm-ckpt"), "show", self.full / "ckpt" / "step-6.h5"]).stdout
+        self.assertIn(f"weights {saved}", show)
+        print(f"[resume] a base with the same config and one changed weight is refused (weights {saved})", flush=True)
+
     def test_resharding_tp2_checkpoint_to_tp1_and_tp4(self):
         base = self.work / "tp2"
         run(MPIRUN + ["-np", "2"] + self.cmd(base, device="cpu") + ["--tp-size", 2], env=ENV)
@@ -308,6 +337,7 @@ class CrossDeviceResume(Resume):
     test_exact_resume_after_sigterm = test_exact_resume_with_lora_dropout = None
     test_kill_during_saves = test_resume_latest_falls_back_past_a_damaged_checkpoint = None
     test_checkpoint_of_another_base_model_is_refused = test_resharding_tp2_checkpoint_to_tp1_and_tp4 = None
+    test_checkpoint_of_other_weights_is_refused = None
 
 
 if __name__ == "__main__":
