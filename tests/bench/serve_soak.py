@@ -4,8 +4,8 @@ least recently used ones keep going to disk and coming back, checkpoints every 3
 about 10% of the requests are malformed (invalid JSON, wrong types, empty prompts, oversized
 bodies, unknown models, missing or wrong keys, clients that disconnect mid-stream) and the rest
 are chat and completion requests, streaming and not. Every 10 s: the server's resident memory
-and /healthz. At the end: SIGTERM (exit 0 wanted), then a new server with --resume latest must
-bring every session back with its learned prompts. Prints one JSON summary and a table:
+and /healthz. At the end: SIGTERM (exit 0 wanted), then a new server with --resume latest (frozen) must
+bring every session back with the prompts its newest checkpoint says it learned. Prints one JSON summary and a table:
 requests by outcome, crashes (0 wanted), sessions lost (0 wanted), and resident memory over
 time (flat wanted: the last minute's median against the second minute's).
 
@@ -76,6 +76,20 @@ class Server:
             self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+def saved_sessions(ckpt):
+    """{model id: prompts learned} from the newest checkpoint of each session folder."""
+    import h5py
+    out = {}
+    for folder in sorted(ckpt.iterdir()):
+        files = sorted(folder.glob("step-*.h5"), key=lambda f: int(f.stem.split("-")[1]))
+        if not files:
+            continue
+        with h5py.File(files[-1], "r") as f:
+            learned = int(f["state"].attrs["samples_consumed"])
+        out["tlm" if folder.name == "shared" else "tlm/" + folder.name[len("session-"):]] = learned
+    return out
 
 
 def chat_body(model, prompt, rng, stream):
@@ -161,22 +175,27 @@ def main():
     for t in threads:
         t.join()
     crashed = server.proc.poll() is not None
-    status, data = server.request("GET", "/v1/adapters") if not crashed else (0, b"{}")
-    before = {x["id"]: x.get("learned_prompts", 0) for x in json.loads(data).get("data", [])} if status == 200 else {}
-    code = server.stop()
-    resumed = Server(work, *flags, "--resume", "latest")
-    status, data = resumed.request("GET", "/v1/adapters")
-    after = {x["id"]: x.get("learned_prompts", 0) for x in json.loads(data)["data"]}
+    code = server.stop()  # SIGTERM: every changed session is checkpointed
+    saved = saved_sessions(work / "ckpt")
+    # A frozen server (no learning, so the counts cannot move) brings each session back; a
+    # request loads it into memory, /v1/adapters then reports what it learned.
+    resumed = Server(work, *flags, "--resume", "latest", "--learn", "false")
+    after = {}
+    for sid in saved:
+        resumed.request("POST", "/v1/completions", json.dumps({"model": sid, "prompt": "Hi", "max_tokens": 1}))
+        status, data = resumed.request("GET", "/v1/adapters")
+        listed = {x["id"]: x for x in json.loads(data)["data"]}
+        after[sid] = listed.get(sid, {}).get("learned_prompts", -1)
     resumed_code = resumed.stop()
-    used = [s for s in SESSIONS if before.get(s, 0) > 0]
-    lost = [s for s in used if after.get(s, -1) < before[s]]
+    used = sorted(saved)
+    lost = [s for s in used if after.get(s) != saved[s]]
     second = [m for t, m in rss if 60 <= t < 120] or [m for _, m in rss[:6]]
     last = [m for t, m in rss if t >= rss[-1][0] - 60] if rss else []
     med = lambda v: sorted(v)[len(v) // 2] if v else 0.0  # noqa: E731
     summary = {"minutes": a.minutes, "clients": a.clients, "requests": sum(counts.values()), "outcomes": counts,
                "crashed": crashed, "exit_code": code, "resumed_exit_code": resumed_code,
                "healthz_not_200": sum(1 for h in health if h != 200), "sessions_used": used,
-               "learned_before_stop": before, "learned_after_resume": after, "sessions_lost": lost,
+               "learned_saved": saved, "learned_after_resume": after, "sessions_lost": lost,
                "rss_mib_second_minute": med(second), "rss_mib_last_minute": med(last),
                "rss_mib_max": max((m for _, m in rss), default=0.0), "rss_samples": rss, "work": str(work)}
     print(json.dumps(summary, indent=1))
