@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include "engine/model/rms_norm.h"
 #include "engine/model/rotary.h"
 
 namespace tlm {
@@ -18,8 +19,14 @@ at::Tensor Attention::forward(const at::Tensor& x, const AttentionInputs& in) co
   const int64_t B = x.size(0), T = x.size(1), D = head_dim_;
   // [B, T, heads/tp * D] -> [B, heads/tp, T, D]
   std::vector<at::Tensor> qkv = qkv_ ? qkv_->forward(x) : std::vector<at::Tensor>{q_->forward(x), k_->forward(x), v_->forward(x)};
-  at::Tensor q = qkv[0].reshape({B, T, -1, D}).transpose(1, 2);
-  at::Tensor k = qkv[1].reshape({B, T, -1, D}).transpose(1, 2);
+  at::Tensor q = qkv[0].reshape({B, T, -1, D});
+  at::Tensor k = qkv[1].reshape({B, T, -1, D});
+  if (q_norm_.defined()) {
+    q = rms_norm(q, q_norm_, norm_eps_);
+    k = rms_norm(k, k_norm_, norm_eps_);
+  }
+  q = q.transpose(1, 2);
+  k = k.transpose(1, 2);
   at::Tensor v = qkv[2].reshape({B, T, -1, D}).transpose(1, 2);
   q = apply_rotary(q, in.cos, in.sin);
   k = apply_rotary(k, in.cos, in.sin);

@@ -26,6 +26,13 @@ class Attention {
             int64_t head_dim);
   at::Tensor forward(const at::Tensor& x, const AttentionInputs& in) const;  // [B,T,H]->[B,T,H]
 
+  // Qwen3: RMSNorm over head_dim on each q and k head before rotary (weights [D], replicated
+  // over TP since they act within a head).
+  void set_qk_norm(at::Tensor q_weight, at::Tensor k_weight, double eps) {
+    q_norm_ = std::move(q_weight);
+    k_norm_ = std::move(k_weight);
+    norm_eps_ = eps;
+  }
   ColumnParallelLinear& q_proj() { return *q_; }
   ColumnParallelLinear& k_proj() { return *k_; }
   ColumnParallelLinear& v_proj() { return *v_; }
@@ -34,7 +41,8 @@ class Attention {
   int64_t head_dim() const { return head_dim_; }
   int64_t weight_bytes() const {
     return q_->weight_bytes() + k_->weight_bytes() + v_->weight_bytes() + o_->weight_bytes() +
-           (qkv_ ? qkv_->packed_bytes() : 0);
+           (qkv_ ? qkv_->packed_bytes() : 0) +
+           (q_norm_.defined() ? static_cast<int64_t>(q_norm_.nbytes() + k_norm_.nbytes()) : 0);
   }
   // q, k and v as one product from here on (FusedColumnParallelLinear); `backward` as in
   // pack_weight.
@@ -47,6 +55,8 @@ class Attention {
   std::unique_ptr<ColumnParallelLinear> q_, k_, v_;
   std::unique_ptr<FusedColumnParallelLinear> qkv_;
   std::unique_ptr<RowParallelLinear> o_;
+  at::Tensor q_norm_, k_norm_;  // [D], or undefined
+  double norm_eps_ = 1e-6;
   int64_t head_dim_;
 };
 

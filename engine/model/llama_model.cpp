@@ -139,6 +139,10 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
       check_shape(weights, p + "self_attn.v_proj.bias", {c.num_kv_heads * D});
     }
     if (c.o_bias) check_shape(weights, p + "self_attn.o_proj.bias", {H});
+    if (c.qk_norm) {
+      check_shape(weights, p + "self_attn.q_norm.weight", {D});
+      check_shape(weights, p + "self_attn.k_norm.weight", {D});
+    }
     if (c.mlp_bias) {
       check_shape(weights, p + "mlp.gate_proj.bias", {c.intermediate_size});
       check_shape(weights, p + "mlp.up_proj.bias", {c.intermediate_size});
@@ -152,6 +156,9 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
         load.heads(p + "self_attn.k_proj", c.num_kv_heads, D, c.qkv_bias, "num_key_value_heads"),
         load.heads(p + "self_attn.v_proj", c.num_kv_heads, D, c.qkv_bias, "num_key_value_heads"),
         load.row(p + "self_attn.o_proj", c.num_heads * D, c.o_bias, "o_proj columns"), D);
+    if (c.qk_norm)
+      layer.attention->set_qk_norm(load.whole(p + "self_attn.q_norm.weight"), load.whole(p + "self_attn.k_norm.weight"),
+                                   c.rms_norm_eps);
     layer.mlp = std::make_unique<Mlp>(
         load.column(p + "mlp.gate_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"),
         load.column(p + "mlp.up_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"),

@@ -13,8 +13,8 @@ namespace {
 
 using nlohmann::json;
 
-const std::set<std::string> kSupportedHfTypes = {"llama", "mistral", "qwen2"};
-const std::set<std::string> kSupportedGgufArchs = {"llama", "mistral", "qwen2"};
+const std::set<std::string> kSupportedHfTypes = {"llama", "mistral", "qwen2", "qwen3"};
+const std::set<std::string> kSupportedGgufArchs = {"llama", "mistral", "qwen2", "qwen3"};
 
 template <typename T>
 T required(const json& j, const char* key, const std::string& path) {
@@ -79,7 +79,7 @@ ModelConfig ModelConfig::from_hf_json(const std::string& path) {
   ModelConfig c;
   c.model_type = required<std::string>(j, "model_type", path);
   TLM_CHECK(kSupportedHfTypes.count(c.model_type), path, ": model_type '", c.model_type,
-            "' is not a Llama-family model tlm supports (llama, mistral, qwen2)");
+            "' is not a Llama-family model tlm supports (llama, mistral, qwen2, qwen3)");
   c.vocab_size = required<int64_t>(j, "vocab_size", path);
   c.hidden_size = required<int64_t>(j, "hidden_size", path);
   c.intermediate_size = required<int64_t>(j, "intermediate_size", path);
@@ -109,6 +109,9 @@ ModelConfig ModelConfig::from_hf_json(const std::string& path) {
 
   if (c.model_type == "qwen2") {
     c.qkv_bias = true;
+  } else if (c.model_type == "qwen3") {  // per-head RMSNorm on q and k; biases only if asked
+    c.qk_norm = true;
+    c.qkv_bias = c.o_bias = optional_field<bool>(j, "attention_bias", false, path);
   } else {
     const bool attention_bias = optional_field<bool>(j, "attention_bias", false, path);
     c.qkv_bias = attention_bias;
@@ -130,7 +133,7 @@ ModelConfig ModelConfig::from_hf_json(const std::string& path) {
 ModelConfig ModelConfig::from_gguf(const GgufFile& gguf) {
   const std::string arch = gguf.get_string("general.architecture");
   TLM_CHECK(kSupportedGgufArchs.count(arch), gguf.path(), ": general.architecture '", arch,
-            "' is not a Llama-family model tlm supports (llama, mistral, qwen2)");
+            "' is not a Llama-family model tlm supports (llama, mistral, qwen2, qwen3)");
   const std::string p = arch + ".";
   ModelConfig c;
   c.model_type = arch;
@@ -157,6 +160,7 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& gguf) {
               "' is not supported (none, linear; llama3 comes as rope_freqs.weight)");
   }
   c.qkv_bias = gguf.find("blk.0.attn_q.bias") != nullptr;
+  c.qk_norm = gguf.find("blk.0.attn_q_norm.weight") != nullptr;
   c.o_bias = gguf.find("blk.0.attn_output.bias") != nullptr;
   c.tie_word_embeddings = gguf.find("output.weight") == nullptr;
   if (gguf.has("tokenizer.ggml.bos_token_id")) c.bos_token_id = gguf.get_int("tokenizer.ggml.bos_token_id");
@@ -179,7 +183,7 @@ std::string ModelConfig::summary() const {
   return str_cat(model_type, " L", num_layers, " H", hidden_size, " F", intermediate_size,
                  " heads ", num_heads, "/", num_kv_heads, " d", head_dim, " V", vocab_size,
                  " theta ", rope_theta, " rope ", rope_scaling.type, " x", rope_scaling.factor,
-                 qkv_bias ? " qkv_bias" : "", o_bias ? " o_bias" : "", mlp_bias ? " mlp_bias" : "",
+                 qkv_bias ? " qkv_bias" : "", qk_norm ? " qk_norm" : "", o_bias ? " o_bias" : "", mlp_bias ? " mlp_bias" : "",
                  tie_word_embeddings ? " tied" : "");
 }
 

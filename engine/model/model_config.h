@@ -1,5 +1,6 @@
 // The shape of a Llama-family decoder, read from an HF config.json or from GGUF metadata.
-// Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5 and SmolLM2 all fit it; the differences are flags.
+// Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3 (dense) and SmolLM2 all fit it; the differences
+// are flags.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +20,7 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string model_type = "llama";  // "llama", "mistral", "qwen2"
+  std::string model_type = "llama";  // "llama", "mistral", "qwen2", "qwen3"
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -32,6 +33,7 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool qkv_bias = false;   // Qwen2, or Llama's attention_bias
+  bool qk_norm = false;    // Qwen3: RMSNorm over head_dim on every q and k head, before rotary
   bool o_bias = false;     // Llama's attention_bias
   bool mlp_bias = false;   // Llama's mlp_bias
   bool tie_word_embeddings = false;

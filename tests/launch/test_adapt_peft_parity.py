@@ -1,5 +1,6 @@
 """`tlm adapt` step for step against HF PEFT + torch.optim.AdamW doing the official TLM
-updates, on a tiny random Llama made here (r=8, alpha=16, q_proj/v_proj, dropout 0).
+updates, on a tiny random Llama made here (r=8, alpha=16, q_proj/v_proj, dropout 0), and the
+online steps again on a tiny Qwen3 (per-head q/k RMSNorm between the adapted q and rotary).
 
 Both start from the same adapter (PEFT's random A, zero B, saved with save_pretrained and
 given to tlm with --init-adapter). Five optimiser steps (10 prompts, train batch 2), the
@@ -53,12 +54,14 @@ def sample_ce(model, batch):
 
 
 class AdaptPeftParity(unittest.TestCase):
+    ARCH = "llama"
+
     @classmethod
     def setUpClass(cls):
         require_device()
         cls.work = tmpdir("tlm-adapt-parity-")
         cls.model_dir = cls.work / "model"
-        base, cls.tok = make_tiny_llama(cls.model_dir)
+        base, cls.tok = make_tiny_llama(cls.model_dir, arch=cls.ARCH)
         cls.base = base
         cfg = peft.LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.0)
         torch.manual_seed(1)
@@ -146,7 +149,7 @@ class AdaptPeftParity(unittest.TestCase):
         loss_rtol, adapter_atol, update_rtol = TOLERANCE[(DEVICE, dtype)]
         steps, ours = self.run_tlm(mode, tmpdir(f"tlm-{mode}-"), dtype)
         losses, selected, ref = self.reference(mode, dtype)
-        what = f"{mode} {dtype} on {DEVICE}"
+        what = f"{mode} {dtype} on {DEVICE}" + ("" if self.ARCH == "llama" else f" ({self.ARCH})")
         self.assertEqual(len(steps), 5)
         self.assertEqual([s for st in steps for s in st["selected"]], selected, "selection differs")
         self.assertIn(True, selected)
@@ -194,6 +197,12 @@ class AdaptPeftParity(unittest.TestCase):
 
     def test_online_bf16_base(self):
         self.check("online", "bf16")
+
+
+class AdaptPeftParityQwen3(AdaptPeftParity):
+    """The same online steps on a Qwen3-shaped model (q/k norms inside the adapted attention)."""
+    ARCH = "qwen3"
+    test_offline = test_online_bf16_base = None
 
 
 if __name__ == "__main__":

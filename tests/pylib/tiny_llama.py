@@ -54,23 +54,28 @@ def make_tokenizer_files(directory: pathlib.Path):
     return tok, hf_tok
 
 
-def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int = 1):
+def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int = 1, arch: str = "llama"):
     """Saves model + tokenizer into `directory`; returns (model, tokenizer). The embedding has
     the tokenizer's vocabulary rounded up to `vocab_multiple` rows (as models pad theirs so
-    that tensor-parallel ranks split it evenly)."""
+    that tensor-parallel ranks split it evenly). `arch` "qwen3": the same shape as a Qwen3
+    (per-head q/k RMSNorm, head_dim 24 instead of hidden / heads = 16)."""
     torch.manual_seed(seed)
     tok, hf_tok = make_tokenizer_files(directory)
     vocab = -(-tok.get_vocab_size() // vocab_multiple) * vocab_multiple
-    cfg = transformers.LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
-                                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                   max_position_embeddings=512, rms_norm_eps=1e-5,
-                                   eos_token_id=tok.token_to_id("<|im_end|>"),
-                                   pad_token_id=tok.token_to_id("<|endoftext|>"), bos_token_id=None)
-    model = transformers.LlamaForCausalLM(cfg)
+    shape = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-5,
+                 eos_token_id=tok.token_to_id("<|im_end|>"), pad_token_id=tok.token_to_id("<|endoftext|>"),
+                 bos_token_id=None)
+    if arch == "qwen3":
+        model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**shape, head_dim=24))
+    else:
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**shape))
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" not in name:
                 p.copy_(0.05 * torch.randn_like(p))
+            elif "q_norm" in name or "k_norm" in name:  # not all ones, so that they matter
+                p.copy_(1.0 + 0.1 * torch.randn_like(p))
     model.eval()
     model.save_pretrained(directory)
     return model, hf_tok

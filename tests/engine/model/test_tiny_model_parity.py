@@ -1,7 +1,8 @@
 """tlm's Llama-family decoder against transformers on tiny random models made here.
 
-For Llama (rope_scaling llama3), Qwen2 (q/k/v biases, tied embeddings) and Mistral
-(sliding window), saved with save_pretrained:
+For Llama (rope_scaling llama3), Qwen2 (q/k/v biases, tied embeddings), Mistral (sliding
+window) and Qwen3 (per-head q/k RMSNorm, explicit head_dim 24 != hidden / heads), saved with
+save_pretrained (Qwen3 also converted to a GGUF file here, architecture qwen3):
   - fp32 logits of a padded batch of prompts of different lengths (right and left padding)
     equal transformers' within 1e-4 absolute at every real token;
   - token log-likelihoods from the chunked (vocab-parallel) path equal
@@ -48,6 +49,9 @@ def make_model(kind: str, directory):
     elif kind == "mistral":
         cfg = transformers.MistralConfig(**common, sliding_window=8)
         model = transformers.MistralForCausalLM(cfg)
+    elif kind == "qwen3":
+        cfg = transformers.Qwen3Config(**common, head_dim=24, rope_theta=1000000.0)
+        model = transformers.Qwen3ForCausalLM(cfg)
     else:
         raise ValueError(kind)
     # Random init is small; widen it so logits differ visibly across tokens.
@@ -60,6 +64,53 @@ def make_model(kind: str, directory):
     model.eval()
     model.save_pretrained(directory)
     return model.to(DEVICE)
+
+
+GGUF_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+              "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "self_attn.q_norm": "attn_q_norm",
+              "self_attn.k_norm": "attn_k_norm", "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate",
+              "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
+
+
+def write_qwen3_gguf(model, path):
+    """The tiny Qwen3 as llama.cpp's converter lays it out (architecture qwen3, F32 tensors,
+    no q/k row permutation), with a placeholder vocabulary of VOCAB tokens."""
+    import gguf
+    cfg = model.config
+    w = gguf.GGUFWriter(str(path), "qwen3")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_key_length(cfg.head_dim)
+    w.add_value_length(cfg.head_dim)
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    w.add_vocab_size(VOCAB)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list([f"t{i}" for i in range(VOCAB)])
+    w.add_token_types([1] * VOCAB)
+    w.add_token_merges([])
+    w.add_eos_token_id(1)
+    for name, p in model.state_dict().items():
+        t = p.detach().float().cpu().numpy()
+        if name == "model.embed_tokens.weight":
+            gname = "token_embd.weight"
+        elif name == "model.norm.weight":
+            gname = "output_norm.weight"
+        elif name == "lm_head.weight":
+            gname = "output.weight"
+        else:
+            layer, rest = name[len("model.layers."):].split(".", 1)
+            gname = f"blk.{layer}.{GGUF_NAMES[rest.rsplit('.', 1)[0]]}.{rest.rsplit('.', 1)[1]}"
+        w.add_tensor(gname, t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
 
 
 def padded_batch(lengths, left: bool):
@@ -162,6 +213,23 @@ class TinyModelParity(unittest.TestCase):
 
     def test_mistral_sliding_window(self):
         self.check_kind("mistral")
+
+    def test_qwen3_qk_norm(self):
+        self.check_kind("qwen3")
+
+    def test_qwen3_from_gguf(self):
+        directory = tmpdir("tlm-qwen3-gguf-")
+        model = make_model("qwen3", directory)
+        path = directory / "tiny-qwen3.gguf"
+        write_qwen3_gguf(model, path)
+        for left in (False, True):
+            ids, mask = padded_batch(LENGTHS, left)
+            ref = hf_logits(model, ids, mask)
+            out = probe("logits", path, {"ids": ids.tolist(), "mask": mask.tolist()}, "logits.f32", "fp32")
+            ours = np.fromfile(out, dtype=np.float32).reshape(ref.shape)
+            real = mask.astype(bool)
+            assert_close(self, ours[real], ref[real], atol=TOLERANCE["fp32"],
+                         what=f"qwen3 (GGUF) fp32 logits on {DEVICE} ({'left' if left else 'right'} padding)")
 
 
 if __name__ == "__main__":
