@@ -218,6 +218,10 @@ class TinyModelParity(unittest.TestCase):
         self.check_kind("qwen3")
 
     def test_qwen3_from_gguf(self):
+        try:
+            import gguf  # noqa: F401 (pinned in the venv; a bare GPU image may lack it)
+        except ImportError:
+            self.skipTest("the gguf package is not installed here; the CPU run (CI) covers the GGUF loader")
         directory = tmpdir("tlm-qwen3-gguf-")
         model = make_model("qwen3", directory)
         path = directory / "tiny-qwen3.gguf"
