@@ -293,6 +293,8 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.lora.targets = r.get_list("lora.targets", c.lora.targets);
   c.lora.rank = r.get<int64_t>("lora.rank", c.lora.rank);
   c.lora.alpha = r.get<double>("lora.alpha", c.lora.alpha);
+  TLM_CHECK(c.lora.alpha > 0, r.origin("lora.alpha"), ": lora.alpha must be > 0 (the scale alpha / r; 0 makes the ",
+            "adapter a silent no-op), got ", c.lora.alpha);
   c.lora.dropout = r.get<double>("lora.dropout", c.lora.dropout);
   c.lora.seed = r.get<uint64_t>("lora.seed", c.lora.seed);
   c.init_adapter = r.get<std::string>("lora.init_adapter", "");

@@ -53,6 +53,8 @@ nlohmann::json score_predictions(const std::string& path) {
       em_hits += gsm8k_exact_match(pred, label) ? 1 : 0;
     }
   }
+  TLM_CHECK(!rouge.empty(), path, ": no prediction with a reference to score (", line_no, " lines, ", unlabeled,
+            " without a label)");
   nlohmann::json out = {{"predictions", path}, {"scored", rouge.size()}, {"unlabeled", unlabeled},
                         {"rouge_lsum", mean_fmeasure(rouge)}};
   if (em_total) out["exact_match"] = static_cast<double>(em_hits) / static_cast<double>(em_total);

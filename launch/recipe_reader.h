@@ -3,8 +3,10 @@
 // the file and line, or the flag a value came from). Shared by `tlm adapt` and `tlm serve`.
 #pragma once
 
+#include <cmath>
 #include <map>
 #include <set>
+#include <type_traits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -29,8 +31,12 @@ class RecipeReader {
 
   void check_keys(const YAML::Node& node, const std::string& prefix) const {
     if (!node.IsMap()) return;
+    std::map<std::string, int> seen;  // key -> its line (yaml-cpp keeps duplicates; lookups take the first)
     for (const auto& kv : node) {
       const std::string key = prefix + kv.first.as<std::string>();
+      const auto [first, fresh] = seen.emplace(key, kv.first.Mark().line + 1);
+      TLM_CHECK(fresh, where(kv.first), ": duplicate key '", key, "' (first at line ", first->second,
+                "); only one may stand");
       bool known = known_.count(key) > 0;
       bool is_section = false;
       for (const std::string& k : known_) is_section |= k.rfind(key + ".", 0) == 0;
@@ -59,11 +65,17 @@ class RecipeReader {
   T get(const std::string& key, T fallback) const {
     YAML::Node node = lookup(key);
     if (!node) return fallback;
+    T value;
     try {
-      return node.as<T>();
+      value = node.as<T>();
     } catch (const YAML::Exception&) {
       TLM_FAIL(origin(key, node), ": '", key, "' has the wrong type (value '", YAML::Dump(node), "')");
     }
+    // The one place every number of a recipe or a flag passes: none may be NaN or infinite.
+    if constexpr (std::is_floating_point_v<T>)
+      TLM_CHECK(std::isfinite(value), origin(key, node), ": '", key, "' must be a finite number, got '",
+                YAML::Dump(node), "'");
+    return value;
   }
 
   std::vector<std::string> get_list(const std::string& key, std::vector<std::string> fallback) const {

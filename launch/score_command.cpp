@@ -62,6 +62,8 @@ int run_score(int argc, char** argv) {
     truncated.push_back(e.truncated);
     kept.push_back(&r);
   }
+  TLM_CHECK(!ids.empty(), data, ": no usable record to score (", records.size(), " read, ", skips.total(),
+            " bad, ", too_short, " too short)");
   const std::vector<double> ce = mean_token_nll(*m.model, ids, parsed["batch-size"].as<int64_t>(), pad);
 
   std::ofstream file;

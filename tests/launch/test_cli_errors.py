@@ -97,6 +97,43 @@ class CliErrors(unittest.TestCase):
             self.assertIn(message, out, args)
             self.assertIn("command line --", out, args)
 
+    def test_non_finite_numbers_duplicate_keys_and_no_op_settings_are_refused(self):
+        # Issue 14: NaN and infinities in a recipe were accepted (an adapter full of NaN, updates
+        # silently skipped); a repeated key silently kept its first value; lora.alpha 0 made the
+        # adapter a no-op. Each is now an error naming the file and line, or the flag.
+        recipe = self.work / "nonfinite.yaml"
+        for key, section, value in [("lr", "optim", ".inf"), ("alpha", "lora", ".nan"),
+                                    ("threshold", "objective", ".nan"), ("lambda", "objective", "-.inf")]:
+            recipe.write_text(f"mode: online\n{section}:\n  {key}: {value}\n")
+            code, out = tlm("adapt", "--config", recipe, "--model", self.model, "--data", recipe)
+            self.assertNotEqual(code, 0, (key, value))
+            self.assertIn(f"{recipe}:3: '{section}.{key}' must be a finite number", out)
+        code, out = tlm("adapt", "--model", self.model, "--data", recipe, "--threshold", ".inf")
+        self.assertNotEqual(code, 0)
+        self.assertIn("command line --threshold: 'objective.threshold' must be a finite number", out)
+        recipe.write_text("mode: online\noptim:\n  lr: 1.0e-4\n  lr: 5.0e-5\n")
+        code, out = tlm("adapt", "--config", recipe, "--model", self.model, "--data", recipe)
+        self.assertNotEqual(code, 0)
+        self.assertIn(f"{recipe}:4: duplicate key 'optim.lr' (first at line 3)", out)
+        code, out = tlm("adapt", "--model", self.model, "--data", recipe, "--lora-alpha", "0")
+        self.assertNotEqual(code, 0)
+        self.assertIn("command line --lora-alpha: lora.alpha must be > 0", out)
+
+    def test_score_and_eval_refuse_inputs_with_nothing_to_score(self):
+        # Issue 14: both reported a mean over zero records (ce 0, ppl 1, ROUGE 0) and exited 0.
+        empty, garbage, unlabeled = self.work / "empty.jsonl", self.work / "garbage.jsonl", self.work / "preds.jsonl"
+        empty.write_text("")
+        garbage.write_text("{not json\n[1, 2]\n")
+        unlabeled.write_text(json.dumps({"prompt": "p", "predict": "an answer"}) + "\n")
+        for data in (empty, garbage):
+            code, out = tlm("score", "--model", self.model, "--data", data, "--chat-template", "chatml")
+            self.assertNotEqual(code, 0, data)
+            self.assertIn(f"{data}: no usable record to score", out)
+        for preds in (empty, unlabeled):
+            code, out = tlm("eval", "--predictions", preds)
+            self.assertNotEqual(code, 0, preds)
+            self.assertIn(f"{preds}: no prediction with a reference to score", out)
+
     def test_missing_model_and_data(self):
         code, out = tlm("score", "--model", self.work / "nope", "--data", self.work / "nope.jsonl")
         self.assertNotEqual(code, 0)
