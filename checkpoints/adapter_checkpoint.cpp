@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "checkpoints/hdf5_superblock.h"
 #include "engine/common/error.h"
 
 namespace tlm {
@@ -151,15 +152,35 @@ void fsync_path(const std::string& path, bool directory) {
   TLM_CHECK(rc == 0, path, ": fsync failed: ", std::strerror(err));
 }
 
-void write_file(const std::string& path, const CheckpointState& s) {
-  Writer w{path};
-  // HDF5 1.8+ object formats: object headers and the superblock carry their own checksums,
-  // so damaged metadata fails to open instead of reading as something else.
-  H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, path + ": H5Pcreate");
-  h5_check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), path + ": H5Pset_libver_bounds");
-  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
-            path + ": cannot create the file");
-  const hid_t root = file.get();
+// Writes `bytes` to `path` (created or truncated) and fsyncs it; a short write, a full disk or a
+// failed fsync throws naming the file and the errno text.
+void write_bytes(const std::string& path, const std::vector<char>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  TLM_CHECK(fd >= 0, path, ": cannot create: ", std::strerror(errno));
+  size_t done = 0;
+  int err = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  TLM_CHECK(err == 0, path, ": cannot write the checkpoint (", done, " of ", bytes.size(), " bytes written): ",
+            std::strerror(err));
+}
+
+// The checkpoint as an HDF5 file image built in memory (HDF5's core driver, no backing
+// store): HDF5 never touches the disk, so a full disk fails in write_bytes with errno, instead
+// of inside HDF5's flush (whose failed close crashed the process at exit).
+// Every attribute, group and dataset of the checkpoint under `root`; each object is closed
+// when this returns, before the image is taken.
+void write_contents(const Writer& w, hid_t root, const CheckpointState& s) {
+  const std::string& path = w.path;
   const CheckpointIdentity& id = s.identity;
   w.attr_int(root, "format_version", kCheckpointFormatVersion);
   w.attr_string(root, "engine_version", id.engine_version);
@@ -213,8 +234,26 @@ void write_file(const std::string& path, const CheckpointState& s) {
   }
   H5Id stats(w.group(root, "stats"), H5Gclose, path);
   for (const auto& [name, values] : s.stats) w.series(stats.get(), name, values);
-  open_groups.clear();
+}
+
+std::vector<char> file_image(const std::string& path, const CheckpointState& s) {
+  const Writer w{path};
+  // HDF5 1.8+ object formats: object headers and the superblock carry their own checksums,
+  // so damaged metadata fails to open instead of reading as something else.
+  H5Id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose, path + ": H5Pcreate");
+  h5_check(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), path + ": H5Pset_libver_bounds");
+  h5_check(H5Pset_fapl_core(fapl.get(), 4 << 20, /*backing_store=*/0), path + ": H5Pset_fapl_core");
+  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()), H5Fclose,
+            path + ": cannot create the file");
+  write_contents(w, file.get(), s);
+  const hid_t root = file.get();
   h5_check(H5Fflush(root, H5F_SCOPE_GLOBAL), path + ": H5Fflush");
+  const ssize_t size = H5Fget_file_image(root, nullptr, 0);
+  TLM_CHECK(size > 0, path, ": H5Fget_file_image (size)");
+  std::vector<char> image(static_cast<size_t>(size));
+  TLM_CHECK(H5Fget_file_image(root, image.data(), image.size()) == size, path, ": H5Fget_file_image");
+  fix_superblock_checksum(image);  // HDF5 1.10 leaves the open file's checksum in the image
+  return image;
 }
 
 // ---- reading ---------------------------------------------------------------------------
@@ -411,8 +450,7 @@ void AdapterCheckpoint::save_atomic(const std::string& path, const CheckpointSta
   std::filesystem::create_directories(dir);
   const std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
   try {
-    write_file(tmp, state);
-    fsync_path(tmp, false);
+    write_bytes(tmp, file_image(tmp, state));
   } catch (...) {
     std::error_code ignored;
     std::filesystem::remove(tmp, ignored);
