@@ -96,6 +96,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"checkpoint-every-steps", "checkpoint.every_steps", "a checkpoint every N optimiser steps (0 = only at the end)"},
     {"checkpoint-every-seconds", "checkpoint.every_seconds", "also a checkpoint when this many seconds passed since the last (0 = off)"},
     {"keep-last", "checkpoint.keep_last", "checkpoints kept (the newest; 0 = all)"},
+    {"checkpoint-fresh", "checkpoint.fresh", "a new job deletes the checkpoints it finds in --checkpoint-dir (without it such a folder is refused)"},
     {"resume", "checkpoint.resume", "continue a stopped online job: latest (newest that verifies) or FILE"},
     {"fault-inject", "debug.fault_inject", "test hook: rank=R,step=S,action=kill|stop|term|throw makes rank R fail at step S"},
     {"checkpoint-pause-before-rename", "debug.pause_before_rename", "test hook: seconds between writing a checkpoint and renaming it into place"},
@@ -304,6 +305,7 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.checkpoints.every_seconds = r.get<double>("checkpoint.every_seconds", 0.0);
   TLM_CHECK(c.checkpoints.every_seconds >= 0, r.origin("checkpoint.every_seconds"), ": checkpoint.every_seconds must be >= 0");
   c.resume = r.get<std::string>("checkpoint.resume", "");
+  c.checkpoints.fresh = r.get<bool>("checkpoint.fresh", false);
   c.resume_ignore_base = r.get<bool>("checkpoint.ignore_base_mismatch", false);
   c.fault = parse_fault_plan(r.get<std::string>("debug.fault_inject", ""), r.origin("debug.fault_inject"));
   c.checkpoints.pause_before_rename = r.get<double>("debug.pause_before_rename", 0.0);

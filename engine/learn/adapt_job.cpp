@@ -72,6 +72,7 @@ AdaptJob::AdaptJob(LlamaModel& model, const PromptEncoder& encoder, const AdaptC
   stream_identity_ = str_cat(config.data, " (", samples().size(), " prompts)");
   checkpoints_ = std::make_unique<JobCheckpoints>(config.checkpoints, identity_, stream_identity_, grid,
                                                   &learner_->objective());
+  checkpoints_->claim_directory(!config.resume.empty());
   answer_ids_.resize(samples().size());
   ResumePoint point;
   if (!config.resume.empty()) point = resume();

@@ -1,7 +1,11 @@
 #include "engine/learn/job_checkpoints.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <mutex>
 #include <chrono>
 #include <filesystem>
@@ -18,6 +22,49 @@
 #include "engine/common/log.h"
 
 namespace tlm {
+
+void JobCheckpoints::claim_directory(bool resuming) const {
+  if (!enabled() || !grid_.is_root()) return;
+  const std::string& dir = options_.directory;
+  TLM_CHECK(!std::filesystem::exists(dir) || std::filesystem::is_directory(dir), dir,
+            ": --checkpoint-dir names something that is not a folder");
+  if (!std::filesystem::is_directory(dir)) return;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {  // saves a kill cut short
+    const std::string name = e.path().filename().string();
+    const size_t at = name.rfind(".tmp.");
+    if (!is_temporary_checkpoint_name(name) || at == std::string::npos) continue;
+    const long pid = std::strtol(name.c_str() + at + 5, nullptr, 10);
+    if (pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)) continue;  // still writing
+    std::error_code ignored;
+    std::filesystem::remove(e.path(), ignored);
+    log_info(str_cat("removed ", e.path().string(), ": a temporary file of a save that did not finish"));
+  }
+  const auto found = list_checkpoints(dir);
+  if (resuming || found.empty()) return;
+  if (options_.fresh) {
+    for (const auto& [step, path] : found) std::filesystem::remove(path);
+    log_warn(str_cat("--checkpoint-fresh: deleted the ", found.size(), " checkpoints in ", dir));
+    return;
+  }
+  const std::string& newest = found.back().second;
+  std::string theirs = "(unreadable)";
+  bool same = false;
+  try {
+    const CheckpointState s = AdapterCheckpoint::load(newest);
+    same = s.stream_identity == stream_identity_ && s.identity.method_json == identity_.method_json &&
+           s.identity.base_config_hash == identity_.base_config_hash &&
+           s.identity.base_weights_hash == identity_.base_weights_hash;
+    theirs = str_cat("stream '", s.stream_identity, "', base ", s.identity.base_model_path, ", method ",
+                     s.identity.method_json);
+  } catch (const Error& e) {
+    theirs = str_cat("(", e.what(), ")");
+  }
+  TLM_CHECK(!same, dir, " already holds checkpoints of this job (newest ", newest, "): continue it with --resume ",
+            "latest, or start over with --checkpoint-fresh (deletes them)");
+  TLM_FAIL(dir, " holds checkpoints of another job (", found.size(), ", newest ", newest, ": ", theirs,
+           "); this job reads '", stream_identity_, "': give it its own --checkpoint-dir, or --checkpoint-fresh to ",
+           "delete them");
+}
 
 namespace {
 std::atomic<bool> g_stop_requested{false};
@@ -49,18 +96,25 @@ void JobCheckpoints::restore(const CheckpointState& state, const std::string& so
   restore_rng_state(rng, grid_.device, source);
 }
 
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& directory) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  if (!std::filesystem::is_directory(directory)) return found;
+  for (const auto& e : std::filesystem::directory_iterator(directory)) {
+    const std::string name = e.path().filename().string();
+    if (is_temporary_checkpoint_name(name) || name.rfind("step-", 0) != 0 || e.path().extension() != ".h5") continue;
+    const std::string digits = name.substr(5, name.size() - 8);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    found.emplace_back(std::stoll(digits), e.path().string());
+  }
+  std::sort(found.begin(), found.end());
+  return found;
+}
+
 std::string find_resume_checkpoint(const std::string& spec, const std::string& directory) {
   if (spec != "latest") return spec;
   TLM_CHECK(!directory.empty(), "--resume latest needs --checkpoint-dir");
-  std::vector<std::pair<int64_t, std::string>> found;
-  if (std::filesystem::is_directory(directory)) {
-    for (const auto& e : std::filesystem::directory_iterator(directory)) {
-      const std::string name = e.path().filename().string();
-      if (is_temporary_checkpoint_name(name) || name.rfind("step-", 0) != 0 || e.path().extension() != ".h5") continue;
-      found.emplace_back(std::stoll(name.substr(5)), e.path().string());
-    }
-  }
-  std::sort(found.rbegin(), found.rend());
+  std::vector<std::pair<int64_t, std::string>> found = list_checkpoints(directory);
+  std::reverse(found.begin(), found.end());
   for (const auto& [step, path] : found) {
     const VerifyReport r = AdapterCheckpoint::verify(path);
     if (r.ok) return path;
@@ -265,11 +319,11 @@ void JobCheckpoints::save(int64_t step, int64_t samples_consumed, TrainableSet& 
   if (!grid_.is_root()) return;
   const std::string path = (std::filesystem::path(options_.directory) / ("step-" + std::to_string(step) + ".h5")).string();
   AdapterCheckpoint::save_atomic(path, s, options_.pause_before_rename);
-  written_.push_back(path);
-  while (options_.keep_last > 0 && static_cast<int64_t>(written_.size()) > options_.keep_last) {
+  // The newest keep_last of the folder stay, those of the run before a resume included.
+  const auto all = list_checkpoints(options_.directory);
+  for (size_t i = 0; options_.keep_last > 0 && i + static_cast<size_t>(options_.keep_last) < all.size(); ++i) {
     std::error_code ignored;
-    std::filesystem::remove(written_.front(), ignored);
-    written_.erase(written_.begin());
+    std::filesystem::remove(all[i].second, ignored);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   log_info(str_cat("checkpoint ", path, " (step ", step, ", ", samples_consumed, " samples, ",

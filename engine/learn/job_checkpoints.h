@@ -20,7 +20,8 @@ struct CheckpointOptions {
   std::string directory;       // empty: no checkpoints
   int64_t every_steps = 0;     // 0: only the final one
   double every_seconds = 0;    // also when this long has passed since the last save; 0: off
-  int64_t keep_last = 3;       // 0: keep all
+  int64_t keep_last = 3;       // 0: keep all (pruned by listing the folder, older runs' included)
+  bool fresh = false;          // a new job deletes the checkpoints it finds (--checkpoint-fresh)
   double pause_before_rename = 0;  // test hook (--checkpoint-pause-before-rename): seconds
 };
 
@@ -33,6 +34,11 @@ class JobCheckpoints {
                  const ProcessGrid& grid, const Objective* objective = nullptr);
 
   bool enabled() const { return !options_.directory.empty(); }
+  // Before the first step (rank 0 looks): removes temporary files that killed saves left
+  // behind, and makes sure a new job (not `resuming`) does not write into a folder that holds
+  // checkpoints: refused, naming the newest one's stream, method and base when they are another
+  // job's, or pointing at --resume latest when they are this job's; deleted with options.fresh.
+  void claim_directory(bool resuming) const;
   // The job's collapse guards, whose state and per-step stats the checkpoints carry (null: none).
   void set_guards(const CollapseGuards* guards) { guards_ = guards; }
   // Records the step's statistics; saves when the step count reaches a multiple of every_steps.
@@ -60,7 +66,6 @@ class JobCheckpoints {
   int64_t last_saved_step_ = -1;
   std::string scheduler_state_ = "{}";
   std::chrono::steady_clock::time_point last_save_time_ = std::chrono::steady_clock::now();
-  std::vector<std::string> written_;
 };
 
 // The generators LoRA dropout draws from, as hex bytes: the default CPU generator and, for a
@@ -78,6 +83,9 @@ void restore_rng_state(const RngState& state, const c10::Device& device, const s
 
 // Set from a signal handler (async-signal-safe): the job finishes its step, checkpoints, exits.
 void request_stop();
+
+// The checkpoints step-<k>.h5 in `directory` (none when it does not exist), oldest first.
+std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& directory);
 
 // The checkpoint to resume from: `spec` is a file, or "latest" (the newest file in `directory`
 // that verifies; the ones skipped and why are logged). Throws when none qualifies.

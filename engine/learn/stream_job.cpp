@@ -68,6 +68,7 @@ StreamJob::StreamJob(LlamaModel& model, const PromptEncoder& encoder, const Adap
   stream_identity_ = config.data == "-" ? "<stdin> (stream)" : config.data + " (followed)";
   checkpoints_ = std::make_unique<JobCheckpoints>(config.checkpoints, identity_, stream_identity_, grid,
                                                   &learner_->objective());
+  checkpoints_->claim_directory(!config.resume.empty());
   if (!config.resume.empty()) {
     resume();
   } else {

@@ -45,6 +45,11 @@ def datasets(path):
     return out
 
 
+def list_steps(folder):
+    return sorted((p.name for p in folder.iterdir() if p.name.startswith("step-")),
+                  key=lambda n: int(n[5:-3]))
+
+
 def metrics(path):
     drop = ("seconds", "tokens_per_s")
     return [{k: v for k, v in json.loads(l).items() if k not in drop} for l in path.read_text().splitlines()]
@@ -279,6 +284,45 @@ class Resume(unittest.TestCase):
         self.assertIn(f"weights {saved}", show)
         print(f"[resume] a base with the same config and one changed weight is refused (weights {saved})", flush=True)
 
+    def test_a_checkpoint_folder_belongs_to_one_job(self):
+        # Issue 14: a new job silently overwrote another job's step-1.h5, step-2.h5, ... and left
+        # a mixed folder; stale temporary files of killed saves stayed forever; keep_last never
+        # pruned checkpoints written before a resume.
+        other_data = self.work / "other-stream.jsonl"
+        other_data.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in STREAM[:8]))
+        foreign = self.work / "foreign"
+        shutil.copytree(self.full / "ckpt", foreign / "ckpt")
+        cmd = self.cmd(foreign)
+        cmd[cmd.index("--data") + 1] = other_data
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=ENV)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("holds checkpoints of another job (12, newest", proc.stderr)
+        self.assertIn(f"stream '{self.data} (12 prompts)'", proc.stderr)
+        self.assertEqual(len(list((foreign / "ckpt").iterdir())), 12, "the other job's checkpoints are untouched")
+
+        same = self.work / "same-job"
+        shutil.copytree(self.full / "ckpt", same / "ckpt")
+        stale = same / "ckpt" / ".step-13.h5.tmp.999999999"  # no such process: a save a kill cut short
+        stale.write_bytes(b"partial")
+        proc = subprocess.run([str(c) for c in self.cmd(same)], capture_output=True, text=True, env=ENV)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("already holds checkpoints of this job", proc.stderr)
+        self.assertIn("--resume latest", proc.stderr)
+        proc = self.adapt(same, "--checkpoint-fresh", "true")
+        self.assertIn("--checkpoint-fresh: deleted the 12 checkpoints", proc.stderr)
+        self.assertFalse(stale.exists(), "the stale temporary file is removed")
+        self.assert_same_as_full(same, "a fresh job in a folder it emptied")
+
+        pruned = self.work / "pruned"
+        self.adapt(pruned, "--fault-inject", "rank=0,step=5,action=term")
+        self.assertEqual(len(list_steps(pruned / "ckpt")), 5)
+        self.adapt(pruned, "--resume", "latest", "--keep-last", 2)
+        self.assertEqual(list_steps(pruned / "ckpt"), ["step-11.h5", "step-12.h5"],
+                         "keep_last prunes the checkpoints written before the resume too")
+        print("[resume] a folder with another job's checkpoints is refused, this job's points at --resume latest, "
+              "--checkpoint-fresh empties it; stale temporary files removed; keep_last prunes across a resume",
+              flush=True)
+
     def test_resharding_tp2_checkpoint_to_tp1_and_tp4(self):
         base = self.work / "tp2"
         run(MPIRUN + ["-np", "2"] + self.cmd(base, device="cpu") + ["--tp-size", 2], env=ENV)
@@ -337,7 +381,7 @@ class CrossDeviceResume(Resume):
     test_exact_resume_after_sigterm = test_exact_resume_with_lora_dropout = None
     test_kill_during_saves = test_resume_latest_falls_back_past_a_damaged_checkpoint = None
     test_checkpoint_of_another_base_model_is_refused = test_resharding_tp2_checkpoint_to_tp1_and_tp4 = None
-    test_checkpoint_of_other_weights_is_refused = None
+    test_checkpoint_of_other_weights_is_refused = test_a_checkpoint_folder_belongs_to_one_job = None
 
 
 if __name__ == "__main__":
