@@ -350,6 +350,7 @@ CheckpointState read_file(const std::string& path, VerifyReport& report) {
   CheckpointState s;
   Reader r{path, &report};
   TLM_CHECK(std::filesystem::exists(path), path, ": no such checkpoint");
+  TLM_CHECK(!std::filesystem::is_directory(path), path, ": is a directory, not a checkpoint file (step-N.h5)");
   const htri_t is_h5 = H5Fis_hdf5(path.c_str());
   if (is_h5 <= 0) {
     r.problem(str_cat(path, ": not an HDF5 file (truncated or overwritten?)"));

@@ -1,6 +1,7 @@
 #include "launch/adapt_recipe.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <sstream>
@@ -124,24 +125,16 @@ MethodSpec read_method(RecipeReader& r) {
             ": sytta learns from the generated answer's tokens: objective.positions must be generated");
   method.entropy.positions = parse_scored_positions(positions);
   method.entropy.generated_tokens = r.get<int64_t>("objective.generated_tokens", method.entropy.generated_tokens);
-  TLM_CHECK(method.entropy.generated_tokens > 0, r.origin("objective.generated_tokens"),
-            ": objective.generated_tokens must be positive");
   method.entropy.uncertainty_mass = r.get<double>("objective.uncertainty_mass", 0.0);
-  TLM_CHECK(method.entropy.uncertainty_mass >= 0.0, r.origin("objective.uncertainty_mass"),
-            ": objective.uncertainty_mass must be >= 0 (0: the vocabulary size)");
   method.come_base = r.get<std::string>("objective.come_base", method.come_base);
   TLM_CHECK(method.come_base == "tent" || method.come_base == "eata", r.origin("objective.come_base"),
             ": objective.come_base must be tent or eata, got '", method.come_base, "'");
   method.eata.entropy_margin = r.get<double>("objective.entropy_margin", method.eata.entropy_margin);
   method.eata.redundancy_margin = r.get<double>("objective.redundancy_margin", method.eata.redundancy_margin);
   method.eata.moving_average = r.get<double>("objective.moving_average", method.eata.moving_average);
-  TLM_CHECK(method.eata.moving_average >= 0 && method.eata.moving_average < 1, r.origin("objective.moving_average"),
-            ": objective.moving_average must be in [0, 1)");
   method.fisher.data = r.get<std::string>("objective.fisher_data", "");
   method.fisher.alpha = r.get<double>("objective.fisher_alpha", method.fisher.alpha);
   method.fisher.samples = r.get<int64_t>("objective.fisher_samples", method.fisher.samples);
-  TLM_CHECK(method.fisher.alpha >= 0, r.origin("objective.fisher_alpha"), ": objective.fisher_alpha must be >= 0");
-  TLM_CHECK(method.fisher.samples >= 1, r.origin("objective.fisher_samples"), ": objective.fisher_samples must be >= 1");
   const bool eata_based = method.name == "eata" || (method.name == "come" && method.come_base == "eata");
   TLM_CHECK(!method.fisher.enabled() || eata_based, r.origin("objective.fisher_data"),
             ": the Fisher regulariser is EATA's; method '", method.name, "' does not take it");
@@ -162,15 +155,8 @@ GuardOptions read_guards(RecipeReader& r) {
   g.probe_every = r.get<int64_t>("guard.probe_every", g.probe_every);
   g.probe_tolerance = r.get<double>("guard.probe_tolerance", g.probe_tolerance);
   g.probe_samples = r.get<int64_t>("guard.probe_samples", g.probe_samples);
-  TLM_CHECK(g.loss_floor >= 0, r.origin("guard.loss_floor"), ": guard.loss_floor must be >= 0");
-  TLM_CHECK(g.loss_average >= 0 && g.loss_average < 1, r.origin("guard.loss_average"),
-            ": guard.loss_average must be in [0, 1)");
-  TLM_CHECK(g.reset_every >= 0, r.origin("guard.reset_every"), ": guard.reset_every must be >= 0");
-  TLM_CHECK(g.probe_every >= 0, r.origin("guard.probe_every"), ": guard.probe_every must be >= 0");
   TLM_CHECK(g.probe_every == 0 || !g.probe_data.empty(), r.origin("guard.probe_every"),
             ": guard.probe_every needs the probe set (guard.probe_data / --guard-data)");
-  TLM_CHECK(g.probe_tolerance >= 0, r.origin("guard.probe_tolerance"), ": guard.probe_tolerance must be >= 0");
-  TLM_CHECK(g.probe_samples > 0, r.origin("guard.probe_samples"), ": guard.probe_samples must be positive");
   return g;
 }
 
@@ -187,6 +173,8 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
                               const std::vector<RecipeFlag>& extra) {
   YAML::Node root(YAML::NodeType::Map);
   if (!recipe_path.empty()) {
+    TLM_CHECK(!std::filesystem::is_directory(recipe_path), recipe_path, ": is a directory; --config names a YAML ",
+              "recipe file (configs/*.yaml)");
     try {
       root = YAML::LoadFile(recipe_path);
     } catch (const YAML::BadFile&) {
@@ -225,8 +213,6 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   m.dp_size = r.get<int>("parallel.dp_size", 1);
   m.backend = r.get<std::string>("parallel.backend", "auto");
   m.collective_timeout = r.get<double>("parallel.timeout_seconds", m.collective_timeout);
-  TLM_CHECK(m.tp_size >= 1, r.origin("parallel.tp_size"), ": parallel.tp_size must be >= 1");
-  TLM_CHECK(m.dp_size >= 1, r.origin("parallel.dp_size"), ": parallel.dp_size must be >= 1");
   TLM_CHECK(m.backend == "auto" || m.backend == "single" || m.backend == "mpi" || m.backend == "nccl",
             r.origin("parallel.backend"), ": parallel.backend must be auto, single, mpi or nccl");
   TLM_CHECK(!m.model.empty(), "no model: give --model or `model:` in the recipe");
@@ -244,7 +230,6 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
             ": mode must be online, offline or episodic, got '", mode, "'");
   c.mode = mode == "online" ? AdaptMode::Online : mode == "offline" ? AdaptMode::Offline : AdaptMode::Episodic;
   c.episodic_steps = r.get<int64_t>("episodic.steps", c.episodic_steps);
-  TLM_CHECK(c.episodic_steps >= 1, r.origin("episodic.steps"), ": episodic.steps must be >= 1");
   c.scalenet = r.get<std::string>("episodic.scalenet", "");
   TLM_CHECK(c.scalenet.empty() || c.mode == AdaptMode::Episodic, r.origin("episodic.scalenet"),
             ": ScaleNet sets the step sizes of mode episodic; this job is ", mode);
@@ -294,8 +279,6 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.lora.targets = r.get_list("lora.targets", c.lora.targets);
   c.lora.rank = r.get<int64_t>("lora.rank", c.lora.rank);
   c.lora.alpha = r.get<double>("lora.alpha", c.lora.alpha);
-  TLM_CHECK(c.lora.alpha > 0, r.origin("lora.alpha"), ": lora.alpha must be > 0 (the scale alpha / r; 0 makes the ",
-            "adapter a silent no-op), got ", c.lora.alpha);
   c.lora.dropout = r.get<double>("lora.dropout", c.lora.dropout);
   c.lora.seed = r.get<uint64_t>("lora.seed", c.lora.seed);
   c.init_adapter = r.get<std::string>("lora.init_adapter", "");
@@ -303,16 +286,11 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.checkpoints.every_steps = r.get<int64_t>("checkpoint.every_steps", 0);
   c.checkpoints.keep_last = r.get<int64_t>("checkpoint.keep_last", 3);
   c.checkpoints.every_seconds = r.get<double>("checkpoint.every_seconds", 0.0);
-  TLM_CHECK(c.checkpoints.every_seconds >= 0, r.origin("checkpoint.every_seconds"), ": checkpoint.every_seconds must be >= 0");
   c.resume = r.get<std::string>("checkpoint.resume", "");
   c.checkpoints.fresh = r.get<bool>("checkpoint.fresh", false);
   c.resume_ignore_base = r.get<bool>("checkpoint.ignore_base_mismatch", false);
   c.fault = parse_fault_plan(r.get<std::string>("debug.fault_inject", ""), r.origin("debug.fault_inject"));
   c.checkpoints.pause_before_rename = r.get<double>("debug.pause_before_rename", 0.0);
-  TLM_CHECK(c.checkpoints.pause_before_rename >= 0, r.origin("debug.pause_before_rename"),
-            ": debug.pause_before_rename must be >= 0");
-  TLM_CHECK(c.checkpoints.every_steps >= 0, r.origin("checkpoint.every_steps"), ": checkpoint.every_steps must be >= 0");
-  TLM_CHECK(c.checkpoints.keep_last >= 0, r.origin("checkpoint.keep_last"), ": checkpoint.keep_last must be >= 0");
   c.generation.max_new_tokens = r.get<int64_t>("generation.max_new_tokens", c.generation.max_new_tokens);
   c.generation.sampling.temperature = r.get<double>("generation.temperature", 0.0);
   c.generation.sampling.top_p = r.get<double>("generation.top_p", 1.0);
@@ -321,9 +299,6 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   c.generate = r.get<bool>("generation.enabled", true);
   c.answer_nll = r.get<bool>("eval.answer_nll", true);
   c.score_batch = r.get<int64_t>("eval.score_batch", c.score_batch);
-  TLM_CHECK(c.stream_batch > 0, r.origin("stream.stream_batch"), ": stream.stream_batch must be positive");
-  TLM_CHECK(c.train_batch_size > 0, r.origin("stream.train_batch_size"), ": stream.train_batch_size must be positive");
-  TLM_CHECK(c.learning_rate >= 0, r.origin("optim.lr"), ": optim.lr must be >= 0");
   return out;
 }
 

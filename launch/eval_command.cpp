@@ -22,6 +22,7 @@
 #include "launch/commands.h"
 #include "launch/model_options.h"
 #include "launch/read_prompts.h"
+#include "launch/setting_bounds.h"
 
 namespace tlm {
 namespace {
@@ -88,7 +89,7 @@ int run_eval(int argc, char** argv) {
 
   if (parsed.count("data")) {
     std::vector<PromptRecord> records = read_all_prompts(parsed["data"].as<std::string>(), nullptr);
-    const int64_t max_samples = parsed["max-samples"].as<int64_t>();
+    const int64_t max_samples = bounded_flag<int64_t>(parsed, "max-samples", "stream.max_samples");
     if (max_samples > 0 && static_cast<int64_t>(records.size()) > max_samples) records.resize(static_cast<size_t>(max_samples));
     LoadedModel m = load_model(read_model_options(parsed));
     std::vector<std::vector<int32_t>> prompts, answers;
@@ -98,7 +99,7 @@ int run_eval(int argc, char** argv) {
       answers.push_back(m.encoder->encode_continuation(*r.reference));
     }
     TLM_CHECK(!prompts.empty(), parsed["data"].as<std::string>(), ": no record has a reference");
-    const int64_t batch = parsed["batch-size"].as<int64_t>();
+    const int64_t batch = bounded_flag<int64_t>(parsed, "batch-size", "eval.score_batch");
     const int32_t pad = m.files.tokenizer->pad_id().value_or(0);
     const ContinuationNll base = continuation_nll(*m.model, prompts, answers, batch, pad);
     nlohmann::json nll = {{"data", parsed["data"].as<std::string>()}, {"records", prompts.size()},

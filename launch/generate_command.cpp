@@ -16,6 +16,7 @@
 #include "launch/commands.h"
 #include "launch/model_options.h"
 #include "launch/read_prompts.h"
+#include "launch/setting_bounds.h"
 
 namespace tlm {
 
@@ -51,7 +52,7 @@ int run_generate(int argc, char** argv) {
   labels.resize(prompts.size());
   if (parsed.count("prompts-file")) {
     std::vector<PromptRecord> records = read_all_prompts(parsed["prompts-file"].as<std::string>(), nullptr);
-    const int64_t max_samples = parsed["max-samples"].as<int64_t>();
+    const int64_t max_samples = bounded_flag<int64_t>(parsed, "max-samples", "stream.max_samples");
     if (max_samples > 0 && static_cast<int64_t>(records.size()) > max_samples)
       records.resize(static_cast<size_t>(max_samples));
     for (const PromptRecord& r : records) {
@@ -63,14 +64,13 @@ int run_generate(int argc, char** argv) {
 
   LoadedModel m = load_model(read_model_options(parsed));
   GenerationOptions gen;
-  gen.max_new_tokens = parsed["max-new-tokens"].as<int64_t>();
-  gen.sampling.temperature = parsed["temperature"].as<double>();
-  gen.sampling.top_p = parsed["top-p"].as<double>();
+  gen.max_new_tokens = bounded_flag<int64_t>(parsed, "max-new-tokens", "generation.max_new_tokens");
+  gen.sampling.temperature = bounded_flag<double>(parsed, "temperature", "generation.temperature");
+  gen.sampling.top_p = bounded_flag<double>(parsed, "top-p", "generation.top_p");
   gen.sampling.seed = parsed["seed"].as<uint64_t>();
   gen.stop_ids = m.files.eos_ids;
   gen.pad_id = m.files.tokenizer->pad_id().value_or(0);
-  const int64_t batch_size = parsed["batch-size"].as<int64_t>();
-  TLM_CHECK(batch_size > 0, "--batch-size must be positive");
+  const int64_t batch_size = bounded_flag<int64_t>(parsed, "batch-size", "generation.batch_size");
 
   std::ofstream out_file;
   if (parsed.count("output") && m.grid.is_root()) {

@@ -15,6 +15,7 @@
 #include "dist/mpi_session.h"
 #include "engine/common/error.h"
 #include "engine/common/log.h"
+#include "launch/setting_bounds.h"
 
 #ifndef TLM_DEFAULT_MODEL
 #define TLM_DEFAULT_MODEL ""
@@ -53,12 +54,12 @@ ModelOptions read_model_options(const cxxopts::ParseResult& parsed) {
   o.device = parsed["device"].as<std::string>();
   o.dtype = parsed["dtype"].as<std::string>();
   o.chat_template = parsed["chat-template"].as<std::string>();
-  o.cutoff_len = parsed["cutoff-len"].as<int64_t>();
-  o.threads = parsed["threads"].as<int>();
-  o.tp_size = parsed["tp-size"].as<int>();
-  o.dp_size = parsed["dp-size"].as<int>();
+  o.cutoff_len = bounded_flag<int64_t>(parsed, "cutoff-len", "stream.cutoff_len");
+  o.threads = bounded_flag<int>(parsed, "threads", "threads");
+  o.tp_size = bounded_flag<int>(parsed, "tp-size", "parallel.tp_size");
+  o.dp_size = bounded_flag<int>(parsed, "dp-size", "parallel.dp_size");
   o.backend = parsed["backend"].as<std::string>();
-  o.collective_timeout = parsed["collective-timeout"].as<double>();
+  o.collective_timeout = bounded_flag<double>(parsed, "collective-timeout", "parallel.timeout_seconds");
   o.packed_weights = parsed["packed-weights"].as<std::string>();
   TLM_CHECK(o.packed_weights == "auto" || o.packed_weights == "on" || o.packed_weights == "off",
             "--packed-weights must be auto, on or off, got '", o.packed_weights, "'");

@@ -14,6 +14,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "engine/common/error.h"
+#include "launch/setting_bounds.h"
 
 namespace tlm {
 
@@ -75,6 +76,11 @@ class RecipeReader {
     if constexpr (std::is_floating_point_v<T>)
       TLM_CHECK(std::isfinite(value), origin(key, node), ": '", key, "' must be a finite number, got '",
                 YAML::Dump(node), "'");
+    // ... and each lies in its range (launch/setting_bounds.cpp).
+    if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
+      if (const Bounds* b = bounds_of(key))
+        TLM_CHECK(b->contains(static_cast<double>(value)), origin(key, node), ": ",
+                  bounds_message(key, *b, YAML::Dump(node)));
     return value;
   }
 

@@ -1,7 +1,7 @@
 // tlm scalenet-train: trains ScaleNet, episodic adaptation's per-layer, per-step step sizes,
 // on records with reference answers (engine/learn/scalenet_job.h). The episodic recipe
 // (configs/episodic.yaml) gives the LoRA, K and the inner lr; flags override its keys.
-//   tlm scalenet-train --config configs/episodic.yaml --data train.json --skip 100 \
+//   tlm scalenet-train --config configs/episodic.yaml --data train.json --skip 100
 //       --max-samples 200 --output runs/scalenet.safetensors
 #include <iostream>
 
@@ -12,6 +12,7 @@
 #include "engine/learn/scalenet_job.h"
 #include "launch/adapt_recipe.h"
 #include "launch/commands.h"
+#include "launch/setting_bounds.h"
 
 namespace tlm {
 
@@ -46,11 +47,11 @@ int run_scalenet_train(int argc, char** argv) {
   t.output = parsed["output"].as<std::string>();
   if (parsed.count("log")) t.log = parsed["log"].as<std::string>();
   if (parsed.count("init")) t.init = parsed["init"].as<std::string>();
-  t.skip = parsed["skip"].as<int64_t>();
-  t.epochs = parsed["epochs"].as<int64_t>();
-  t.lr = parsed["scalenet-lr"].as<double>();
-  t.max_grad_norm = parsed["scalenet-max-grad-norm"].as<double>();
-  t.max_answer_tokens = parsed["max-answer-tokens"].as<int64_t>();
+  t.skip = bounded_flag<int64_t>(parsed, "skip", "scalenet.skip");
+  t.epochs = bounded_flag<int64_t>(parsed, "epochs", "scalenet.epochs");
+  t.lr = bounded_flag<double>(parsed, "scalenet-lr", "scalenet.lr");
+  t.max_grad_norm = bounded_flag<double>(parsed, "scalenet-max-grad-norm", "scalenet.max_grad_norm");
+  t.max_answer_tokens = bounded_flag<int64_t>(parsed, "max-answer-tokens", "scalenet.max_answer_tokens");
   t.seed = parsed["scalenet-seed"].as<uint64_t>();
   AdaptRecipe recipe = load_adapt_recipe(parsed.count("config") ? parsed["config"].as<std::string>() : "", parsed);
   TLM_CHECK(recipe.adapt.mode == AdaptMode::Episodic, "tlm scalenet-train trains the step sizes of mode episodic; "

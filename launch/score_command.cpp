@@ -13,6 +13,7 @@
 #include "launch/commands.h"
 #include "launch/model_options.h"
 #include "launch/read_prompts.h"
+#include "launch/setting_bounds.h"
 
 namespace tlm {
 
@@ -64,7 +65,7 @@ int run_score(int argc, char** argv) {
   }
   TLM_CHECK(!ids.empty(), data, ": no usable record to score (", records.size(), " read, ", skips.total(),
             " bad, ", too_short, " too short)");
-  const std::vector<double> ce = mean_token_nll(*m.model, ids, parsed["batch-size"].as<int64_t>(), pad);
+  const std::vector<double> ce = mean_token_nll(*m.model, ids, bounded_flag<int64_t>(parsed, "batch-size", "eval.score_batch"), pad);
 
   std::ofstream file;
   if (parsed.count("output") && m.grid.is_root()) {

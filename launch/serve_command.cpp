@@ -56,24 +56,17 @@ ServeSettings read_serve_settings(const AdaptRecipe& recipe) {
   ServeSettings s;
   s.host = r.get<std::string>("serve.host", s.host);
   s.port = r.get<int>("serve.port", s.port);
-  TLM_CHECK(s.port >= 0 && s.port <= 65535, r.origin("serve.port"), ": serve.port must be in [0, 65535]");
   s.learn = r.get<bool>("serve.learn", s.learn);
   s.http.api_key = r.get<std::string>("serve.api_key", "");
   if (s.http.api_key.empty())
     if (const char* env = std::getenv("TLM_API_KEY")) s.http.api_key = env;
   s.max_sessions = r.get<int64_t>("serve.max_sessions", s.max_sessions);
-  TLM_CHECK(s.max_sessions >= 1, r.origin("serve.max_sessions"), ": serve.max_sessions must be >= 1");
   s.max_batch_rows = r.get<int64_t>("serve.max_batch_rows", s.max_batch_rows);
-  TLM_CHECK(s.max_batch_rows >= 1, r.origin("serve.max_batch_rows"), ": serve.max_batch_rows must be >= 1");
   s.http_threads = r.get<int64_t>("serve.http_threads", s.http_threads);
-  TLM_CHECK(s.http_threads >= 2, r.origin("serve.http_threads"), ": serve.http_threads must be >= 2");
   const auto body = r.get<int64_t>("serve.max_body_bytes", static_cast<int64_t>(s.http.max_body_bytes));
-  TLM_CHECK(body >= 1024, r.origin("serve.max_body_bytes"), ": serve.max_body_bytes must be >= 1024");
   s.http.max_body_bytes = static_cast<size_t>(body);
   s.http.max_prompt_tokens = r.get<int64_t>("serve.max_prompt_tokens", s.http.max_prompt_tokens);
-  TLM_CHECK(s.http.max_prompt_tokens >= 1, r.origin("serve.max_prompt_tokens"), ": serve.max_prompt_tokens must be >= 1");
   s.http.limits.max_tokens_limit = r.get<int64_t>("serve.max_tokens_limit", s.http.limits.max_tokens_limit);
-  TLM_CHECK(s.http.limits.max_tokens_limit >= 1, r.origin("serve.max_tokens_limit"), ": serve.max_tokens_limit must be >= 1");
   const AdaptConfig& c = recipe.adapt;
   s.http.limits.max_tokens_default = std::min(c.generation.max_new_tokens, s.http.limits.max_tokens_limit);
   s.http.limits.temperature_default = c.generation.sampling.temperature;

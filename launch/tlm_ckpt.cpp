@@ -2,7 +2,7 @@
 //   tlm-ckpt ls DIR                 checkpoints with step, samples, time, size, verified or not
 //   tlm-ckpt show FILE              identity, method, per-module norms, selection statistics
 //   tlm-ckpt diff A B               per-module change between two checkpoints
-//   tlm-ckpt verify FILE            checksums and structure; exit 0 good, 1 bad
+//   tlm-ckpt verify FILE|DIR        checksums and structure; exit 0 good, 1 bad
 //   tlm-ckpt export-peft FILE OUT   adapter_model.safetensors + adapter_config.json for HF PEFT
 //   tlm-ckpt merge FILE --base DIR OUT   the base model with the adapter folded in (HF directory)
 // Tables for people by default; --json for scripts.
@@ -24,6 +24,7 @@
 #include "engine/common/error.h"
 #include "engine/common/log.h"
 #include "engine/formats/safetensors_writer.h"
+#include "engine/learn/job_checkpoints.h"
 #include "engine/learn/peft_adapter.h"
 #include "engine/model/model_files.h"
 #include "engine/model/weight_source.h"
@@ -201,7 +202,7 @@ int cmd_show(const std::string& file, bool as_json) {
   return 0;
 }
 
-int cmd_verify(const std::string& file, bool as_json) {
+int cmd_verify_one(const std::string& file, bool as_json) {
   const VerifyReport r = AdapterCheckpoint::verify(file);
   if (as_json) {
     std::cout << json{{"file", file}, {"ok", r.ok}, {"problems", r.problems}}.dump(2) << "\n";
@@ -212,6 +213,19 @@ int cmd_verify(const std::string& file, bool as_json) {
     for (const std::string& p : r.problems) std::cout << "  " << p << "\n";
   }
   return r.ok ? 0 : 1;
+}
+
+// A file, or every checkpoint (step-N.h5) of a folder: exit 0 only when all verify.
+int cmd_verify(const std::string& path, bool as_json) {
+  if (!fs::is_directory(path)) return cmd_verify_one(path, as_json);
+  const auto found = list_checkpoints(path);
+  TLM_CHECK(!found.empty(), path, ": a folder without checkpoints (step-N.h5); verify takes a checkpoint file or ",
+            "a checkpoint folder");
+  int bad = 0;
+  for (const auto& [step, file] : found) bad += cmd_verify_one(file, as_json);
+  if (!as_json) std::cout << path << ": " << found.size() - static_cast<size_t>(bad) << " of " << found.size()
+                          << " checkpoints verify\n";
+  return bad == 0 ? 0 : 1;
 }
 
 int cmd_ls(const std::string& dir, bool as_json) {
@@ -373,7 +387,7 @@ void usage(std::ostream& os) {
         "  tlm-ckpt ls DIR [--json]\n"
         "  tlm-ckpt show FILE [--json]\n"
         "  tlm-ckpt diff A B [--json]\n"
-        "  tlm-ckpt verify FILE [--json]          exit 0 when it verifies, 1 when not\n"
+        "  tlm-ckpt verify FILE|DIR [--json]      exit 0 when it (every step-N.h5 of DIR) verifies, 1 when not\n"
         "  tlm-ckpt export-peft FILE OUT [--json] adapter_model.safetensors + adapter_config.json\n"
         "  tlm-ckpt merge FILE --base DIR OUT [--json]  base (HF directory) with the adapter folded in\n";
 }

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/common/error.h"
 #include "engine/data/json_array_records.h"
 #include "engine/data/line_records.h"
@@ -33,6 +35,23 @@ void check_readable(const std::string& path) {
   TLM_CHECK(std::filesystem::exists(status), path, ": prompt file not found");
   TLM_CHECK(!std::filesystem::is_directory(status), path,
             ": is a directory, expected a prompt file");
+}
+
+// A file named .txt whose first non-empty lines are all JSON objects is JSONL misnamed:
+// trained on as text, its reference answers would join the prompts. Refused when the format
+// was guessed from the extension; an explicit txt format trains on the lines as they are.
+void refuse_jsonl_named_txt(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  int objects = 0;
+  for (int64_t no = 1; objects < 16 && std::getline(in, line); ++no) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (!nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false).is_object()) return;
+    ++objects;
+  }
+  TLM_CHECK(objects == 0, path, ": named as text, but its lines are JSON objects (", objects,
+            " of the first non-empty ones): it is JSONL; rename it .jsonl or set the format to jsonl ",
+            "(--data-format jsonl), or to txt to train on the raw JSON text");
 }
 
 std::ifstream open_binary(const std::string& path) {
@@ -118,6 +137,7 @@ PromptStream::PromptStream(const std::string& path, const PromptStreamOptions& o
   s.mapping = options.mapping;
   check_readable(path);
   s.format = options.format == PromptFormat::kAuto ? detect_prompt_format(path) : options.format;
+  if (options.format == PromptFormat::kAuto && s.format == PromptFormat::kText) refuse_jsonl_named_txt(path);
   if (s.mapping) {
     TLM_CHECK(!s.mapping->prompt_field.empty(), path,
               ": the field mapping has an empty prompt field name");

@@ -205,12 +205,24 @@ nlohmann::json AdaptJob::run() {
   return finished ? finish() : stopped();
 }
 
+// Stopped by a signal: with checkpoints the job continues with --resume; without, the adapter
+// learned so far is written (PEFT form) so that the run's learning is not lost.
 nlohmann::json AdaptJob::stopped() {
-  if (!checkpoints_->enabled())
-    log_warn("stopped by a signal without --checkpoint-dir: what this run learned is not saved");
-  log_info(str_cat("stopped by a signal after step ", learner_->steps(), " (", samples_seen_, " of ", samples().size(),
-                   " prompts learned); continue with --resume latest"));
-  nlohmann::json summary = {{"stopped", true}, {"steps", learner_->steps()}, {"samples_learned", samples_seen_},
+  const std::string progress = str_cat("stopped by a signal after step ", learner_->steps(), " (", samples_seen_,
+                                       " of ", samples().size(), " prompts learned)");
+  std::string adapter_dir;
+  if (checkpoints_->enabled()) {
+    log_info(str_cat(progress, "; continue with --resume latest"));
+  } else {
+    adapter_dir = config_.output_dir + "/adapter";
+    const auto full_adapter = trainable_->full_state();  // collective over TP
+    if (grid_.is_root())
+      save_peft(adapter_dir, full_adapter, trainable_->describe(), model_path_, adapter_dir, config_.lora.dropout);
+    log_warn(str_cat(progress, " without --checkpoint-dir: the adapter learned so far is in ", adapter_dir,
+                     ", but the job cannot resume (give --checkpoint-dir to make a stopped job resumable)"));
+  }
+  nlohmann::json summary = {{"stopped", true}, {"resumable", checkpoints_->enabled()}, {"adapter", adapter_dir},
+                            {"steps", learner_->steps()}, {"samples_learned", samples_seen_},
                             {"samples", samples().size()}, {"layout", grid_.describe()}, {"config", method_},
                             {"memory", memory_->report(model_, *trainable_, &learner_->optimizer(), grid_.host_world)}};
   outputs_->write_summary(summary);

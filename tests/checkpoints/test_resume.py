@@ -104,6 +104,31 @@ class Resume(unittest.TestCase):
         print(f"[resume] SIGTERM after step 5, resume to 12: {n} datasets bitwise equal to the uninterrupted run; "
               f"metrics and predictions identical", flush=True)
 
+    def test_sigterm_without_a_checkpoint_folder_keeps_the_adapter(self):
+        # Issue 14: this exited 0, said nothing was saved and advised --resume latest, which
+        # cannot work without checkpoints. Now the adapter learned so far is written (the one of
+        # the uninterrupted run's step-5 checkpoint, bitwise) and the log says it cannot resume.
+        out = self.work / "stopped-no-ckpt"
+        cmd = [str(c) for c in self.cmd(out, "--fault-inject", "rank=0,step=5,action=term")]
+        i = cmd.index("--checkpoint-dir")
+        del cmd[i:i + 6]  # --checkpoint-dir D --checkpoint-every-steps 1 --keep-last 0
+        proc = run(cmd, env=ENV)
+        self.assertIn("stopped by a signal after step 5", proc.stderr)
+        self.assertIn(f"without --checkpoint-dir: the adapter learned so far is in {out}/adapter, but the job cannot "
+                      "resume", proc.stderr)
+        self.assertNotIn("--resume latest", proc.stderr)
+        summary = json.loads((out / "summary.json").read_text())
+        self.assertTrue(summary["stopped"])
+        self.assertFalse(summary["resumable"])
+        want = self.work / "step-5-peft"
+        run([binary("launch/tlm-ckpt"), "export-peft", self.full / "ckpt" / "step-5.h5", want])
+        got, ref = load_file(out / "adapter" / "adapter_model.safetensors"), load_file(want / "adapter_model.safetensors")
+        self.assertEqual(sorted(got), sorted(ref))
+        for name in ref:
+            self.assertTrue(np.array_equal(got[name], ref[name]), name)
+        print(f"[resume] SIGTERM without --checkpoint-dir: the adapter after step 5 written ({len(ref)} tensors "
+              "bitwise those of the full run's step-5 checkpoint); no resume advised", flush=True)
+
     def test_exact_resume_with_lora_dropout(self):
         # Dropout draws from the default generator, which every process starts from the same
         # seed: without its state in the checkpoint the resumed steps would redraw step 1's masks.

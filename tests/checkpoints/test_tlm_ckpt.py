@@ -91,6 +91,22 @@ class TlmCkpt(unittest.TestCase):
         self.assertFalse(report["ok"])
         self.assertTrue(report["problems"])
         print(f"[ckpt] flipped byte: {report['problems'][0]}", flush=True)
+        # A folder: every step-N.h5 in it (issue 14: a folder was "not an HDF5 file").
+        proc = ckpt("verify", self.dir, check=False)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertRegex(proc.stdout, r"(\d+) of \1 checkpoints verify")
+        folder = self.work / "mixed"
+        folder.mkdir()
+        shutil.copy(good, folder / "step-5.h5")
+        shutil.copy(bad, folder / "step-6.h5")
+        proc = ckpt("verify", folder, check=False)
+        self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+        self.assertIn(f"{folder}: 1 of 2 checkpoints verify", proc.stdout)
+        empty = self.work / "empty"
+        empty.mkdir()
+        proc = ckpt("verify", empty, check=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(f"{empty}: a folder without checkpoints (step-N.h5)", proc.stderr)
 
     def test_export_peft_loads_in_peft_and_matches_tlm(self):
         out = self.work / "peft"

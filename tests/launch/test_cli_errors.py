@@ -39,7 +39,7 @@ class CliErrors(unittest.TestCase):
         for recipe in sorted((SOURCE_DIR / "configs").glob("*.yaml")):
             if recipe.name == "serve.yaml":  # tlm serve's recipe; an out-of-range port stops it before loading
                 code, out = tlm("serve", "--config", recipe, "--model", self.model, "--port", 99999)
-                self.assertIn("serve.port must be in [0, 65535]", out)
+                self.assertIn("'serve.port' must be in [0, 65535] (0 = any free port), got 99999", out)
                 continue
             code, out = tlm("adapt", "--config", recipe, "--model", self.model, "--data", "/nonexistent.jsonl",
                             "--backend", "single")
@@ -82,14 +82,14 @@ class CliErrors(unittest.TestCase):
                 (["--method", "come", "--come-base", "sar"], "objective.come_base must be tent or eata, got 'sar'"),
                 (["--method", "sytta", "--positions", "prompt"], "objective.positions must be generated"),
                 (["--guard-probe-every", "2"], "guard.probe_every needs the probe set"),
-                (["--guard-loss-average", "1.5"], "guard.loss_average must be in [0, 1)"),
+                (["--guard-loss-average", "1.5"], "'guard.loss_average' must be in [0, 1), got 1.5"),
                 (["--mode", "episodic", "--guard-reset-every", "3"], "an episodic job resets after every prompt"),
                 (["--trainable", "bias"], "trainable 'bias' is not one of: lora, norm-affine"),
                 (["--mode", "episodic", "--trainable", "norm-affine"], "an episodic job trains a fresh LoRA"),
                 (["--scalenet", "net.safetensors"], "ScaleNet sets the step sizes of mode episodic"),
                 (["--fisher-data", "ref.json"], "the Fisher regulariser is EATA's; method 'tlm'"),
                 (["--method", "eata", "--fisher-data", "ref.json", "--fisher-samples", "0"],
-                 "objective.fisher_samples must be >= 1"),
+                 "'objective.fisher_samples' must be in [1, "),
                 (["--fault-inject", "rank=0,step=2,action=explode"], "action must be kill, stop, term or throw"),
                 (["--fault-inject", "rank=zero,step=2,action=kill"], "rank must be an integer, got 'zero'")]:
             code, out = tlm("adapt", "--model", self.model, "--data", recipe, *args)
@@ -117,7 +117,48 @@ class CliErrors(unittest.TestCase):
         self.assertIn(f"{recipe}:4: duplicate key 'optim.lr' (first at line 3)", out)
         code, out = tlm("adapt", "--model", self.model, "--data", recipe, "--lora-alpha", "0")
         self.assertNotEqual(code, 0)
-        self.assertIn("command line --lora-alpha: lora.alpha must be > 0", out)
+        self.assertIn("command line --lora-alpha: 'lora.alpha' must be in (0, inf) (the scale is alpha / r; 0 makes", out)
+
+    def test_out_of_range_numbers_a_config_folder_and_jsonl_named_txt_are_refused(self):
+        # Issue 14: these were accepted (--max-samples -1 ran everything, --threads -5 ran 5x
+        # slower, generate --max-new-tokens -1 answered nothing, a huge LoRA rank ended in a raw
+        # LibTorch trace, --config DIR printed "basic_filebuf::underflow error", a JSONL file
+        # named .txt was trained on as text, reference answers included).
+        data = self.work / "range.jsonl"
+        data.write_text(json.dumps({"instruction": "How do legumes fix nitrogen?", "output": "Rhizobia."}) + "\n")
+        cases = [
+            (["adapt", "--data", data, "--max-samples", -1], "command line --max-samples: 'stream.max_samples' must be in [0, "),
+            (["adapt", "--data", data, "--threads", -5], "command line --threads: 'threads' must be in [0, 4096]"),
+            (["adapt", "--data", data, "--cutoff-len", -5], "command line --cutoff-len: 'stream.cutoff_len' must be in [0, "),
+            (["adapt", "--data", data, "--lora-rank", 99999999999], "command line --lora-rank: 'lora.rank' must be in [1, 65536]"),
+            (["adapt", "--data", data, "--lora-dropout", 1], "'lora.dropout' must be in [0, 1), got 1"),
+            (["adapt", "--data", data, "--top-p", 0], "'generation.top_p' must be in (0, 1]"),
+            (["generate", "--prompt", "hi", "--max-new-tokens", -1],
+             "command line --max-new-tokens: 'generation.max_new_tokens' must be in [1, "),
+            (["generate", "--prompt", "hi", "--threads", -5], "command line --threads: 'threads' must be in [0, 4096]"),
+            (["generate", "--prompts-file", data, "--max-samples", -1], "command line --max-samples: 'stream.max_samples'"),
+            (["generate", "--prompt", "hi", "--cutoff-len", -5], "command line --cutoff-len: 'stream.cutoff_len'"),
+            (["score", "--data", data, "--batch-size", 0], "command line --batch-size: 'eval.score_batch' must be in [1, "),
+            (["adapt", "--config", self.work, "--data", data], f"{self.work}: is a directory; --config names a YAML recipe"),
+        ]
+        for args, message in cases:
+            code, out = tlm(*args, "--model", self.model)
+            self.assertEqual(code, 1, args)
+            self.assertIn(message, out, args)
+            self.assertNotIn("Exception raised from", out, args)  # no LibTorch trace
+        recipe = self.work / "range.yaml"
+        recipe.write_text("mode: online\nlora:\n  rank: 0\n")
+        code, out = tlm("adapt", "--config", recipe, "--model", self.model, "--data", data)
+        self.assertIn(f"{recipe}:3: 'lora.rank' must be in [1, 65536]", out)
+        misnamed = self.work / "records.txt"
+        misnamed.write_text(data.read_text() * 3)
+        code, out = tlm("adapt", "--model", self.model, "--data", misnamed, "--output-dir", self.work / "txt-run")
+        self.assertEqual(code, 1)
+        self.assertIn(f"{misnamed}: named as text, but its lines are JSON objects (3 of the first non-empty ones)", out)
+        # Told explicitly, the lines are text: the job runs on them.
+        code, out = tlm("adapt", "--model", self.model, "--data", misnamed, "--data-format", "txt", "--generate", "false",
+                        "--answer-nll", "false", "--output-dir", self.work / "txt-run")
+        self.assertEqual(code, 0, out)
 
     def test_score_and_eval_refuse_inputs_with_nothing_to_score(self):
         # Issue 14: both reported a mean over zero records (ce 0, ppl 1, ROUGE 0) and exited 0.
