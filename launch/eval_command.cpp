@@ -11,6 +11,7 @@
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 
+#include "engine/common/atomic_file.h"
 #include "engine/common/error.h"
 #include "engine/common/log.h"
 #include "engine/generate/scoring.h"
@@ -115,8 +116,7 @@ int run_eval(int argc, char** argv) {
   }
   std::cout << result.dump(2) << std::endl;
   if (parsed.count("output") && mpi_world_rank() == 0) {
-    std::ofstream out(parsed["output"].as<std::string>());
-    out << result.dump(2) << "\n";
+    write_file_atomically(parsed["output"].as<std::string>(), result.dump(2) + "\n");
   }
   return 0;
 }

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include "engine/common/log.h"
 
+#include "engine/common/atomic_file.h"
 #include "engine/common/error.h"
 #include "engine/generate/generator.h"
 #include "engine/generate/scoring.h"
@@ -114,14 +115,10 @@ int run_generate(int argc, char** argv) {
   }
   if (parsed.count("summary") && m.grid.is_root()) {
     const std::string path = parsed["summary"].as<std::string>();
-    std::ofstream summary(path);
-    TLM_CHECK(summary.good(), path, ": cannot open for writing");
-    summary << nlohmann::json{{"prompts", prompts.size()}, {"batch_size", batch_size},
-                              {"decode_seconds", decode_seconds}, {"new_tokens", all_new_tokens},
-                              {"score_seconds", score_seconds}, {"prompt_tokens", prompt_tokens}}
-                   .dump(2)
-            << "\n";
-    TLM_CHECK(summary.good(), path, ": write failed");
+    write_file_atomically(path, nlohmann::json{{"prompts", prompts.size()}, {"batch_size", batch_size},
+                                               {"decode_seconds", decode_seconds}, {"new_tokens", all_new_tokens},
+                                               {"score_seconds", score_seconds}, {"prompt_tokens", prompt_tokens}}
+                                        .dump(2) + "\n");
   }
   return 0;
 }

@@ -1,10 +1,10 @@
 #include "engine/formats/safetensors_writer.h"
 
 #include <cstring>
-#include <fstream>
 
 #include <nlohmann/json.hpp>
 
+#include "engine/common/atomic_file.h"
 #include "engine/common/error.h"
 
 namespace tlm {
@@ -28,17 +28,14 @@ void write_safetensors(const std::string& path, const std::vector<SafetensorsEnt
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  TLM_CHECK(out.good(), path, ": cannot open for writing");
+  AtomicFile out(path);  // whole or absent: a full disk never leaves a truncated file
   const uint64_t len = text.size();
   unsigned char len_bytes[8];
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>((len >> (8 * i)) & 0xff);
-  out.write(reinterpret_cast<const char*>(len_bytes), 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (size_t i = 0; i < tensors.size(); ++i)
-    out.write(static_cast<const char*>(tensors[i].data), static_cast<std::streamsize>(sizes[i]));
-  out.flush();
-  TLM_CHECK(out.good(), path, ": write failed");
+  out.write(len_bytes, 8);
+  out.write(text);
+  for (size_t i = 0; i < tensors.size(); ++i) out.write(tensors[i].data, sizes[i]);
+  out.commit();
 }
 
 }  // namespace tlm

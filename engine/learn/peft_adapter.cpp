@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/common/atomic_file.h"
 #include "engine/common/error.h"
 #include "engine/formats/safetensors_file.h"
 #include "engine/formats/safetensors_writer.h"
@@ -24,9 +25,7 @@ bool ends_with(const std::string& s, const std::string& tail) {
 }
 
 void write_config(const std::string& directory, const nlohmann::json& cfg) {
-  std::ofstream out(fs::path(directory) / "adapter_config.json");
-  out << cfg.dump(2) << "\n";
-  TLM_CHECK(out.good(), directory, "/adapter_config.json: write failed");
+  write_file_atomically((fs::path(directory) / "adapter_config.json").string(), cfg.dump(2) + "\n");
 }
 
 }  // namespace

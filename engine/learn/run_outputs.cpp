@@ -1,7 +1,10 @@
 #include "engine/learn/run_outputs.h"
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
+#include "engine/common/atomic_file.h"
 #include "engine/common/log.h"
 
 #include "engine/common/error.h"
@@ -96,6 +99,7 @@ void RunOutputs::write_prediction(const PromptRecord& record, const std::string&
   if (ids) j["predict_ids"] = *ids;
   predictions_ << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   predictions_.flush();
+  TLM_CHECK(predictions_.good(), directory_, "/predictions.jsonl: write failed: ", std::strerror(errno));
 }
 
 void RunOutputs::write_step(const StepRecord& step, int64_t samples_seen) {
@@ -116,6 +120,7 @@ void RunOutputs::write_step(const StepRecord& step, int64_t samples_seen) {
   if (writer_) {
     metrics_ << j.dump() << "\n";
     metrics_.flush();
+    TLM_CHECK(metrics_.good(), directory_, "/metrics.jsonl: write failed: ", std::strerror(errno));
   }
   for (size_t i = 0; i < step.ce.size(); ++i) {
     ++trained_;
@@ -145,8 +150,7 @@ void RunOutputs::log_progress(int64_t done) const {
 
 void RunOutputs::write_summary(const nlohmann::json& summary) const {
   if (!writer_) return;
-  std::ofstream out = open_for_write(directory_ + "/summary.json");
-  out << summary.dump(2) << "\n";
+  write_file_atomically(directory_ + "/summary.json", summary.dump(2) + "\n");
 }
 
 }  // namespace tlm

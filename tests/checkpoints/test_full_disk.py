@@ -3,7 +3,9 @@ checkpoints of a tiny random Llama): the third save fails with the file and "No 
 device" in the message, the job exits 1 (it crashed with a segfault inside HDF5's clean-up
 before: exit 139), no temporary file is left behind, the newest checkpoint left is the last good
 one and verifies, and resuming from it elsewhere ends bitwise where an uninterrupted run ends.
-Needs root (mount); reported Skipped where mounting is not allowed."""
+An output folder that fills up: the adapter write fails naming ENOSPC and leaves the earlier
+file whole (outputs are written to a temporary name and renamed). Needs root (mount); reported
+Skipped where mounting is not allowed."""
 import json
 import shutil
 import subprocess
@@ -79,6 +81,36 @@ class FullDisk(unittest.TestCase):
         print(f"[full disk] {room} bytes of room, checkpoints of {size} bytes: the third save failed with "
               f"ENOSPC, exit 1, no temporary file left; resumed from step 2 elsewhere: {len(want)} tensors "
               f"bitwise equal to the uninterrupted run", flush=True)
+
+    def test_outputs_on_a_full_disk_are_whole_or_absent(self):
+        # Issue 14: an output folder that filled up left a truncated adapter_model.safetensors.
+        # Now every whole-file output goes to a temporary name and is renamed when complete: the
+        # failed write names the file and ENOSPC, and the file already there stays as it was.
+        self.mount_tmpfs(64 * 1024)  # 16 pages
+        try:
+            out = self.mount / "run"
+            (out / "adapter").mkdir(parents=True)
+            old = out / "adapter" / "adapter_model.safetensors"
+            old.write_bytes(b"an adapter of an earlier run")  # 1 page
+            # 13 pages of filler: 2 left for predictions.jsonl and metrics.jsonl (under 4 KiB
+            # each), none for the 15 KiB adapter.
+            (self.mount / "filler").write_bytes(b"\0" * 13 * 4096)
+            cmd = [str(c) for c in self.cmd(out, "unused")]
+            i = cmd.index("--checkpoint-dir")
+            del cmd[i:i + 6]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            self.assertEqual(proc.returncode, 1, proc.stderr[-3000:])
+            self.assertIn(f"{old}: writing failed: No space left on device (nothing written; an older file stays "
+                          "as it was)", proc.stderr)
+            self.assertEqual(old.read_bytes(), b"an adapter of an earlier run")
+            self.assertEqual(sorted(p.name for p in (out / "adapter").iterdir()), ["adapter_model.safetensors"])
+        finally:
+            subprocess.run(["umount", str(self.mount)], check=True)
+        print("[full disk] output folder full at the adapter: ENOSPC named, the earlier adapter file intact, no "
+              "temporary left", flush=True)
+
+    def mount_tmpfs(self, size):
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(self.mount)], check=True)
 
 
 if __name__ == "__main__":
