@@ -5,16 +5,21 @@
 //   tlm-ckpt verify FILE|DIR        checksums and structure; exit 0 good, 1 bad
 //   tlm-ckpt export-peft FILE OUT   adapter_model.safetensors + adapter_config.json for HF PEFT
 //   tlm-ckpt merge FILE --base DIR OUT   the base model with the adapter folded in (HF directory)
+//   tlm-ckpt plot RUN_OR_CKPT OUT.png   a picture of the job (launch/tlm_plot.py, matplotlib)
 // Tables for people by default; --json for scripts.
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 #include <cxxopts.hpp>
@@ -382,6 +387,21 @@ int cmd_merge(const std::string& file, const std::string& base, const std::strin
   return 0;
 }
 
+// The picture of a job (launch/tlm_plot.py, matplotlib): runs the configured Python on it.
+int cmd_plot(const std::string& source, const std::string& out, const std::string& python, const std::string& smooth) {
+  TLM_CHECK(!python.empty(), "tlm-ckpt plot needs a Python with matplotlib and h5py: give --python PATH (the build ",
+            "was configured without TLM_PYTHON)");
+  TLM_CHECK(fs::exists(source), source, ": no such run folder, checkpoint folder or file");
+  std::vector<std::string> argv_s = {python, TLM_PLOT_SCRIPT, source, out};
+  if (!smooth.empty()) argv_s.insert(argv_s.end(), {"--smooth", smooth});
+  std::vector<char*> argv_c;
+  for (std::string& a : argv_s) argv_c.push_back(a.data());
+  argv_c.push_back(nullptr);
+  std::cout.flush();
+  ::execv(python.c_str(), argv_c.data());
+  TLM_FAIL("tlm-ckpt plot: cannot run ", python, ": ", std::strerror(errno));
+}
+
 void usage(std::ostream& os) {
   os << "tlm-ckpt: inspect tlm's HDF5 adapter checkpoints\n\n"
         "  tlm-ckpt ls DIR [--json]\n"
@@ -389,7 +409,10 @@ void usage(std::ostream& os) {
         "  tlm-ckpt diff A B [--json]\n"
         "  tlm-ckpt verify FILE|DIR [--json]      exit 0 when it (every step-N.h5 of DIR) verifies, 1 when not\n"
         "  tlm-ckpt export-peft FILE OUT [--json] adapter_model.safetensors + adapter_config.json\n"
-        "  tlm-ckpt merge FILE --base DIR OUT [--json]  base (HF directory) with the adapter folded in\n";
+        "  tlm-ckpt merge FILE --base DIR OUT [--json]  base (HF directory) with the adapter folded in\n"
+        "  tlm-ckpt plot RUN_OR_CKPT OUT.png [--smooth N] [--python PATH]  input perplexity, selected\n"
+        "      fraction, loss and lr per step, skipped updates and guard events, from a run folder's\n"
+        "      metrics.jsonl or a checkpoint's /stats (a step-N.h5 or the newest of a folder)\n";
 }
 
 }  // namespace
@@ -398,11 +421,13 @@ void usage(std::ostream& os) {
 int main(int argc, char** argv) {
   std::vector<std::string> args;
   bool as_json = false;
-  std::string base;
+  std::string base, python = TLM_PLOT_PYTHON, smooth;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json") as_json = true;
     else if (a == "--base" && i + 1 < argc) base = argv[++i];
+    else if (a == "--python" && i + 1 < argc) python = argv[++i];
+    else if (a == "--smooth" && i + 1 < argc) smooth = argv[++i];
     else if (a == "-h" || a == "--help") {
       tlm::usage(std::cout);
       return 0;
@@ -413,9 +438,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string cmd = args[0];
-  const size_t want = cmd == "diff" || cmd == "export-peft" || cmd == "merge" ? 3 : 2;
+  const size_t want = cmd == "diff" || cmd == "export-peft" || cmd == "merge" || cmd == "plot" ? 3 : 2;
   const bool known = cmd == "ls" || cmd == "show" || cmd == "diff" || cmd == "verify" || cmd == "export-peft" ||
-                     cmd == "merge";
+                     cmd == "merge" || cmd == "plot";
   if (cmd == "merge" && base.empty()) {
     std::cerr << "tlm-ckpt merge: --base DIR is required\n";
     return 2;
@@ -432,6 +457,7 @@ int main(int argc, char** argv) {
     if (cmd == "verify") return tlm::cmd_verify(args[1], as_json);
     if (cmd == "diff") return tlm::cmd_diff(args[1], args[2], as_json);
     if (cmd == "merge") return tlm::cmd_merge(args[1], base, args[2], as_json);
+    if (cmd == "plot") return tlm::cmd_plot(args[1], args[2], python, smooth);
     return tlm::cmd_export_peft(args[1], args[2], as_json);
   } catch (const std::exception& e) {
     tlm::log_error(e.what());

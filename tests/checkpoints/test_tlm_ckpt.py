@@ -1,6 +1,7 @@
 """tlm adapt --checkpoint-dir and tlm-ckpt on a tiny random Llama made here: periodic
 checkpoints with keep-last, every tlm-ckpt command's table and --json output, verify's exit
-code on a damaged file, temporary files never listed as checkpoints, and export-peft output
+code on a damaged file and on folders, temporary files never listed as checkpoints, plot's
+picture from a run folder and from checkpoints, and export-peft output
 that HF PEFT loads onto the same model, giving the answer NLL tlm computes with the
 adapter within 1e-5."""
 import copy
@@ -11,6 +12,7 @@ import subprocess
 import unittest
 
 import h5py
+import matplotlib.image
 import numpy as np
 import peft
 import torch
@@ -107,6 +109,34 @@ class TlmCkpt(unittest.TestCase):
         proc = ckpt("verify", empty, check=False)
         self.assertEqual(proc.returncode, 1)
         self.assertIn(f"{empty}: a folder without checkpoints (step-N.h5)", proc.stderr)
+
+    def test_plot_from_a_run_and_from_checkpoints(self):
+        # A run with a collapse guard that resets every 2 steps, so that guard events are drawn.
+        out = self.work / "guarded"
+        run([binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "tlm-online.yaml",
+             "--model", self.model_dir, "--data", self.data, "--output-dir", out, "--chat-template", "chatml",
+             "--lr", "1e-3", "--threshold", 0, "--stream-batch", 4, "--max-new-tokens", 2, "--answer-nll", "false",
+             "--guard-reset-every", 3, "--checkpoint-dir", out / "ck", "--checkpoint-every-steps", 4, "--device", "cpu"])
+        steps = len((out / "metrics.jsonl").read_text().splitlines())
+        events = [json.loads(l) for l in (out / "guards.jsonl").read_text().splitlines()]
+        self.assertGreater(len(events), 0)
+        png = self.work / "run.png"
+        text = ckpt("plot", out, png)
+        self.assertIn(f"{steps} steps, {steps} prompts; {len(events)} guard events (red)", text)
+        image = matplotlib.image.imread(png)
+        self.assertEqual(image.shape[:2], (990, 990))
+        self.assertGreater(float(np.std(image[..., :3])), 0.05)  # not a blank canvas
+        newest = max((out / "ck").glob("step-*.h5"), key=lambda p: int(p.stem[5:]))
+        with h5py.File(newest, "r") as f:
+            saved = len(f["stats/step"])
+        text = ckpt("plot", out / "ck", self.work / "ck.png")
+        self.assertIn(f"{saved} steps", text)
+        self.assertIn(f"from {newest}", text)
+        proc = ckpt("plot", self.work / "missing", png, check=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("no such run folder, checkpoint folder or file", proc.stderr)
+        print(f"[ckpt] plot: {steps} steps and {len(events)} guard events from metrics.jsonl; {saved} steps from "
+              f"{newest.name}'s /stats", flush=True)
 
     def test_export_peft_loads_in_peft_and_matches_tlm(self):
         out = self.work / "peft"
