@@ -2,7 +2,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
+#include <thread>
 #include <memory>
 #include <ctime>
 #include <filesystem>
@@ -457,7 +459,8 @@ void AdapterCheckpoint::save_atomic(const std::string& path, const CheckpointSta
     std::filesystem::remove(tmp, ignored);
     throw;
   }
-  if (pause_before_rename > 0.0) ::usleep(static_cast<useconds_t>(pause_before_rename * 1e6));
+  // The whole pause, signals or not (a test holds a save open and signals the job during it).
+  if (pause_before_rename > 0.0) std::this_thread::sleep_for(std::chrono::duration<double>(pause_before_rename));
   TLM_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, path, ": cannot rename ", tmp, " into place: ",
             std::strerror(errno));
   fsync_path(dir.string(), true);

@@ -61,6 +61,10 @@ std::vector<Generation> generate(const LlamaModel& model,
       for (int64_t i : running) kept.push_back(rows[static_cast<size_t>(i)]);
       rows = std::move(kept);
     }
+    if (options.should_stop && options.should_stop()) {
+      for (Generation& g : out) g.interrupted = !g.stopped;
+      break;
+    }
     const int64_t b = static_cast<int64_t>(rows.size());
     last = model.forward_hidden(next.view({b, 1}), at::Tensor(), &cache).select(1, 0);
   }

@@ -19,11 +19,16 @@ struct GenerationOptions {
   SamplingOptions sampling;
   std::vector<int32_t> stop_ids;  // EOS and the template's end-of-turn token
   int32_t pad_id = 0;
+  // Asked before each decode step; true ends the generation there, every row marked
+  // `interrupted` (a job asked to stop by a signal). Under TP it is a collective: every rank
+  // of the group must answer alike. Empty: never.
+  std::function<bool()> should_stop;
 };
 
 struct Generation {
   std::vector<int32_t> ids;       // new tokens, without the stop token
   bool stopped = false;           // true: a stop token ended it; false: max_new_tokens
+  bool interrupted = false;       // should_stop ended it early: the answer is incomplete
 };
 
 // Called with (row, token) as each new token is chosen (stop tokens excluded).

@@ -126,11 +126,12 @@ bool AdaptJob::train(const LrSchedule& schedule, size_t begin, size_t end, const
   return finished;
 }
 
-void AdaptJob::answer_range(size_t begin, size_t end) {
+bool AdaptJob::answer_range(size_t begin, size_t end) {
   const auto t = std::chrono::steady_clock::now();
-  answer(model_, encoder_, config_, grid_, samples(), begin, end, *outputs_, predictions_,
-         config_.method.needs_generated_tokens() ? &answer_ids_ : nullptr);
+  const bool answered = answer(model_, encoder_, config_, grid_, samples(), begin, end, *outputs_, predictions_,
+                               config_.method.needs_generated_tokens() ? &answer_ids_ : nullptr);
   generate_seconds_ += seconds_since(t);
+  return answered;
 }
 
 // Online: per chunk, answer with the current adapter, then learn from it (a fresh optimiser
@@ -148,7 +149,7 @@ bool AdaptJob::run_online() {
     const size_t e = std::min(n, b + chunk);
     if (e <= offset) continue;  // learned before the resume
     const size_t from = std::max(b, offset);
-    if (config_.generate && from == b) answer_range(b, e);
+    if (config_.generate && from == b && !answer_range(b, e)) return false;  // stopped mid-answer
     if (config_.fresh_optimizer_per_chunk) {
       if (from == b && b > 0) learner_->optimizer().reset();
       schedule = LrSchedule::make(kind, config_.learning_rate, steps_for(e - b, config_.train_batch_size), config_.warmup());
@@ -191,8 +192,7 @@ bool AdaptJob::run_offline() {
     if (!train(schedule, b, e, base_ce, k)) return false;
     outputs_->log_progress(static_cast<int64_t>(e));
   }
-  if (config_.generate) answer_range(0, samples().size());
-  return true;
+  return !config_.generate || answer_range(0, samples().size());
 }
 
 nlohmann::json AdaptJob::run() {

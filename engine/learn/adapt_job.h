@@ -55,7 +55,7 @@ class AdaptJob {
   bool run_online();   // false: stopped by a signal
   bool run_offline();
   bool train(const LrSchedule& schedule, size_t begin, size_t end, const std::vector<double>& selection_ce, int64_t& k);
-  void answer_range(size_t begin, size_t end);
+  bool answer_range(size_t begin, size_t end);  // false: stopped by a signal, nothing written
   nlohmann::json finish();
   nlohmann::json stopped();
 

@@ -72,6 +72,13 @@ std::atomic<bool> g_stop_requested{false};
 
 void request_stop() { g_stop_requested.store(true); }
 
+bool stop_requested_in(Communicator& group) {
+  if (group.size() == 1) return g_stop_requested.load();
+  at::Tensor flag = at::tensor({static_cast<int64_t>(g_stop_requested.load() ? 1 : 0)}, at::kLong);
+  group.all_reduce(flag, ReduceOp::Max);
+  return flag.item<int64_t>() != 0;
+}
+
 bool JobCheckpoints::stop_agreed() const {
   at::Tensor flag = at::tensor({static_cast<int64_t>(g_stop_requested.load() ? 1 : 0)}, at::kLong);
   grid_.host_world->all_reduce(flag, ReduceOp::Max);

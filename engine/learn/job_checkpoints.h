@@ -83,6 +83,9 @@ void restore_rng_state(const RngState& state, const c10::Device& device, const s
 
 // Set from a signal handler (async-signal-safe): the job finishes its step, checkpoints, exits.
 void request_stop();
+// True on every rank of `group` when any of them was asked to stop: a collective (none for a
+// group of one). What generation asks between decode steps: the TP group decodes in step.
+bool stop_requested_in(Communicator& group);
 
 // The checkpoints step-<k>.h5 in `directory` (none when it does not exist), oldest first.
 std::vector<std::pair<int64_t, std::string>> list_checkpoints(const std::string& directory);

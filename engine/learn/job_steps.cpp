@@ -82,21 +82,30 @@ std::vector<int32_t> unpack_ids(const std::string& bytes) {
 // stream order, rank 0 writes them. With `answer_ids` (methods that learn from the generated
 // tokens) every rank also gets each answer's token ids, indexed like samples, and the
 // predictions carry them.
-void answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
+bool answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
             const ProcessGrid& grid, const std::vector<Sample>& samples, size_t begin, size_t end,
             RunOutputs& outputs, std::vector<std::string>& predictions,
             std::vector<std::vector<int32_t>>* answer_ids) {
   const auto [lb, le] = replica_block(begin, end, grid);
   std::vector<std::string> local, local_ids;
   const size_t step = static_cast<size_t>(config.generation_batch);
-  for (size_t b = lb; b < le; b += step) {
+  GenerationOptions options = config.generation;
+  options.should_stop = [&grid] { return stop_requested_in(*grid.host_tp); };
+  bool interrupted = false;
+  for (size_t b = lb; b < le && !interrupted; b += step) {
     const size_t e = std::min(le, b + step);
-    std::vector<Generation> gens = generate(model, ids_of(samples, b, e), config.generation);
+    std::vector<Generation> gens = generate(model, ids_of(samples, b, e), options);
     for (const Generation& g : gens) {
+      interrupted |= g.interrupted;
       local.push_back(encoder.tokenizer().decode(g.ids, /*skip_special=*/true));
       local_ids.push_back(pack_ids(g.ids));
     }
+    interrupted |= stop_requested_in(*grid.host_tp);
   }
+  // Replicas answer different prompts (their decode steps differ): they agree here, once.
+  at::Tensor any = at::tensor({static_cast<int64_t>(interrupted ? 1 : 0)}, at::kLong);
+  grid.host_world->all_reduce(any, ReduceOp::Max);
+  if (any.item<int64_t>() != 0) return false;
   std::vector<std::string> all = all_gather_strings(local, grid.host_dp);
   TLM_CHECK(all.size() == end - begin, "answer: gathered ", all.size(), " answers for ", end - begin,
             " prompts");
@@ -107,6 +116,7 @@ void answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& 
     outputs.write_prediction(samples[i].record, all[i - begin], answer_ids ? &(*answer_ids)[i] : nullptr);
     predictions.push_back(std::move(all[i - begin]));
   }
+  return true;
 }
 
 // Input ce of every sample, each replica scoring its block.

@@ -68,8 +68,9 @@ std::vector<int32_t> unpack_ids(const std::string& bytes);
 // Answers samples[begin, end): each replica generates its block, the answers are gathered in
 // stream order, rank 0 writes them. With `answer_ids` (methods that learn from the generated
 // tokens) every rank also gets each answer's token ids, indexed like samples, and the
-// predictions carry them.
-void answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
+// predictions carry them. A stop request (a signal) ends the generation between decode steps:
+// then nothing is written and every rank returns false, the chunk to be answered again on resume.
+bool answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& config,
             const ProcessGrid& grid, const std::vector<Sample>& samples, size_t begin, size_t end,
             RunOutputs& outputs, std::vector<std::string>& predictions,
             std::vector<std::vector<int32_t>>* answer_ids);

@@ -173,9 +173,10 @@ bool StreamJob::learn_chunk(const Chunk& chunk, int64_t from) {
   if (config_.generate && from == 0) {
     const auto t = std::chrono::steady_clock::now();
     std::vector<std::string> predictions;  // written to predictions.jsonl, not kept
-    answer(model_, encoder_, config_, grid_, chunk.samples, 0, n, *outputs_, predictions,
-           config_.method.needs_generated_tokens() ? &answer_ids : nullptr);
+    const bool answered = answer(model_, encoder_, config_, grid_, chunk.samples, 0, n, *outputs_, predictions,
+                                 config_.method.needs_generated_tokens() ? &answer_ids : nullptr);
     generate_seconds_ += seconds_since(t);
+    if (!answered) return false;  // stopped mid-answer: the chunk is answered again on resume
   } else if (from > 0 && config_.method.needs_generated_tokens()) {
     TLM_CHECK(resume_answer_ids_.size() == n, resumed_.path, ": the unfinished chunk has ", n,
               " prompts but predictions.jsonl keeps ", resume_answer_ids_.size(), " of its answers");

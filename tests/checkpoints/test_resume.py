@@ -104,6 +104,69 @@ class Resume(unittest.TestCase):
         print(f"[resume] SIGTERM after step 5, resume to 12: {n} datasets bitwise equal to the uninterrupted run; "
               f"metrics and predictions identical", flush=True)
 
+    def test_a_signal_during_answers_stops_between_decode_steps(self):
+        # Issue 14: a signal was acted on only at step boundaries, so a job answering a chunk
+        # ran on until every answer was done. The SIGTERM lands at step 4, the end of chunk 1;
+        # chunk 2's answers are cut at their first decode step and not written, and resuming
+        # answers chunk 2 again: bitwise the uninterrupted run.
+        out = self.work / "stopped-in-answers"
+        proc = self.adapt(out, "--fault-inject", "rank=0,step=4,action=term")
+        self.assertIn("stopped by a signal after step 4", proc.stderr)
+        self.assertEqual(len((out / "predictions.jsonl").read_text().splitlines()), 4)  # chunk 1's only
+        self.adapt(out, "--resume", "latest")
+        self.assert_same_as_full(out, "resumed after a stop in the answers")
+        # Answers of 100000 tokens (minutes of decoding): a SIGTERM while chunk 1 is answered
+        # stops the job within seconds, before its first step.
+        proc, out = self.start_long_answers("stopped-in-long-answers")
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        seconds = time.monotonic() - start
+        self.assertEqual(proc.returncode, 0, err[-2000:])
+        self.assertIn("stopped by a signal after step 0 (0 of 12 prompts learned)", err)
+        self.assertLess(seconds, 30, "the stop waited for the answers")
+        self.assertEqual((out / "predictions.jsonl").read_text(), "")
+        print(f"[resume] SIGTERM before chunk 2's answers: cut at the first decode step, resumed bitwise; during "
+              f"100000-token answers the job stopped {seconds:.1f} s after the signal", flush=True)
+
+    def start_long_answers(self, name):
+        """A job answering with up to 100000 tokens, once its signal handlers are set."""
+        out = self.work / name
+        proc = subprocess.Popen([str(c) for c in self.cmd(out, "--max-new-tokens", 100000)], env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not (out / "predictions.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        return proc, out
+
+    def test_a_second_signal_exits_at_once(self):
+        # The first signal waits for what is in progress (here a checkpoint save held for 60 s by
+        # the test hook before its rename); a second one exits at once with 128 + SIGTERM. The
+        # save it cut short leaves its temporary file, which the next start removes.
+        out = self.work / "two-signals"
+        proc = subprocess.Popen([str(c) for c in self.cmd(out, "--checkpoint-pause-before-rename", 60)], env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not list((out / "ckpt").glob(".step-1.h5.tmp.*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        self.assertIsNone(proc.poll(), "the first signal must let the save finish")
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        seconds = time.monotonic() - start
+        self.assertEqual(proc.returncode, 128 + signal.SIGTERM, err[-2000:])
+        self.assertIn("tlm: a second signal: exiting now", err)
+        self.assertLess(seconds, 10)
+        stale = list((out / "ckpt").glob(".step-1.h5.tmp.*"))
+        self.assertEqual(len(stale), 1)
+        proc = self.adapt(out, "--checkpoint-fresh", "true", "--max-samples", 4)
+        self.assertIn(f"removed {stale[0]}", proc.stderr)
+        print(f"[resume] second SIGTERM during a held save: exit {128 + signal.SIGTERM} after {seconds:.2f} s; its "
+              "temporary file removed by the next start", flush=True)
+
     def test_sigterm_without_a_checkpoint_folder_keeps_the_adapter(self):
         # Issue 14: this exited 0, said nothing was saved and advised --resume latest, which
         # cannot work without checkpoints. Now the adapter learned so far is written (the one of
