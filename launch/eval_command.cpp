@@ -39,7 +39,7 @@ nlohmann::json score_predictions(const std::string& path) {
     nlohmann::json rec;
     try {
       rec = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (a number like 1e999999)
       TLM_FAIL(path, ":", line_no, ": not valid JSON (", e.what(), ")");
     }
     TLM_CHECK(rec.is_object() && rec.contains("predict") && rec["predict"].is_string(), path, ":",

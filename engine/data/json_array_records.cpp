@@ -107,6 +107,8 @@ std::vector<LocatedRecord> parse_json_array_records(const std::string& path,
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(masked);
+  } catch (const nlohmann::json::out_of_range& e) {  // a number like 1e999999
+    TLM_FAIL(path, ": not a valid JSON array: ", e.what());
   } catch (const nlohmann::json::parse_error& e) {
     size_t offset = e.byte == 0 ? 0 : std::min<size_t>(e.byte - 1, content.size());
     if (std::binary_search(bad_bytes.begin(), bad_bytes.end(), offset)) {

@@ -47,7 +47,7 @@ std::optional<RecordFields> parse_jsonl_line(std::string_view line,
   nlohmann::json value;
   try {
     value = nlohmann::json::parse(line.begin(), line.end());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (a number like 1e999999)
     return skipped(SkipKind::kInvalidJson, "not valid JSON: " + json_error_detail(e.what()));
   }
   return extract_record_fields(value, mapping);

@@ -96,7 +96,7 @@ PeftAdapter load_peft_adapter(const std::string& directory) {
   nlohmann::json cfg;
   try {
     cfg = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (a number like 1e999999)
     TLM_FAIL(cfg_path, ": not valid JSON (", e.what(), ")");
   }
   PeftAdapter adapter;

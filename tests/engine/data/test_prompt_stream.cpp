@@ -225,6 +225,21 @@ TEST_F(PromptStreamTest, JsonArrayHardErrors) {
 
   std::string jsonl_named_json = write("lines.json", "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"}\n");
   expect_error([&] { PromptStream s(jsonl_named_json); }, {jsonl_named_json, "line 2", "jsonl"});
+
+  // Found by fuzz.prompt_records: a number beyond double's range made nlohmann throw
+  // out_of_range, which escaped as an uncaught exception (terminate).
+  std::string huge = write("huge.json", "[{\"prompt\": \"a\", \"n\": 12e1111111111}]");
+  expect_error([&] { PromptStream s(huge); }, {huge, "not a valid JSON array", "number overflow"});
+}
+
+TEST_F(PromptStreamTest, JsonlLineWithAHugeNumberIsSkipped) {
+  std::string path = write("huge.jsonl", "{\"prompt\": \"a\", \"n\": 12e1111111111}\n{\"prompt\": \"b\"}\n");
+  PromptStream s(path);
+  const std::vector<PromptRecord> got = s.next(4);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].prompt, "b");
+  EXPECT_EQ(got[0].line, 2);
+  ASSERT_EQ(s.skips().total(), 1);
 }
 
 TEST_F(PromptStreamTest, PlainText) {
