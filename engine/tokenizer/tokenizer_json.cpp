@@ -82,8 +82,10 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
-HfTokenizerParts parse_tokenizer_json(const std::string& path, bool as_llama_tokenizer,
-                                      const TokenizerConfig& config) {
+namespace {
+
+HfTokenizerParts parse_tokenizer_document(const std::string& path, bool as_llama_tokenizer,
+                                          const TokenizerConfig& config) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(read_text(path));
@@ -136,6 +138,19 @@ HfTokenizerParts parse_tokenizer_json(const std::string& path, bool as_llama_tok
     }
   }
   return parts;
+}
+
+}  // namespace
+
+// A field of the wrong type or a missing one (nlohmann's type_error / out_of_range, found by
+// fuzz.tokenizer_files as an uncaught exception) is an error naming the file.
+HfTokenizerParts parse_tokenizer_json(const std::string& path, bool as_llama_tokenizer,
+                                      const TokenizerConfig& config) {
+  try {
+    return parse_tokenizer_document(path, as_llama_tokenizer, config);
+  } catch (const nlohmann::json::exception& e) {
+    TLM_FAIL(path, ": not a valid tokenizer.json: ", e.what());
+  }
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer_from_directory(const std::string& directory) {

@@ -93,6 +93,12 @@ class TlmCkpt(unittest.TestCase):
         self.assertFalse(report["ok"])
         self.assertTrue(report["problems"])
         print(f"[ckpt] flipped byte: {report['problems'][0]}", flush=True)
+        # Found by fuzz.checkpoint_file: a damaged file on which HDF5 1.10 itself crashes (an
+        # invalid free inside H5Literate). verify exited 139; now HDF5 reads it in a child first.
+        finding = SOURCE_DIR / "tests" / "checkpoints" / "fuzz_findings" / "hdf5-literate-invalid-free.h5"
+        proc = ckpt("verify", finding, check=False)
+        self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+        self.assertIn("HDF5 crashed reading it (Segmentation fault): the file is damaged", proc.stdout)
         # A folder: every step-N.h5 in it (issue 14: a folder was "not an HDF5 file").
         proc = ckpt("verify", self.dir, check=False)
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)

@@ -254,6 +254,19 @@ TEST(Errors, NameTheFileAndField) {
                         {"behavior", "Isolated"}, {"invert", false}};
   EXPECT_THROW(load_json(j, "badregex"), tlm::Error);
   EXPECT_THROW(tlm::load_tokenizer_from_directory(fresh_dir("empty").string()), tlm::Error);
+  // Found by fuzz.tokenizer_files: a field of the wrong type escaped as nlohmann's type_error
+  // (an uncaught exception: terminate) instead of an error naming the file.
+  for (const json& bad : {json::array({{{"content", 5}}}), json::array({json::array()}),
+                          json::array({{{"content", "<x>"}, {"special", "yes"}}})}) {
+    j = byte_level_tokenizer_json();
+    j["added_tokens"] = bad;
+    try {
+      load_json(j, "badadded");
+      FAIL() << "expected an error for added_tokens " << bad.dump();
+    } catch (const tlm::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("tokenizer.json: not a valid tokenizer.json"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(TokenizerConfig, SpecialTokensAndChatTemplate) {
