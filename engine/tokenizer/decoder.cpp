@@ -224,6 +224,9 @@ std::unique_ptr<Decoder> parse_decoder(const nlohmann::json& config, const std::
     size_t pos = 0;
     TLM_CHECK(!content.empty() && utf8_length(content) == 1, where,
               ".content: expected one character");
+    for (const char* key : {"start", "stop"})
+      TLM_CHECK(config.at(key).is_number_unsigned(), where, ".", key, ": expected a count, got ",
+                config.at(key).dump());
     return std::make_unique<StripDecoder>(utf8_decode_at(content, pos),
                                           config.at("start").get<size_t>(),
                                           config.at("stop").get<size_t>());

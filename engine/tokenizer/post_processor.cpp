@@ -1,3 +1,4 @@
+#include "engine/tokenizer/json_token_id.h"
 #include "engine/tokenizer/post_processor.h"
 
 #include "engine/common/error.h"
@@ -25,7 +26,7 @@ PostProcessor parse_template(const nlohmann::json& config, const std::string& wh
     const std::string name = item.at("SpecialToken").at("id").get<std::string>();
     TLM_CHECK(specials.contains(name), where, ".special_tokens: '", name, "' is not defined");
     for (const auto& id : specials.at(name).at("ids")) {
-      (seen_sequence ? pp.suffix : pp.prefix).push_back(id.get<int32_t>());
+      (seen_sequence ? pp.suffix : pp.prefix).push_back(json_token_id(id, str_cat(where, ".special_tokens['", name, "']")));
     }
   }
   TLM_CHECK(seen_sequence, where, ".single: no $A sequence");
@@ -43,8 +44,8 @@ PostProcessor parse_post_processor(const nlohmann::json& config, const std::stri
   if (type == "ByteLevel") return {};
   if (type == "RobertaProcessing" || type == "BertProcessing") {
     PostProcessor pp;
-    pp.prefix.push_back(config.at("cls").at(1).get<int32_t>());
-    pp.suffix.push_back(config.at("sep").at(1).get<int32_t>());
+    pp.prefix.push_back(json_token_id(config.at("cls").at(1), where + ".cls"));
+    pp.suffix.push_back(json_token_id(config.at("sep").at(1), where + ".sep"));
     return pp;
   }
   if (type == "Sequence") {

@@ -1,3 +1,4 @@
+#include "engine/tokenizer/json_token_id.h"
 #include "engine/tokenizer/tokenizer_json.h"
 
 #include <filesystem>
@@ -30,7 +31,7 @@ std::unique_ptr<BpeModel> parse_bpe_model(const nlohmann::json& model, const std
   std::vector<std::pair<std::string, int32_t>> vocab;
   vocab.reserve(vocab_json.size());
   for (const auto& item : vocab_json.items()) {
-    vocab.emplace_back(item.key(), item.value().get<int32_t>());
+    vocab.emplace_back(item.key(), json_token_id(item.value(), str_cat(where, ".vocab['", item.key(), "']")));
   }
   std::vector<std::pair<std::string, std::string>> merges;
   const auto& merges_json = model.at("merges");

@@ -267,6 +267,15 @@ TEST(Errors, NameTheFileAndField) {
       EXPECT_NE(std::string(e.what()).find("tokenizer.json: not a valid tokenizer.json"), std::string::npos) << e.what();
     }
   }
+  // ... and a vocabulary id that is a float (2.8e113 there) was undefined behaviour in get<int32_t>.
+  j = byte_level_tokenizer_json();
+  j["model"]["vocab"]["A"] = 2.8e113;
+  try {
+    load_json(j, "floatid");
+    FAIL() << "expected an error";
+  } catch (const tlm::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(".vocab['A']: a token id must be an integer"), std::string::npos) << e.what();
+  }
 }
 
 TEST(TokenizerConfig, SpecialTokensAndChatTemplate) {
