@@ -1,5 +1,6 @@
 #include "checkpoints/adapter_checkpoint.h"
 
+#include <poll.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -496,10 +497,11 @@ void write_all(int fd, const std::string& bytes) {
 
 }  // namespace
 
-// HDF5 1.10 can crash on a damaged file instead of returning an error (fuzz.checkpoint_file
-// found an invalid free inside H5Literate). So a file is first read in a child process: a
-// crash there is a report that the file is damaged, not the end of the job or the tool.
-VerifyReport AdapterCheckpoint::verify(const std::string& path) {
+// HDF5 1.10 can crash, or loop forever, on a damaged file instead of returning an error
+// (fuzz.checkpoint_file found an invalid free inside H5Literate, and inputs it never finishes).
+// So a file is first read in a child process: a crash there, or no answer within
+// `timeout_seconds`, is a report that the file is damaged, not the end of the job or the tool.
+VerifyReport AdapterCheckpoint::verify(const std::string& path, double timeout_seconds) {
   int fds[2];
   TLM_CHECK(::pipe(fds) == 0, path, ": cannot make a pipe to verify the checkpoint: ", std::strerror(errno));
   std::fflush(nullptr);
@@ -519,7 +521,19 @@ VerifyReport AdapterCheckpoint::verify(const std::string& path) {
   ::close(fds[1]);
   std::string text;
   char buffer[4096];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  bool timed_out = false;
   for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    pollfd pfd{fds[0], POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue;
     const ssize_t n = ::read(fds[0], buffer, sizeof(buffer));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -530,6 +544,12 @@ VerifyReport AdapterCheckpoint::verify(const std::string& path) {
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   VerifyReport report;
+  if (timed_out) {
+    report.ok = false;
+    report.problems.push_back(str_cat(path, ": HDF5 did not finish reading it within ", timeout_seconds,
+                                      " s: the file is damaged"));
+    return report;
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || text.empty()) {
     report.ok = false;
     report.problems.push_back(str_cat(path, ": HDF5 crashed reading it (",

@@ -82,7 +82,9 @@ class AdapterCheckpoint {
   // into place (a test hook that widens the window a crash can hit; 0 in production).
   static void save_atomic(const std::string& path, const CheckpointState& state, double pause_before_rename = 0.0);
   // Checks format version, every attribute, every dataset's Fletcher32 and crc32.
-  static VerifyReport verify(const std::string& path);
+  // Reads the file in a child process (HDF5 1.10 may crash or hang on a damaged file): a crash,
+  // or no answer within `timeout_seconds`, is reported as damage.
+  static VerifyReport verify(const std::string& path, double timeout_seconds = 120.0);
   // The same in this process: HDF5 1.10 may crash on a damaged file (verify() reads it in a
   // child process for that reason). For the fuzz target, which needs the coverage here.
   static VerifyReport verify_in_process(const std::string& path);

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -207,8 +208,8 @@ int cmd_show(const std::string& file, bool as_json) {
   return 0;
 }
 
-int cmd_verify_one(const std::string& file, bool as_json) {
-  const VerifyReport r = AdapterCheckpoint::verify(file);
+int cmd_verify_one(const std::string& file, bool as_json, double timeout) {
+  const VerifyReport r = AdapterCheckpoint::verify(file, timeout);
   if (as_json) {
     std::cout << json{{"file", file}, {"ok", r.ok}, {"problems", r.problems}}.dump(2) << "\n";
   } else if (r.ok) {
@@ -221,13 +222,13 @@ int cmd_verify_one(const std::string& file, bool as_json) {
 }
 
 // A file, or every checkpoint (step-N.h5) of a folder: exit 0 only when all verify.
-int cmd_verify(const std::string& path, bool as_json) {
-  if (!fs::is_directory(path)) return cmd_verify_one(path, as_json);
+int cmd_verify(const std::string& path, bool as_json, double timeout) {
+  if (!fs::is_directory(path)) return cmd_verify_one(path, as_json, timeout);
   const auto found = list_checkpoints(path);
   TLM_CHECK(!found.empty(), path, ": a folder without checkpoints (step-N.h5); verify takes a checkpoint file or ",
             "a checkpoint folder");
   int bad = 0;
-  for (const auto& [step, file] : found) bad += cmd_verify_one(file, as_json);
+  for (const auto& [step, file] : found) bad += cmd_verify_one(file, as_json, timeout);
   if (!as_json) std::cout << path << ": " << found.size() - static_cast<size_t>(bad) << " of " << found.size()
                           << " checkpoints verify\n";
   return bad == 0 ? 0 : 1;
@@ -407,7 +408,8 @@ void usage(std::ostream& os) {
         "  tlm-ckpt ls DIR [--json]\n"
         "  tlm-ckpt show FILE [--json]\n"
         "  tlm-ckpt diff A B [--json]\n"
-        "  tlm-ckpt verify FILE|DIR [--json]      exit 0 when it (every step-N.h5 of DIR) verifies, 1 when not\n"
+        "  tlm-ckpt verify FILE|DIR [--json] [--timeout S]  exit 0 when it (every step-N.h5 of DIR)\n"
+        "      verifies, 1 when not (a file HDF5 crashes on, or reads for more than S s, default 120, is damaged)\n"
         "  tlm-ckpt export-peft FILE OUT [--json] adapter_model.safetensors + adapter_config.json\n"
         "  tlm-ckpt merge FILE --base DIR OUT [--json]  base (HF directory) with the adapter folded in\n"
         "  tlm-ckpt plot RUN_OR_CKPT OUT.png [--smooth N] [--python PATH]  input perplexity, selected\n"
@@ -422,12 +424,14 @@ int main(int argc, char** argv) {
   std::vector<std::string> args;
   bool as_json = false;
   std::string base, python = TLM_PLOT_PYTHON, smooth;
+  double timeout = 120.0;  // verify: seconds HDF5 may take on one file before it counts as damaged
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json") as_json = true;
     else if (a == "--base" && i + 1 < argc) base = argv[++i];
     else if (a == "--python" && i + 1 < argc) python = argv[++i];
     else if (a == "--smooth" && i + 1 < argc) smooth = argv[++i];
+    else if (a == "--timeout" && i + 1 < argc) timeout = std::atof(argv[++i]);
     else if (a == "-h" || a == "--help") {
       tlm::usage(std::cout);
       return 0;
@@ -454,7 +458,7 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "ls") return tlm::cmd_ls(args[1], as_json);
     if (cmd == "show") return tlm::cmd_show(args[1], as_json);
-    if (cmd == "verify") return tlm::cmd_verify(args[1], as_json);
+    if (cmd == "verify") return tlm::cmd_verify(args[1], as_json, timeout);
     if (cmd == "diff") return tlm::cmd_diff(args[1], args[2], as_json);
     if (cmd == "merge") return tlm::cmd_merge(args[1], base, args[2], as_json);
     if (cmd == "plot") return tlm::cmd_plot(args[1], args[2], python, smooth);

@@ -26,6 +26,11 @@ BpeModel::BpeModel(const std::vector<std::pair<std::string, int32_t>>& vocab,
     vocab_[token] = id;
     max_id = std::max(max_id, id);
   }
+  // Ids index a table: one far beyond the vocabulary's size is a damaged file, not a 5 GB table
+  // (found by fuzz.tokenizer_files). Real vocabularies number their entries 0..n-1.
+  const int64_t limit = 4 * static_cast<int64_t>(vocab.size()) + 65536;
+  TLM_CHECK(max_id < limit, where, ": a token id of ", max_id, " in a vocabulary of ", vocab.size(),
+            " entries (ids are expected to number the entries 0..n-1)");
   vocab_r_.assign(static_cast<size_t>(max_id + 1), std::string());
   has_id_.assign(static_cast<size_t>(max_id + 1), false);
   for (const auto& [token, id] : vocab_) {

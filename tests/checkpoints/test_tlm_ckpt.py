@@ -99,6 +99,11 @@ class TlmCkpt(unittest.TestCase):
         proc = ckpt("verify", finding, check=False)
         self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
         self.assertIn("HDF5 crashed reading it (Segmentation fault): the file is damaged", proc.stdout)
+        # ... and one HDF5 reads forever: past --timeout it counts as damaged.
+        endless = finding.with_name("hdf5-endless-read.h5")
+        proc = ckpt("verify", endless, "--timeout", 3, check=False)
+        self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+        self.assertIn("HDF5 did not finish reading it within 3 s: the file is damaged", proc.stdout)
         # A folder: every step-N.h5 in it (issue 14: a folder was "not an HDF5 file").
         proc = ckpt("verify", self.dir, check=False)
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
