@@ -58,7 +58,7 @@ class FullDisk(unittest.TestCase):
     def test_full_disk_fails_cleanly_and_the_last_good_checkpoint_resumes(self):
         size = (self.full / "ckpt" / "step-2.h5").stat().st_size
         room = (2 * size + size // 2 + 4095) // 4096 * 4096  # two checkpoints fit, a third does not
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={room}", "tmpfs", str(self.mount)], check=True)
+        self.mount_tmpfs(room)
         try:
             out = self.work / "run"
             proc = subprocess.run([str(c) for c in self.cmd(out, self.mount / "ck")], capture_output=True, text=True)
