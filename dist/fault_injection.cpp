@@ -23,7 +23,10 @@ FaultPlan parse_fault_plan(const std::string& spec, const std::string& origin) {
       if (key == "rank") plan.rank = std::stoi(value);
       else if (key == "step") plan.step = std::stoll(value);
       else if (key == "action") plan.action = value;
-      else TLM_FAIL(origin, ": unknown key '", key, "' (rank, step, action)");
+      else if (key == "phase" && value == "after-update") plan.phase = FaultPhase::AfterUpdate;
+      else if (key == "phase" && value == "after-forward") plan.phase = FaultPhase::AfterForward;
+      else if (key == "phase") TLM_FAIL(origin, ": phase must be after-update or after-forward, got '", value, "'");
+      else TLM_FAIL(origin, ": unknown key '", key, "' (rank, step, action, phase)");
     } catch (const std::logic_error&) {
       TLM_FAIL(origin, ": ", key, " must be an integer, got '", value, "'");
     }
@@ -34,9 +37,10 @@ FaultPlan parse_fault_plan(const std::string& spec, const std::string& origin) {
   return plan;
 }
 
-void fault_injection_point(const FaultPlan& plan, int world_rank, int64_t step) {
-  if (plan.empty() || plan.rank != world_rank || plan.step != step) return;
-  log_warn(str_cat("fault injection: rank ", world_rank, " ", plan.action, " at step ", step));
+void fault_injection_point(const FaultPlan& plan, int world_rank, int64_t step, FaultPhase phase) {
+  if (plan.empty() || plan.rank != world_rank || plan.step != step || plan.phase != phase) return;
+  log_warn(str_cat("fault injection: rank ", world_rank, " ", plan.action, " at step ", step,
+                   phase == FaultPhase::AfterForward ? " (after its forward pass)" : ""));
   if (plan.action == "kill") ::kill(::getpid(), SIGKILL);
   else if (plan.action == "stop") ::kill(::getpid(), SIGSTOP);
   else if (plan.action == "term") ::kill(::getpid(), SIGTERM);

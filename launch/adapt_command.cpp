@@ -59,6 +59,7 @@ int run_adapt(int argc, char** argv) {
   recipe.adapt.generation.pad_id = m.files.tokenizer->pad_id().value_or(0);
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);  // what mpirun forwards without ending itself (it exits 1 on its own SIGTERM)
   run_adaptation(*m.model, *m.encoder, recipe.adapt, recipe.model.model, m.grid);
   log_info("outputs in " + recipe.adapt.output_dir);
   return 0;

@@ -99,7 +99,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"keep-last", "checkpoint.keep_last", "checkpoints kept (the newest; 0 = all)"},
     {"checkpoint-fresh", "checkpoint.fresh", "a new job deletes the checkpoints it finds in --checkpoint-dir (without it such a folder is refused)"},
     {"resume", "checkpoint.resume", "continue a stopped online job: latest (newest that verifies) or FILE"},
-    {"fault-inject", "debug.fault_inject", "test hook: rank=R,step=S,action=kill|stop|term|throw makes rank R fail at step S"},
+    {"fault-inject", "debug.fault_inject", "test hook: rank=R,step=S,action=kill|stop|term|throw[,phase=after-forward] makes rank R fail at (or inside) step S"},
     {"checkpoint-pause-before-rename", "debug.pause_before_rename", "test hook: seconds between writing a checkpoint and renaming it into place"},
     {"resume-ignore-base", "checkpoint.ignore_base_mismatch", "resume even if the checkpoint was saved for another base model (config or weights fingerprint; loud in the log)"},
 };

@@ -218,6 +218,15 @@ bool train_range(TestTimeLearner& learner, JobCheckpoints& checkpoints,
                  RunOutputs& outputs, CollapseGuards* guards, int64_t& samples_seen, int64_t& k,
                  const std::function<nlohmann::json(int64_t)>& position) {
   const size_t bs = static_cast<size_t>(config.train_batch_size);
+  // A stop request is also honoured between a step's forward and backward passes.
+  learner.set_stop_check([&] {
+    fault_injection_point(config.fault, grid.world_rank, learner.steps(), FaultPhase::AfterForward);
+    return checkpoints.stop_agreed();
+  });
+  struct ClearStopCheck {
+    TestTimeLearner& learner;
+    ~ClearStopCheck() { learner.set_stop_check(nullptr); }
+  } clear{learner};
   for (size_t b = begin; b < end; b += bs, ++k) {
     const size_t e = std::min(end, b + bs);
     if (checkpoints.stop_agreed()) return false;
@@ -225,9 +234,10 @@ bool train_range(TestTimeLearner& learner, JobCheckpoints& checkpoints,
     std::vector<double> sel;
     if (!selection_ce.empty())
       sel.assign(selection_ce.begin() + static_cast<long>(lb), selection_ce.begin() + static_cast<long>(le));
-    fault_injection_point(config.fault, grid.world_rank, learner.steps() + 1);
     const StepInputs in = step_inputs(config, samples, answer_ids, lb, le);
     StepRecord rec = learner.train_step(in.sequences, schedule.lr(k), sel, in.scored_from, in.scored_to);
+    if (rec.abandoned) return false;
+    fault_injection_point(config.fault, grid.world_rank, learner.steps());
     samples_seen += static_cast<int64_t>(e - b);
     outputs.write_step(rec, samples_seen);
     if (guards) guards->after_step(rec);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include <ATen/ATen.h>
 #include <ATen/core/grad_mode.h>
@@ -10,6 +11,7 @@
 #include "dist/gather_objects.h"
 #include "engine/common/error.h"
 #include "engine/generate/token_batch.h"
+#include "engine/learn/job_checkpoints.h"
 
 namespace tlm {
 
@@ -90,6 +92,8 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   TLM_CHECK(scored_from.size() == scored_to.size() && (scored_from.empty() || scored_from.size() == batch.size()),
             "train_step: ", scored_from.size(), " / ", scored_to.size(), " scored bounds for ", batch.size(), " samples");
   at::AutoGradMode grad_mode(true);
+  std::optional<RngState> rng_before;  // LoRA dropout draws in the forward; an abandoned step puts them back
+  if (stop_check_) rng_before = capture_rng_state(model_.device());
   StepRecord rec;
   rec.step = ++steps_;
   rec.lr = lr;
@@ -139,6 +143,14 @@ StepRecord TestTimeLearner::train_step(const std::vector<std::vector<int32_t>>& 
   for (size_t i = 0; i < extra_names.size(); ++i)
     rec.extra[extra_names[i]] = all_gather_doubles(i < extra.size() ? extra[i] : std::vector<double>{}, host_dp_);
   const bool any_selected = global_selected > 0.0;
+  if (stop_check_ && stop_check_()) {
+    --steps_;
+    optimizer_.zero_grad();
+    trainable_.set_training(false);
+    restore_rng_state(*rng_before, model_.device(), "train_step");
+    rec.abandoned = true;
+    return rec;
+  }
 
   if (!std::isfinite(rec.loss)) {
     rec.skip_reason = "non-finite loss";

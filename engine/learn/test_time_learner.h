@@ -10,6 +10,8 @@
 // the update one process makes with the global batch.
 #pragma once
 
+#include <functional>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -49,6 +51,9 @@ struct StepRecord {
   std::string skip_reason;          // "non-finite loss", "non-finite gradient", "no sample selected"
   int64_t tokens = 0;
   double seconds = 0.0;
+  // The stop check (set_stop_check) said stop after the forward pass: nothing was learned,
+  // nothing counted; the caller stops as it would before the step.
+  bool abandoned = false;
 };
 
 class TestTimeLearner {
@@ -81,6 +86,11 @@ class TestTimeLearner {
   int64_t steps() const { return steps_; }
   void set_steps(int64_t steps) { steps_ = steps; }  // a resumed job continues the count
   int64_t skipped_steps() const { return skipped_; }
+  // Asked once per step, between the forward pass and the backward, on every rank alike (it
+  // may be a collective): true abandons the step (no backward, no update; the step count and
+  // the random generators as they were before it) and train_step returns it `abandoned`. A
+  // stop request then waits for one forward pass, not for a whole step. nullptr: never asked.
+  void set_stop_check(std::function<bool()> check) { stop_check_ = std::move(check); }
 
  private:
   // The batch's hidden states under the frozen base (adapters off), for ObjectiveBatch.
@@ -96,6 +106,7 @@ class TestTimeLearner {
   CommunicatorPtr host_dp_;
   int64_t steps_ = 0;
   int64_t skipped_ = 0;
+  std::function<bool()> stop_check_;
 };
 
 }  // namespace tlm

@@ -203,6 +203,24 @@ class Resume(unittest.TestCase):
         for name in want:
             self.assertTrue(np.array_equal(want[name], got[name]), f"{name} differs after resuming with dropout")
 
+    def test_a_signal_between_forward_and_backward_abandons_the_step(self):
+        # Issue 14: a signal was acted on only at step boundaries. The SIGTERM lands after step
+        # 6's forward pass (mid-chunk 2): the step is abandoned, no backward, no update, and the
+        # dropout generator goes back to where it was before the forward, so the resumed run
+        # redoes step 6 with the masks the uninterrupted run drew.
+        full, out = self.work / "dropout-full-fb", self.work / "stopped-after-forward"
+        self.adapt(full, "--lora-dropout", "0.2")
+        proc = self.adapt(out, "--lora-dropout", "0.2",
+                          "--fault-inject", "rank=0,step=6,action=term,phase=after-forward")
+        self.assertIn("(after its forward pass)", proc.stderr)
+        self.assertIn("stopped by a signal after step 5", proc.stderr)
+        self.assertEqual(len((out / "metrics.jsonl").read_text().splitlines()), 5)
+        self.assertEqual(list_steps(out / "ckpt")[-1], "step-5.h5")
+        self.adapt(out, "--lora-dropout", "0.2", "--resume", "latest")
+        self.assert_same_as_full_dir(full, out, "resumed after a stop between forward and backward")
+        print("[resume] SIGTERM between step 6's forward and backward (LoRA dropout 0.2): step abandoned, "
+              "stopped after step 5; resumed run bitwise the uninterrupted one", flush=True)
+
     def test_exact_resume_with_eata_state(self):
         # EATA's moving average is method state: checkpointed in /method_state and restored, or
         # the resumed steps would see no average (cosine -1) and keep samples the uninterrupted

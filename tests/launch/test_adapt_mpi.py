@@ -14,6 +14,7 @@ whole job non-zero, well within the timeout plus start-up, with a message naming
 import json
 import pathlib
 import os
+import signal
 import statistics
 import subprocess
 import time
@@ -230,6 +231,35 @@ class AdaptUnderMpirun(unittest.TestCase):
         else:
             self.assertIn("would both use cuda:0", proc.stderr)
             self.assertIn("NCCL needs one GPU per rank", proc.stderr)
+
+    def test_sigusr1_to_mpirun_stops_the_job_with_exit_0(self):
+        # Issue 14: Open MPI 4.1's mpirun exits 1 on its own SIGTERM, even when every rank stops
+        # cleanly. SIGUSR1 it forwards to the ranks and stays up: tlm takes it as a stop request,
+        # and mpirun exits 0 with the ranks. The signal goes to mpirun once the job has stepped.
+        out = self.work / "usr1"
+        long_stream = self.work / "long-stream.jsonl"
+        long_stream.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in PROMPTS * 50))
+        cmd = MPIRUN + ["-np", "2", binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "tlm-online.yaml",
+                        "--model", self.model_dir, "--data", long_stream, "--output-dir", out, "--chat-template",
+                        "chatml", "--max-new-tokens", 32, "--device", "cpu", "--dp-size", 2,
+                        "--checkpoint-dir", out / "ckpt", "--checkpoint-every-steps", 1]
+        out.mkdir(parents=True)
+        log = open(out / "log.txt", "w+")  # a file, not a pipe: a full pipe would stall the job
+        self.addCleanup(log.close)
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, text=True, env=ENV)
+        deadline = time.monotonic() + 120
+        while not list((out / "ckpt").glob("step-*.h5")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertIsNone(proc.poll(), "the job ended before the signal")
+        self.assertLess(time.monotonic(), deadline, "no checkpoint within 120 s")
+        proc.send_signal(signal.SIGUSR1)
+        proc.wait(timeout=120)
+        stderr = (out / "log.txt").read_text()
+        self.assertEqual(proc.returncode, 0, stderr[-3000:])
+        self.assertIn("stopped by a signal after step", stderr)
+        self.assertTrue(json.loads((out / "summary.json").read_text())["stopped"])
+        print(f"[mpi] SIGUSR1 to mpirun: exit 0; {[l for l in stderr.splitlines() if 'stopped by' in l][0]}",
+              flush=True)
 
     def test_failing_rank_aborts_the_others(self):
         self.check_failure("throw", 1, "rank 1: fault injection: injected failure at step 2")
