@@ -1,15 +1,16 @@
-# tlm_fuzz_target(<name> HARNESS <file> SOURCES <src>... [LIBS <lib>...] [INCLUDES <dir>...]
-#                 CORPUS <dir> [DICT <file>] [MAX_LEN <bytes>] [OUTSIDE_CI]): a libFuzzer target. The
-# project compiles with g++, which has no libFuzzer, so clang++ compiles the harness and the
-# library sources it exercises (paths relative to the project root) with coverage,
-# AddressSanitizer and UBSan. LIBS are the libraries they link (system ones, or LibTorch,
-# which is not instrumented: the parser around it is), INCLUDES their headers. Registered as
-# the CTest test fuzz.<name> (label fuzz): TLM_FUZZ_SECONDS (default 15) from the committed
-# seed corpus, failing on any crash, sanitizer report, leak, timeout or out-of-memory
-# (tests/run_fuzzer.sh). OUTSIDE_CI: built, not registered (a target whose third-party library
-# is known to crash on some inputs; run it by hand with tests/run_fuzzer.sh).
+# tlm_fuzz_target(<name> HARNESS <file> SOURCES <src>... [LIBS <lib>...] CORPUS <dir>
+#                 [DICT <file>] [MAX_LEN <bytes>] [OUTSIDE_CI]): a libFuzzer target. The project
+# compiles with g++, which has no libFuzzer, so the target's compile and link commands are
+# launched through tests/clang_fuzz.sh: clang++ compiles the harness and the SOURCES it
+# exercises (paths relative to the project root) with coverage, AddressSanitizer and UBSan.
+# LIBS are linked as by any target (engine libraries, LibTorch, system ones), g++-built and
+# uninstrumented: the parser under test is instrumented, what it calls into is not.
+# Registered as the CTest test fuzz.<name> (label fuzz): TLM_FUZZ_SECONDS (default 15) from
+# the committed seed corpus, failing on any crash, sanitizer report, leak, timeout or
+# out-of-memory (tests/run_fuzzer.sh). OUTSIDE_CI: built, not registered (a target whose
+# third-party library is known to crash on some inputs; run it by hand with run_fuzzer.sh).
 function(tlm_fuzz_target name)
-  cmake_parse_arguments(ARG "OUTSIDE_CI" "HARNESS;CORPUS;DICT;MAX_LEN" "SOURCES;LIBS;INCLUDES" ${ARGN})
+  cmake_parse_arguments(ARG "OUTSIDE_CI" "HARNESS;CORPUS;DICT;MAX_LEN" "SOURCES;LIBS" ${ARGN})
   if(NOT TLM_WITH_FUZZERS)
     return()
   endif()
@@ -21,41 +22,18 @@ function(tlm_fuzz_target name)
   if(NOT ARG_MAX_LEN)
     set(ARG_MAX_LEN 4096)
   endif()
-  set(dir ${CMAKE_CURRENT_BINARY_DIR}/fuzz_${name}_obj)
-  file(MAKE_DIRECTORY ${dir})
-  set(flags -std=c++17 -O1 -g -Wall -Wextra -fno-omit-frame-pointer
-      -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -I${PROJECT_SOURCE_DIR})
-  get_target_property(json_includes nlohmann_json::nlohmann_json INTERFACE_INCLUDE_DIRECTORIES)
-  foreach(inc IN LISTS json_includes)
-    # -isystem /usr/include would break libstdc++'s #include_next; it is searched anyway.
-    if(inc AND NOT inc MATCHES "^/usr(/local)?/include/?$")
-      list(APPEND flags -isystem ${inc})
-    endif()
+  set(sources ${ARG_HARNESS})
+  foreach(src IN LISTS ARG_SOURCES)
+    list(APPEND sources ${PROJECT_SOURCE_DIR}/${src})
   endforeach()
-  foreach(inc IN LISTS ARG_INCLUDES)
-    list(APPEND flags -isystem ${inc})
-  endforeach()
-  set(objects)
-  foreach(src IN LISTS ARG_SOURCES ARG_HARNESS)
-    if(src STREQUAL ARG_HARNESS)
-      set(path ${CMAKE_CURRENT_SOURCE_DIR}/${src})
-    else()
-      set(path ${PROJECT_SOURCE_DIR}/${src})
-    endif()
-    string(MAKE_C_IDENTIFIER ${src} stem)
-    set(obj ${dir}/${stem}.o)
-    add_custom_command(OUTPUT ${obj}
-      COMMAND ${CLANGXX} ${flags} -MD -MF ${obj}.d -c ${path} -o ${obj}
-      DEPENDS ${path} DEPFILE ${obj}.d
-      COMMENT "clang++ (fuzz ${name}) ${src}" VERBATIM)
-    list(APPEND objects ${obj})
-  endforeach()
-  set(binary ${CMAKE_CURRENT_BINARY_DIR}/fuzz_${name})
-  add_custom_command(OUTPUT ${binary}
-    COMMAND ${CLANGXX} -fsanitize=fuzzer,address,undefined ${objects} ${ARG_LIBS} -o ${binary}
-    DEPENDS ${objects} COMMENT "Linking libFuzzer target fuzz_${name}" VERBATIM)
-  # Target name differs from the output file: Ninja would see two rules for one path.
-  add_custom_target(build_fuzz_${name} ALL DEPENDS ${binary})
+  add_executable(fuzz_${name} ${sources})
+  target_include_directories(fuzz_${name} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_link_libraries(fuzz_${name} PRIVATE nlohmann_json::nlohmann_json ${ARG_LIBS})
+  target_compile_options(fuzz_${name} PRIVATE -Wall -Wextra)
+  set(launcher sh ${PROJECT_SOURCE_DIR}/tests/clang_fuzz.sh ${CLANGXX})
+  string(REPLACE ";" " " launcher "${launcher}")
+  set_target_properties(fuzz_${name} PROPERTIES RULE_LAUNCH_COMPILE "${launcher} compile"
+                                                RULE_LAUNCH_LINK "${launcher} link")
   set(dict "")
   if(ARG_DICT)
     set(dict ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_DICT})
@@ -64,7 +42,8 @@ function(tlm_fuzz_target name)
     return()
   endif()
   add_test(NAME fuzz.${name}
-           COMMAND sh ${PROJECT_SOURCE_DIR}/tests/run_fuzzer.sh ${binary} ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_CORPUS}
-                   ${CMAKE_CURRENT_BINARY_DIR}/fuzz_artifacts ${ARG_MAX_LEN} ${dict})
+           COMMAND sh ${PROJECT_SOURCE_DIR}/tests/run_fuzzer.sh $<TARGET_FILE:fuzz_${name}>
+                   ${CMAKE_CURRENT_SOURCE_DIR}/${ARG_CORPUS} ${CMAKE_CURRENT_BINARY_DIR}/fuzz_artifacts
+                   ${ARG_MAX_LEN} ${dict})
   set_tests_properties(fuzz.${name} PROPERTIES LABELS fuzz TIMEOUT 180)
 endfunction()

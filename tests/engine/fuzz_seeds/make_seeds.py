@@ -1,5 +1,5 @@
 """Writes the committed seed corpora of the libFuzzer targets (tests/fuzzing.cmake):
-prompt records, tokenizer files, chat templates, serve request bodies. Run with the venv's
+prompt records, tokenizer files, chat templates, serve request bodies, PEFT adapters. Run with the venv's
 Python from the repository root; the seeds are committed, so the tests never need this."""
 import json
 import pathlib
@@ -43,6 +43,36 @@ def tokenizers_files():
     put("tokenizer_files", "bpe-with-config", json.dumps(tok) + "\n#tokenizer_config.json\n" + config)
 
 
+def peft_adapters():
+    # adapter_config.json, NUL, adapter_model.safetensors; shapes of tests/engine/model's tiny
+    # Llama (hidden 32, intermediate 64, 2 layers, 4 heads of 8, 2 KV heads).
+    import numpy as np
+    from safetensors.numpy import save
+    shapes = {"q_proj": (32, 32), "k_proj": (16, 32), "v_proj": (16, 32), "o_proj": (32, 32),
+              "gate_proj": (64, 32), "up_proj": (64, 32), "down_proj": (32, 64)}
+    prefix = "base_model.model.model.layers."
+    rng = np.random.default_rng(5)
+
+    def lora(name, targets, r, dtype):
+        tensors = {}
+        for layer in range(2):
+            for t in targets:
+                out, inp = shapes[t]
+                part = "self_attn" if t.endswith(("q_proj", "k_proj", "v_proj", "o_proj")) else "mlp"
+                base = f"{prefix}{layer}.{part}.{t}"
+                tensors[base + ".lora_A.weight"] = rng.standard_normal((r, inp)).astype(dtype)
+                tensors[base + ".lora_B.weight"] = rng.standard_normal((out, r)).astype(dtype)
+        config = {"peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "lora_dropout": 0.0, "target_modules": targets,
+                  "task_type": "CAUSAL_LM"}
+        put("peft_adapter", name, json.dumps(config).encode() + b"\0" + save(tensors))
+
+    lora("lora-qv", ["q_proj", "v_proj"], 4, np.float32)
+    lora("lora-all-f16", list(shapes), 2, np.float16)
+    ln = {f"{prefix}{layer}.input_layernorm.ln_tuning_layers.weight": np.ones(32, np.float32) for layer in range(2)}
+    put("peft_adapter", "ln-tuning", json.dumps({"peft_type": "LN_TUNING", "target_modules": ["input_layernorm"]}).encode()
+        + b"\0" + save(ln))
+
+
 def templates():
     from test_parity_chat_templates import LLAMA2_TEMPLATE, LLAMA3_TEMPLATE, MISTRAL_TEMPLATE, QWEN25_TEMPLATE
     for name, text in [("llama2", LLAMA2_TEMPLATE), ("llama3", LLAMA3_TEMPLATE), ("mistral", MISTRAL_TEMPLATE),
@@ -71,3 +101,4 @@ if __name__ == "__main__":
     tokenizers_files()
     templates()
     requests()
+    peft_adapters()
