@@ -1,5 +1,7 @@
 #include "dist/shard.h"
 
+#include <algorithm>
+
 #include "engine/common/error.h"
 
 namespace tlm {
@@ -21,6 +23,19 @@ ShardRange head_shard(int64_t heads, int rank, int ranks, const std::string& wha
             "tp size that is a divisor or a multiple of ", heads);
   const int64_t head = rank / (ranks / heads);
   return ShardRange{head, head + 1};
+}
+
+ShardRange vocab_shard(int64_t vocab, int rank, int ranks) {
+  TLM_CHECK(ranks > 0 && rank >= 0 && rank < ranks, "invalid rank ", rank, " of ", ranks);
+  TLM_CHECK(vocab > 0, "vocab_size = ", vocab, " must be positive");
+  const int64_t part = (vocab + ranks - 1) / ranks;
+  TLM_CHECK(part * (ranks - 1) < vocab, "vocab_size = ", vocab, " is too small for the tensor-parallel size ", ranks,
+            ": padded to ", part, " rows per rank, rank ", ranks - 1, " would hold padding only");
+  return ShardRange{rank * part, (rank + 1) * part};
+}
+
+int64_t valid_rows(const ShardRange& r, int64_t full) {
+  return std::max<int64_t>(0, std::min(r.end, full) - r.begin);
 }
 
 int head_replicas(int64_t heads, int ranks) {

@@ -13,7 +13,7 @@ VocabParallelEmbedding::VocabParallelEmbedding(CommunicatorPtr tp, at::Tensor we
     : tp_(std::move(tp)),
       weight_(std::move(weight)),
       vocab_size_(vocab_size),
-      shard_(shard_range(vocab_size, tp_->rank(), tp_->size(), "vocab_size")) {
+      shard_(tlm::vocab_shard(vocab_size, tp_->rank(), tp_->size())) {
   TLM_CHECK(weight_.dim() == 2 && weight_.size(0) == shard_.size(),
             "VocabParallelEmbedding: local table ", weight_.sizes(), " is not [",
             shard_.size(), ", H]");
@@ -27,10 +27,20 @@ at::Tensor VocabParallelEmbedding::forward(const at::Tensor& ids) const {
   return reduce_from_tp_region(out, tp_);
 }
 
+at::Tensor real_columns(const at::Tensor& logits, int64_t valid) {
+  if (valid < 0 || valid == logits.size(-1)) return logits;
+  return logits.narrow(-1, 0, valid);
+}
+
+at::Tensor pad_columns(const at::Tensor& grad, int64_t width) {
+  if (grad.size(-1) == width) return grad;
+  return at::constant_pad_nd(grad, {0, width - grad.size(-1)}, 0.0);
+}
+
 at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const LinearWeight& weight_shard,
-                                 const CommunicatorPtr& tp) {
-  at::Tensor local = linear(copy_to_tp_region(hidden, tp), weight_shard);  // [N, V/tp]
-  return gather_from_tp_region(local, tp);                                   // [N, V]
+                                 const CommunicatorPtr& tp, int64_t vocab_size) {
+  at::Tensor local = linear(copy_to_tp_region(hidden, tp), weight_shard);  // [N, P]
+  return real_columns(gather_from_tp_region(local, tp), vocab_size);       // [N, V]
 }
 
 namespace {
@@ -39,17 +49,17 @@ using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 struct ChunkStats {
-  at::Tensor logits;      // [c, V/tp] fp32
+  at::Tensor logits;      // [c, valid] fp32: the shard's real columns
   at::Tensor in_shard;    // [c] bool: target lies in this rank's vocabulary shard
   at::Tensor local_tgt;   // [c] int64: target index inside the shard (0 when outside)
 };
 
 // `logits`: the chunk's logits when already computed (kept from the forward).
 ChunkStats chunk_logits(const at::Tensor& h, const LinearWeight& weight, const at::Tensor& tgt,
-                        int64_t vocab_begin, const at::Tensor& logits = at::Tensor()) {
+                        int64_t vocab_begin, int64_t valid, const at::Tensor& logits = at::Tensor()) {
   ChunkStats s;
-  s.logits = logits.defined() ? logits : linear(h, weight).to(at::kFloat);
-  const int64_t vocab_local = weight.out_features();
+  s.logits = logits.defined() ? logits : real_columns(linear(h, weight).to(at::kFloat), valid);
+  const int64_t vocab_local = s.logits.size(1);
   s.in_shard = (tgt >= vocab_begin) & (tgt < vocab_begin + vocab_local);
   s.local_tgt = (tgt - vocab_begin).masked_fill(~s.in_shard, 0);
   return s;
@@ -59,7 +69,7 @@ struct VocabParallelLogLikelihood
     : torch::autograd::Function<VocabParallelLogLikelihood> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden,
                             const LinearWeight* weight_ptr, const at::Tensor& targets,
-                            Communicator* comm, int64_t chunk_rows) {
+                            Communicator* comm, int64_t chunk_rows, int64_t valid) {
     const LinearWeight& weight = *weight_ptr;
     const int64_t n = hidden.size(0);
     const int64_t vocab_begin = comm->rank() * weight.out_features();
@@ -71,7 +81,7 @@ struct VocabParallelLogLikelihood
     for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
       const int64_t c = std::min(chunk_rows, n - r0);
       at::Tensor tgt = targets.narrow(0, r0, c);
-      ChunkStats s = chunk_logits(hidden.narrow(0, r0, c), weight, tgt, vocab_begin);
+      ChunkStats s = chunk_logits(hidden.narrow(0, r0, c), weight, tgt, vocab_begin, valid);
       at::Tensor row_max = std::get<0>(s.logits.max(-1)).contiguous();  // [c]
       comm->all_reduce(row_max, ReduceOp::Max);
       at::Tensor sum_exp = (s.logits - row_max.unsqueeze(1)).exp_().sum(-1).contiguous();
@@ -89,6 +99,7 @@ struct VocabParallelLogLikelihood
     ctx->saved_data["kept"] = c10::List<at::Tensor>(kept);
     ctx->saved_data["chunk_rows"] = chunk_rows;
     ctx->saved_data["vocab_begin"] = vocab_begin;
+    ctx->saved_data["valid"] = valid;
     return logp;
   }
 
@@ -103,21 +114,22 @@ struct VocabParallelLogLikelihood
     const c10::List<at::Tensor> kept = ctx->saved_data["kept"].toTensorList();
     const int64_t chunk_rows = ctx->saved_data["chunk_rows"].toInt();
     const int64_t vocab_begin = ctx->saved_data["vocab_begin"].toInt();
+    const int64_t valid = ctx->saved_data["valid"].toInt();
     at::Tensor g = grads[0].masked_fill(targets < 0, 0.0);  // [N]
     at::Tensor grad_hidden = at::empty_like(hidden);
     const int64_t n = hidden.size(0);
     for (int64_t r0 = 0; r0 < n; r0 += chunk_rows) {
       const int64_t c = std::min(chunk_rows, n - r0);
       const size_t chunk = static_cast<size_t>(r0 / chunk_rows);
-      ChunkStats s = chunk_logits(hidden.narrow(0, r0, c), weight, targets.narrow(0, r0, c), vocab_begin,
+      ChunkStats s = chunk_logits(hidden.narrow(0, r0, c), weight, targets.narrow(0, r0, c), vocab_begin, valid,
                                   kept.empty() ? at::Tensor() : kept.get(chunk));
       at::Tensor gc = g.narrow(0, r0, c).unsqueeze(1);                       // [c, 1]
       at::Tensor grad_logits = (s.logits - lse.narrow(0, r0, c).unsqueeze(1)).exp().neg_();
       at::Tensor hit = gc.squeeze(1).masked_fill(~s.in_shard, 0.0);
       grad_logits.mul_(gc).scatter_add_(1, s.local_tgt.unsqueeze(1), hit.unsqueeze(1));
-      grad_hidden.narrow(0, r0, c).copy_(input_gradient(grad_logits, weight));
+      grad_hidden.narrow(0, r0, c).copy_(input_gradient(pad_columns(grad_logits, weight.out_features()), weight));
     }
-    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_hidden, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -126,14 +138,15 @@ struct VocabParallelLogLikelihood
 at::Tensor vocab_parallel_token_log_likelihood(const at::Tensor& hidden,
                                                const LinearWeight& weight_shard,
                                                const at::Tensor& targets,
-                                               const CommunicatorPtr& tp, int64_t chunk_rows) {
+                                               const CommunicatorPtr& tp, int64_t chunk_rows,
+                                               int64_t valid_columns) {
   TLM_CHECK(hidden.dim() == 2 && targets.dim() == 1 && hidden.size(0) == targets.size(0),
             "vocab_parallel_token_log_likelihood: hidden ", hidden.sizes(), " and targets ",
             targets.sizes(), " do not match");
   TLM_CHECK(chunk_rows > 0, "chunk_rows must be positive");
   at::Tensor h = copy_to_tp_region(hidden, tp);
   return VocabParallelLogLikelihood::apply(h, &weight_shard, targets.to(at::kLong), tp.get(),
-                                           chunk_rows);
+                                           chunk_rows, valid_columns);
 }
 
 }  // namespace tlm

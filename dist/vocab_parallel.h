@@ -1,5 +1,8 @@
 // The vocabulary dimension split over TP ranks: rank r holds embedding / LM-head rows
-// [r*V/tp, (r+1)*V/tp). With tied embeddings the head uses the same shard.
+// [r*P, (r+1)*P), P = ceil(V/tp) (vocab_shard: a vocabulary not divisible by tp is padded at
+// its end with zero rows). With tied embeddings the head uses the same shard. Every function
+// taking `valid_columns` (the shard's real rows, valid_rows; -1 = all) leaves the padding's
+// logits out of its reductions, so a padded layout computes what one process does.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -12,7 +15,7 @@ namespace tlm {
 
 class VocabParallelEmbedding {
  public:
-  // `weight` [V/tp, H] is this rank's shard of the [V, H] table.
+  // `weight` [P, H] is this rank's shard of the [V, H] table, padding rows included.
   VocabParallelEmbedding(CommunicatorPtr tp, at::Tensor weight, int64_t vocab_size);
   // ids [...] (any rank's full ids) -> [..., H]; ids outside this shard contribute zeros,
   // the all-reduce fills them in from the rank that owns them.
@@ -21,6 +24,7 @@ class VocabParallelEmbedding {
   const at::Tensor& weight() const { return weight_; }
   ShardRange vocab_shard() const { return shard_; }
   int64_t vocab_size() const { return vocab_size_; }
+  int64_t valid_rows() const { return tlm::valid_rows(shard_, vocab_size_); }
 
  private:
   CommunicatorPtr tp_;
@@ -32,9 +36,15 @@ class VocabParallelEmbedding {
 // Logit elements (rows x V/tp) a loss keeps from its forward for its backward: 64 MiB of fp32.
 constexpr int64_t kKeptLogitElements = int64_t{16} << 20;
 
-// Full-vocabulary logits for a few positions (generation): h [N, H] -> [N, V], gathered.
+// A padded shard's logits [c, P] -> its real columns [c, valid] (a view; valid < 0 or = P:
+// unchanged), and the gradient of those columns back to [c, P] with zeros for the padding.
+at::Tensor real_columns(const at::Tensor& logits, int64_t valid);
+at::Tensor pad_columns(const at::Tensor& grad, int64_t width);
+
+// Full-vocabulary logits for a few positions (generation): h [N, H] -> [N, V], gathered (and
+// cut to `vocab_size` when the shards are padded; -1 = all gathered columns).
 at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const LinearWeight& weight_shard,
-                                 const CommunicatorPtr& tp);
+                                 const CommunicatorPtr& tp, int64_t vocab_size = -1);
 
 // log softmax(hidden W^T)[target] for each row, with W's vocabulary rows split over TP,
 // never materialising logits for more than `chunk_rows` rows at once and never gathering
@@ -48,6 +58,7 @@ at::Tensor vocab_parallel_logits(const at::Tensor& hidden, const LinearWeight& w
 at::Tensor vocab_parallel_token_log_likelihood(const at::Tensor& hidden,
                                                const LinearWeight& weight_shard,
                                                const at::Tensor& targets,
-                                               const CommunicatorPtr& tp, int64_t chunk_rows);
+                                               const CommunicatorPtr& tp, int64_t chunk_rows,
+                                               int64_t valid_columns = -1);
 
 }  // namespace tlm

@@ -6,6 +6,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include "dist/shard.h"
+#include "dist/vocab_parallel.h"
 #include "dist/vocab_parallel_rows.h"
 #include "engine/common/error.h"
 #include "engine/learn/tlm_objective.h"
@@ -122,7 +123,7 @@ SampleTerms EataObjective::terms(const LlamaModel& model, const ObjectiveBatch& 
 
 void EataObjective::after_step(const SampleTerms* terms, bool, const CommunicatorPtr& dp) {
   // The kept samples' mean distributions of every replica: their sum and count over DP.
-  const int64_t local_vocab = shard_range(vocab_size_, tp_->rank(), tp_->size(), "vocab_size").size();
+  const int64_t local_vocab = valid_rows(vocab_shard(vocab_size_, tp_->rank(), tp_->size()), vocab_size_);
   at::Tensor sums;
   if (terms) {
     const at::Tensor kept = terms->selected.to(at::kFloat).unsqueeze(1);  // [b, 1]
@@ -142,7 +143,10 @@ void EataObjective::after_step(const SampleTerms* terms, bool, const Communicato
 std::map<std::string, at::Tensor> EataObjective::state() const {
   std::map<std::string, at::Tensor> out;
   if (!average_.defined()) return out;
-  out["eata.moving_average"] = tp_->all_gather(average_.contiguous(), 0);  // [V]
+  // Shards of a padded vocabulary are gathered at their padded size, then cut to [V].
+  const int64_t padded = vocab_shard(vocab_size_, tp_->rank(), tp_->size()).size();
+  out["eata.moving_average"] = tp_->all_gather(pad_columns(average_, padded).contiguous(), 0)
+                                   .narrow(0, 0, vocab_size_).contiguous();
   return out;
 }
 
@@ -154,8 +158,8 @@ void EataObjective::load_state(const std::map<std::string, at::Tensor>& state, c
   }
   TLM_CHECK(it->second.dim() == 1 && it->second.size(0) == vocab_size_, source, ": eata.moving_average has shape ",
             it->second.sizes(), ", the model's vocabulary needs [", vocab_size_, "]");
-  const ShardRange r = shard_range(vocab_size_, tp_->rank(), tp_->size(), "vocab_size");
-  average_ = it->second.narrow(0, r.begin, r.size()).to(device_, at::kFloat).contiguous();
+  const ShardRange r = vocab_shard(vocab_size_, tp_->rank(), tp_->size());
+  average_ = it->second.narrow(0, r.begin, valid_rows(r, vocab_size_)).to(device_, at::kFloat).contiguous();
 }
 
 nlohmann::json EataObjective::spec() const {

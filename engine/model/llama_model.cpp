@@ -44,6 +44,14 @@ class ShardLoader {
     ShardRange r = shard_range(full, tp_->rank(), tp_->size(), what);
     return upload_(w_.load(name, WeightSlice::along(0, r.begin, r.end)));
   }
+  // This rank's vocabulary rows (vocab_shard), zero rows appended for the padding.
+  at::Tensor vocab_rows(const std::string& name, int64_t vocab) const {
+    const ShardRange r = vocab_shard(vocab, tp_->rank(), tp_->size());
+    const int64_t real = valid_rows(r, vocab);
+    at::Tensor t = upload_(w_.load(name, WeightSlice::along(0, r.begin, r.begin + real)));
+    if (real == r.size()) return t;
+    return at::cat({t, at::zeros({r.size() - real, t.size(1)}, t.options())});
+  }
   at::Tensor cols(const std::string& name, int64_t full, const std::string& what) const {
     ShardRange r = shard_range(full, tp_->rank(), tp_->size(), what);
     return upload_(w_.load(name, WeightSlice::along(1, r.begin, r.end)));
@@ -111,12 +119,13 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
 
   check_shape(weights, "model.embed_tokens.weight", {c.vocab_size, H});
   embed_ = std::make_unique<VocabParallelEmbedding>(
-      tp_, load.rows("model.embed_tokens.weight", c.vocab_size, "vocab_size"), c.vocab_size);
+      tp_, load.vocab_rows("model.embed_tokens.weight", c.vocab_size), c.vocab_size);
+  lm_head_valid_ = embed_->valid_rows();
   if (c.tie_word_embeddings || !weights.has("lm_head.weight")) {
     lm_head_shard_ = embed_->weight();
   } else {
     check_shape(weights, "lm_head.weight", {c.vocab_size, H});
-    lm_head_shard_ = load.rows("lm_head.weight", c.vocab_size, "vocab_size");
+    lm_head_shard_ = load.vocab_rows("lm_head.weight", c.vocab_size);
   }
   check_shape(weights, "model.norm.weight", {H});
   final_norm_.weight = load.whole("model.norm.weight");
@@ -227,7 +236,7 @@ at::Tensor LlamaModel::logits(const at::Tensor& ids, const at::Tensor& attention
 }
 
 at::Tensor LlamaModel::logits_of(const at::Tensor& hidden) const {
-  return vocab_parallel_logits(hidden, lm_head_shard_, tp_).to(at::kFloat);
+  return vocab_parallel_logits(hidden, lm_head_shard_, tp_, config_.vocab_size).to(at::kFloat);
 }
 
 at::Tensor LlamaModel::token_log_likelihoods(const at::Tensor& ids,
@@ -249,14 +258,15 @@ at::Tensor LlamaModel::log_likelihoods_of(const at::Tensor& h, const at::Tensor&
   }
   at::Tensor hidden = h.narrow(1, 0, T - 1).reshape({B * (T - 1), -1});
   at::Tensor logp = vocab_parallel_token_log_likelihood(hidden, lm_head_shard_,
-                                                        targets.reshape({-1}), tp_, chunk_rows);
+                                                        targets.reshape({-1}), tp_, chunk_rows, lm_head_valid_);
   return logp.view({B, T - 1});
 }
 
 at::Tensor LlamaModel::entropies_of(const at::Tensor& h, const at::Tensor& attention_mask,
                                     int64_t chunk_rows) const {
   const int64_t B = h.size(0), T = h.size(1);
-  at::Tensor e = vocab_parallel_entropy(h.reshape({B * T, -1}), lm_head_shard_, tp_, chunk_rows).view({B, T});
+  at::Tensor e = vocab_parallel_entropy(h.reshape({B * T, -1}), lm_head_shard_, tp_, chunk_rows, lm_head_valid_)
+                     .view({B, T});
   if (attention_mask.defined()) e = e.masked_fill(~attention_mask.to(at::kBool), 0.0);
   return e;
 }
@@ -268,12 +278,13 @@ at::Tensor LlamaModel::mean_probabilities_of(const at::Tensor& h, const at::Tens
             " do not match hidden ", h.sizes());
   at::Tensor row = at::arange(B, positions.options().dtype(at::kLong)).unsqueeze(1).expand({B, T});
   at::Tensor group = row.masked_fill(~positions.to(at::kBool), -1).reshape({-1});  // [B*T]
-  return vocab_parallel_mean_probs(h.reshape({B * T, -1}), lm_head_shard_, group, B, tp_, chunk_rows);
+  return vocab_parallel_mean_probs(h.reshape({B * T, -1}), lm_head_shard_, group, B, tp_, chunk_rows,
+                                   lm_head_valid_);
 }
 
 at::Tensor LlamaModel::shard_logits_of(const at::Tensor& rows) const {
   TLM_CHECK(rows.dim() == 2, "shard_logits_of: rows must be [N, H], got ", rows.sizes());
-  return linear(copy_to_tp_region(rows, tp_), lm_head_shard_).to(at::kFloat);
+  return real_columns(linear(copy_to_tp_region(rows, tp_), lm_head_shard_).to(at::kFloat), lm_head_valid_);
 }
 
 KvCache LlamaModel::make_cache(int64_t batch, int64_t capacity) const {

@@ -77,11 +77,11 @@ class LlamaModel {
   at::Tensor entropies_of(const at::Tensor& hidden, const at::Tensor& attention_mask,
                           int64_t chunk_rows = 64) const;
   // This rank's shard of each row's mean next-token distribution over the positions where
-  // `positions` [B, T] (bool) is true, fp32 [B, V/tp]; no gradient.
+  // `positions` [B, T] (bool) is true, fp32 [B, V/tp] (the shard's real columns); no gradient.
   at::Tensor mean_probabilities_of(const at::Tensor& hidden, const at::Tensor& positions,
                                    int64_t chunk_rows = 64) const;
 
-  // This rank's fp32 logit shard [N, V/tp] of hidden rows [N, H] (rows picked from
+  // This rank's fp32 logit shard [N, V/tp] (its real columns) of hidden rows [N, H] (rows picked from
   // forward_hidden's output), differentiable through `rows`, for the objectives whose
   // statistics are composed from dist/vocab_parallel_rows.h.
   at::Tensor shard_logits_of(const at::Tensor& rows) const;
@@ -120,7 +120,8 @@ class LlamaModel {
   at::ScalarType dtype_;
   c10::Device device_;
   std::unique_ptr<VocabParallelEmbedding> embed_;
-  LinearWeight lm_head_shard_;  // [V/tp, H]; its plain tensor is the embedding shard when tied
+  LinearWeight lm_head_shard_;  // [P, H] (dist/vocab_parallel.h); its plain tensor is the embedding shard when tied
+  int64_t lm_head_valid_ = 0;   // its real rows: P, or fewer on the last ranks of a padded vocabulary
   NormSlot final_norm_;
   std::vector<Layer> layers_;
   RotaryEmbedding rotary_;

@@ -46,6 +46,30 @@ TEST(ShardRange, UnevenSplitNamesBothNumbers) {
   EXPECT_NE(m.find("tensor-parallel size 2"), std::string::npos) << m;
 }
 
+TEST(VocabShard, PadsAtTheEndAndCountsTheRealRows) {
+  // 49155 over 4: 12289 rows each (49156 padded); the last rank holds one padding row.
+  int64_t next = 0, real = 0;
+  for (int rank = 0; rank < 4; ++rank) {
+    const ShardRange s = vocab_shard(49155, rank, 4);
+    EXPECT_EQ(s.begin, next);
+    EXPECT_EQ(s.size(), 12289);
+    real += valid_rows(s, 49155);
+    next = s.end;
+  }
+  EXPECT_EQ(next, 49156);
+  EXPECT_EQ(real, 49155);
+  EXPECT_EQ(valid_rows(vocab_shard(49155, 3, 4), 49155), 12288);
+  EXPECT_EQ(vocab_shard(64, 3, 4).end, 64);  // divisible: no padding
+  // A rank that would hold padding only is refused: 5 rows over 4 ranks pad to 2 each.
+  std::string m;
+  try {
+    vocab_shard(5, 0, 4);
+  } catch (const Error& e) {
+    m = e.what();
+  }
+  EXPECT_NE(m.find("would hold padding only"), std::string::npos) << m;
+}
+
 TEST(ShardRange, BadRankThrows) {
   EXPECT_NE(error_of(8, 2, 2, "x").find("invalid rank 2 of 2"), std::string::npos);
   EXPECT_NE(error_of(8, -1, 2, "x").find("invalid rank -1 of 2"), std::string::npos);

@@ -54,14 +54,16 @@ def make_tokenizer_files(directory: pathlib.Path):
     return tok, hf_tok
 
 
-def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int = 1, arch: str = "llama"):
+def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int = 1, arch: str = "llama",
+                    extra_vocab: int = 0):
     """Saves model + tokenizer into `directory`; returns (model, tokenizer). The embedding has
-    the tokenizer's vocabulary rounded up to `vocab_multiple` rows (as models pad theirs so
-    that tensor-parallel ranks split it evenly). `arch` "qwen3": the same shape as a Qwen3
+    the tokenizer's vocabulary (320) rounded up to `vocab_multiple` rows (as models pad theirs so
+    that tensor-parallel ranks split it evenly), plus `extra_vocab` rows no token uses (a
+    vocabulary that does not split evenly). `arch` "qwen3": the same shape as a Qwen3
     (per-head q/k RMSNorm, head_dim 24 instead of hidden / heads = 16)."""
     torch.manual_seed(seed)
     tok, hf_tok = make_tokenizer_files(directory)
-    vocab = -(-tok.get_vocab_size() // vocab_multiple) * vocab_multiple
+    vocab = -(-tok.get_vocab_size() // vocab_multiple) * vocab_multiple + extra_vocab
     shape = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, rms_norm_eps=1e-5,
                  eos_token_id=tok.token_to_id("<|im_end|>"), pad_token_id=tok.token_to_id("<|endoftext|>"),
