@@ -4,7 +4,7 @@
 //   tlm-ckpt diff A B               per-module change between two checkpoints
 //   tlm-ckpt verify FILE|DIR        checksums and structure; exit 0 good, 1 bad
 //   tlm-ckpt export-peft FILE OUT   adapter_model.safetensors + adapter_config.json for HF PEFT
-//   tlm-ckpt merge FILE --base DIR OUT   the base model with the adapter folded in (HF directory)
+//   tlm-ckpt merge FILE --base DIR|GGUF OUT   the base model with the adapter folded in (HF directory)
 //   tlm-ckpt plot RUN_OR_CKPT OUT.png   a picture of the job (launch/tlm_plot.py, matplotlib)
 // Tables for people by default; --json for scripts.
 #include <algorithm>
@@ -28,10 +28,12 @@
 
 #include "checkpoints/adapter_checkpoint.h"
 #include "engine/common/error.h"
+#include "engine/common/atomic_file.h"
 #include "engine/common/log.h"
 #include "engine/formats/safetensors_writer.h"
 #include "engine/learn/job_checkpoints.h"
 #include "engine/learn/peft_adapter.h"
+#include "engine/model/hf_export.h"
 #include "engine/model/model_files.h"
 #include "engine/model/weight_source.h"
 
@@ -337,22 +339,33 @@ int cmd_export_peft(const std::string& file, const std::string& out, bool as_jso
 }
 
 // W + scale * B A for every adapted projection, every other tensor as it is, written in fp32
-// as OUT/model.safetensors beside the base's config and tokenizer files.
+// as OUT/model.safetensors. An HF base's config and tokenizer files are copied beside it; a
+// GGUF base's are written from its metadata (config.json, generation_config.json, and for a
+// byte-level BPE vocabulary tokenizer.json + tokenizer_config.json), its weights dequantised
+// with q/k rows in HF order: transformers loads OUT as a plain model.
 int cmd_merge(const std::string& file, const std::string& base, const std::string& out, bool as_json) {
-  TLM_CHECK(fs::is_directory(base) && fs::exists(fs::path(base) / "config.json"), base,
-            ": merge needs an HF model directory (config.json + safetensors) as --base; GGUF bases are not "
-            "supported yet");
+  const bool gguf = !fs::is_directory(base);
+  TLM_CHECK(fs::exists(base) && (gguf || fs::exists(fs::path(base) / "config.json")), base,
+            ": merge needs an HF model directory (config.json + safetensors) or a .gguf file as --base");
   const CheckpointState s = AdapterCheckpoint::load(file);
   ModelFiles files = open_model_files(base);
   const std::string fingerprint = content_fingerprint(files.config.summary());
   TLM_CHECK(fingerprint == s.identity.base_config_hash, file, ": saved for a base model with config fingerprint ",
             s.identity.base_config_hash, " (", s.identity.base_model_path, "), ", base, " has ", fingerprint);
   const double scale = lora_scale(s);
-  SafetensorsModel model(base);
+  std::vector<std::string> names;
+  GgufTokenizerFiles tokenizer_files;  // a GGUF base: built first, so an unsupported vocabulary fails early
+  if (gguf) {
+    tokenizer_files = hf_tokenizer_files_from_gguf(*files.gguf);
+    for (const std::string& n : hf_tensor_names(files.config))
+      if (files.weights->has(n)) names.push_back(n);
+  } else {
+    names = SafetensorsModel(base).tensor_names();
+  }
   std::vector<at::Tensor> keep;
   std::vector<SafetensorsEntry> entries;
   int64_t merged = 0, used = 0;  // modules merged, checkpoint tensors used
-  for (const std::string& name : model.tensor_names()) {
+  for (const std::string& name : names) {
     at::Tensor w = files.weights->load(name, WeightSlice::whole()).to(at::kFloat).contiguous();
     const std::string module = name.size() > 7 ? name.substr(0, name.size() - 7) : "";
     auto a = s.adapter.find(module + ".lora_A");
@@ -378,10 +391,20 @@ int cmd_merge(const std::string& file, const std::string& base, const std::strin
             " adapter tensors but only ", used, " of them found a module in ", base);
   fs::create_directories(out);
   write_safetensors((fs::path(out) / "model.safetensors").string(), entries, {{"format", "pt"}});
-  for (const auto& e : fs::directory_iterator(base)) {
-    const std::string name = e.path().filename().string();
-    if (e.path().extension() == ".safetensors" || name == "model.safetensors.index.json" || !e.is_regular_file()) continue;
-    fs::copy_file(e.path(), fs::path(out) / name, fs::copy_options::overwrite_existing);
+  if (gguf) {
+    auto write_json = [&](const std::string& name, const json& j) {
+      write_file_atomically((fs::path(out) / name).string(), j.dump(2) + "\n");
+    };
+    write_json("config.json", hf_config_json(files.config));
+    write_json("generation_config.json", hf_generation_config_json(files.config, files.eos_ids));
+    write_json("tokenizer.json", tokenizer_files.tokenizer);
+    write_json("tokenizer_config.json", tokenizer_files.tokenizer_config);
+  } else {
+    for (const auto& e : fs::directory_iterator(base)) {
+      const std::string name = e.path().filename().string();
+      if (e.path().extension() == ".safetensors" || name == "model.safetensors.index.json" || !e.is_regular_file()) continue;
+      fs::copy_file(e.path(), fs::path(out) / name, fs::copy_options::overwrite_existing);
+    }
   }
   if (as_json) std::cout << json{{"file", file}, {"base", base}, {"out", out}, {"merged_modules", merged}}.dump(2) << "\n";
   else std::cout << file << " + " << base << " -> " << out << " (" << merged << (is_norm_affine(s) ? " norms replaced" : " projections merged, scale " + num(scale)) << ")\n";
@@ -411,7 +434,8 @@ void usage(std::ostream& os) {
         "  tlm-ckpt verify FILE|DIR [--json] [--timeout S]  exit 0 when it (every step-N.h5 of DIR)\n"
         "      verifies, 1 when not (a file HDF5 crashes on, or reads for more than S s, default 120, is damaged)\n"
         "  tlm-ckpt export-peft FILE OUT [--json] adapter_model.safetensors + adapter_config.json\n"
-        "  tlm-ckpt merge FILE --base DIR OUT [--json]  base (HF directory) with the adapter folded in\n"
+        "  tlm-ckpt merge FILE --base DIR|GGUF OUT [--json]  base (HF directory or .gguf) with the adapter folded in,\n"
+        "                                          written as an HF directory\n"
         "  tlm-ckpt plot RUN_OR_CKPT OUT.png [--smooth N] [--python PATH]  input perplexity, selected\n"
         "      fraction, loss and lr per step, skipped updates and guard events, from a run folder's\n"
         "      metrics.jsonl or a checkpoint's /stats (a step-N.h5 or the newest of a folder)\n";
@@ -446,7 +470,7 @@ int main(int argc, char** argv) {
   const bool known = cmd == "ls" || cmd == "show" || cmd == "diff" || cmd == "verify" || cmd == "export-peft" ||
                      cmd == "merge" || cmd == "plot";
   if (cmd == "merge" && base.empty()) {
-    std::cerr << "tlm-ckpt merge: --base DIR is required\n";
+    std::cerr << "tlm-ckpt merge: --base DIR or --base FILE.gguf is required\n";
     return 2;
   }
   if (!known || args.size() != want) {

@@ -8,8 +8,11 @@
 //    from the file or regenerated from the scores.
 // Control tokens (type 3) become special added tokens, user-defined ones (type 4) plain
 // added tokens. BOS is added when tokenizer.ggml.add_bos_token says so ("llama": default on).
+#include <map>
 #include <set>
 #include <unordered_map>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/common/error.h"
 #include "engine/formats/gguf_file.h"
@@ -188,6 +191,109 @@ std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufFile& gguf) {
   }
   parts.chat_template = gguf.get_string_or("tokenizer.chat_template", "");
   return std::make_unique<HfTokenizer>(std::move(parts));
+}
+
+namespace {
+
+nlohmann::json added_token_json(int64_t id, const std::string& content, bool special) {
+  return {{"id", id},           {"content", content}, {"single_word", false}, {"lstrip", false},
+          {"rstrip", false},    {"normalized", !special}, {"special", special}};
+}
+
+nlohmann::json byte_level(bool use_regex) {
+  return {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", use_regex}};
+}
+
+}  // namespace
+
+// The same vocabulary as load_tokenizer_from_gguf builds, as HF files. Byte-level BPE ("gpt2")
+// only: a SentencePiece-style vocabulary would need LlamaTokenizer's pipeline written out.
+GgufTokenizerFiles hf_tokenizer_files_from_gguf(const GgufFile& gguf) {
+  const std::string path = gguf.path();
+  const std::string model = gguf.get_string("tokenizer.ggml.model");
+  TLM_CHECK(model == "gpt2", path, ": tokenizer.ggml.model '", model,
+            "': only byte-level BPE (gpt2) vocabularies can be written as tokenizer.json yet");
+  const auto& tokens = gguf.get_string_array("tokenizer.ggml.tokens");
+  std::vector<int64_t> types;
+  if (gguf.has("tokenizer.ggml.token_type")) types = gguf.get_int_array("tokenizer.ggml.token_type");
+  TLM_CHECK(types.empty() || types.size() == tokens.size(), path, ": tokenizer.ggml.token_type has ", types.size(),
+            " entries for ", tokens.size(), " tokens");
+  nlohmann::json vocab = nlohmann::json::object();
+  std::set<std::string> keys;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string key = in_byte_alphabet(tokens[i]) ? tokens[i] : bytes_to_byte_level(tokens[i]);
+    keys.insert(key);
+    vocab[key] = static_cast<int64_t>(i);
+  }
+  nlohmann::json merges = nlohmann::json::array();
+  for (const auto& [a, b] : read_merges(gguf)) merges.push_back({a, b});
+  // Added tokens as build_gpt2 and the special ids add them, in id order.
+  std::map<int64_t, nlohmann::json> added;
+  for (size_t i = 0; i < types.size(); ++i) {
+    if (types[i] == kSpControl && in_byte_alphabet(tokens[i])) added[static_cast<int64_t>(i)] = added_token_json(static_cast<int64_t>(i), tokens[i], true);
+    else if (types[i] == kSpUserDefined && keys.count(tokens[i])) added[static_cast<int64_t>(i)] = added_token_json(static_cast<int64_t>(i), tokens[i], false);
+  }
+  GgufTokenizerFiles files;
+  const auto bos = optional_id(gguf, "tokenizer.ggml.bos_token_id", tokens.size());
+  const auto eos = optional_id(gguf, "tokenizer.ggml.eos_token_id", tokens.size());
+  const auto unk = optional_id(gguf, "tokenizer.ggml.unknown_token_id", tokens.size());
+  const auto pad = optional_id(gguf, "tokenizer.ggml.padding_token_id", tokens.size());
+  for (const auto& id : {bos, eos, unk, pad}) {
+    if (id && !tokens[static_cast<size_t>(*id)].empty() && !added.count(*id) && vocab.contains(tokens[static_cast<size_t>(*id)]))
+      added[*id] = added_token_json(*id, tokens[static_cast<size_t>(*id)], true);
+  }
+  nlohmann::json added_list = nlohmann::json::array();
+  for (const auto& [id, t] : added) added_list.push_back(t);
+
+  nlohmann::json pre = byte_level(true);
+  if (const char* split = split_regex_for(gguf.get_string_or("tokenizer.ggml.pre", ""))) {
+    pre = {{"type", "Sequence"},
+           {"pretokenizers",
+            {{{"type", "Split"}, {"pattern", {{"Regex", split}}}, {"behavior", "Isolated"}, {"invert", false}},
+             byte_level(false)}}};
+  }
+  const bool add_bos = gguf.get_bool_or("tokenizer.ggml.add_bos_token", false) && bos;
+  const bool add_eos = gguf.get_bool_or("tokenizer.ggml.add_eos_token", false) && eos;
+  nlohmann::json post = byte_level(true);
+  if (add_bos || add_eos) {
+    nlohmann::json single = nlohmann::json::array(), pair = nlohmann::json::array(), special = nlohmann::json::object();
+    auto piece = [&](int32_t id) {
+      const std::string& t = tokens[static_cast<size_t>(id)];
+      special[t] = {{"id", t}, {"ids", {id}}, {"tokens", {t}}};
+      return nlohmann::json{{"SpecialToken", {{"id", t}, {"type_id", 0}}}};
+    };
+    if (add_bos) single.push_back(piece(*bos));
+    single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
+    if (add_eos) single.push_back(piece(*eos));
+    pair = single;
+    pair.push_back({{"Sequence", {{"id", "B"}, {"type_id", 1}}}});
+    post = {{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", special}};
+  }
+  files.tokenizer = {{"version", "1.0"},
+                     {"truncation", nullptr},
+                     {"padding", nullptr},
+                     {"added_tokens", added_list},
+                     {"normalizer", nullptr},
+                     {"pre_tokenizer", pre},
+                     {"post_processor", post},
+                     {"decoder", byte_level(true)},
+                     {"model",
+                      {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr},
+                       {"continuing_subword_prefix", ""}, {"end_of_word_suffix", ""}, {"fuse_unk", false},
+                       {"byte_fallback", false}, {"ignore_merges", false}, {"vocab", vocab}, {"merges", merges}}}};
+  nlohmann::json& cfg = files.tokenizer_config;
+  cfg = {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"add_bos_token", add_bos}, {"add_eos_token", add_eos},
+         {"clean_up_tokenization_spaces", false}};
+  auto name = [&](const std::optional<int32_t>& id) -> nlohmann::json {
+    return id ? nlohmann::json(tokens[static_cast<size_t>(*id)]) : nlohmann::json(nullptr);
+  };
+  cfg["bos_token"] = name(bos);
+  cfg["eos_token"] = name(eos);
+  cfg["unk_token"] = name(unk);
+  cfg["pad_token"] = name(pad);
+  const std::string chat = gguf.get_string_or("tokenizer.chat_template", "");
+  if (!chat.empty()) cfg["chat_template"] = chat;
+  return files;
 }
 
 }  // namespace tlm

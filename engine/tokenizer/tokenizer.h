@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace tlm {
 
 class GgufFile;
@@ -54,6 +56,16 @@ class Tokenizer {
 std::unique_ptr<Tokenizer> load_tokenizer_from_directory(const std::string& directory);
 // Loads the vocabulary embedded in a GGUF file (tokenizer.ggml.*).
 std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufFile& gguf);
+
+// The same vocabulary as HF files (tokenizer.json, tokenizer_config.json) that transformers'
+// AutoTokenizer loads with the encodings load_tokenizer_from_gguf gives (what `tlm-ckpt merge`
+// writes beside a merged GGUF base). Byte-level BPE (tokenizer.ggml.model gpt2) only; throws
+// naming the file for other vocabularies.
+struct GgufTokenizerFiles {
+  nlohmann::json tokenizer;
+  nlohmann::json tokenizer_config;
+};
+GgufTokenizerFiles hf_tokenizer_files_from_gguf(const GgufFile& gguf);
 
 // Turns a stream of token ids into text that never ends inside a UTF-8 character: bytes of
 // an incomplete character are held back until the token that completes it arrives.
