@@ -5,6 +5,7 @@
 //   tlm-ckpt verify FILE|DIR        checksums and structure; exit 0 good, 1 bad
 //   tlm-ckpt export-peft FILE OUT   adapter_model.safetensors + adapter_config.json for HF PEFT
 //   tlm-ckpt merge FILE --base DIR|GGUF OUT   the base model with the adapter folded in (HF directory)
+//   tlm-ckpt convert BASE.gguf OUT            a GGUF base as an HF directory
 //   tlm-ckpt plot RUN_OR_CKPT OUT.png   a picture of the job (launch/tlm_plot.py, matplotlib)
 // Tables for people by default; --json for scripts.
 #include <algorithm>
@@ -324,11 +325,17 @@ int cmd_diff(const std::string& a_path, const std::string& b_path, bool as_json)
   return 0;
 }
 
-int cmd_export_peft(const std::string& file, const std::string& out, bool as_json) {
+// `base_name`: what adapter_config.json names as the base (default: the run's --model). PEFT
+// cannot load a .gguf path: name the directory `tlm-ckpt convert` wrote from it.
+int cmd_export_peft(const std::string& file, const std::string& out, const std::string& base_name, bool as_json) {
   const CheckpointState s = AdapterCheckpoint::load(file);
   const json m = json::parse(s.identity.method_json, nullptr, false);
   TLM_CHECK(!m.is_discarded(), file, ": the method attribute is not JSON");
-  save_peft(out, s.adapter, m, s.identity.base_model_path, file);
+  const std::string base = base_name.empty() ? s.identity.base_model_path : base_name;
+  save_peft(out, s.adapter, m, base, file);
+  if (base.size() > 5 && base.substr(base.size() - 5) == ".gguf")
+    log_warn(str_cat(out, "/adapter_config.json names the GGUF base ", base, ", which PEFT cannot load: run `tlm-ckpt ",
+                     "convert ", base, " DIR` and export with --base DIR"));
   const bool ln = is_norm_affine(s);
   if (as_json) std::cout << json{{"file", file}, {"peft_adapter", out}, {"peft_type", ln ? "LN_TUNING" : "LORA"},
                                  {"tensors", s.adapter.size()}}.dump(2) << "\n";
@@ -338,21 +345,19 @@ int cmd_export_peft(const std::string& file, const std::string& out, bool as_jso
   return 0;
 }
 
-// W + scale * B A for every adapted projection, every other tensor as it is, written in fp32
-// as OUT/model.safetensors. An HF base's config and tokenizer files are copied beside it; a
-// GGUF base's are written from its metadata (config.json, generation_config.json, and for a
-// byte-level BPE vocabulary tokenizer.json + tokenizer_config.json), its weights dequantised
-// with q/k rows in HF order: transformers loads OUT as a plain model.
-int cmd_merge(const std::string& file, const std::string& base, const std::string& out, bool as_json) {
-  const bool gguf = !fs::is_directory(base);
-  TLM_CHECK(fs::exists(base) && (gguf || fs::exists(fs::path(base) / "config.json")), base,
-            ": merge needs an HF model directory (config.json + safetensors) or a .gguf file as --base");
-  const CheckpointState s = AdapterCheckpoint::load(file);
-  ModelFiles files = open_model_files(base);
-  const std::string fingerprint = content_fingerprint(files.config.summary());
-  TLM_CHECK(fingerprint == s.identity.base_config_hash, file, ": saved for a base model with config fingerprint ",
-            s.identity.base_config_hash, " (", s.identity.base_model_path, "), ", base, " has ", fingerprint);
-  const double scale = lora_scale(s);
+// The HF directory of `base` in OUT: W + scale * B A for every projection `adapter` adapts (a
+// norm-affine checkpoint's tuned norms replace the base ones; no checkpoint: the base as it is),
+// every other tensor as it is, in fp32 as OUT/model.safetensors. An HF base's config and
+// tokenizer files are copied beside it; a GGUF base's are written from its metadata
+// (config.json, generation_config.json, and for a byte-level BPE vocabulary tokenizer.json +
+// tokenizer_config.json), its weights dequantised with q/k rows in HF order: transformers loads
+// OUT as a plain model. Returns the modules changed.
+int64_t write_hf_model(const std::string& base, ModelFiles& files, const CheckpointState* ckpt,
+                       const std::string& file, const std::string& out) {
+  const bool gguf = files.format == "gguf";
+  const std::map<std::string, at::Tensor> none;
+  const std::map<std::string, at::Tensor>& adapter = ckpt ? ckpt->adapter : none;
+  const double scale = ckpt && !is_norm_affine(*ckpt) ? lora_scale(*ckpt) : 1.0;
   std::vector<std::string> names;
   GgufTokenizerFiles tokenizer_files;  // a GGUF base: built first, so an unsupported vocabulary fails early
   if (gguf) {
@@ -368,16 +373,16 @@ int cmd_merge(const std::string& file, const std::string& base, const std::strin
   for (const std::string& name : names) {
     at::Tensor w = files.weights->load(name, WeightSlice::whole()).to(at::kFloat).contiguous();
     const std::string module = name.size() > 7 ? name.substr(0, name.size() - 7) : "";
-    auto a = s.adapter.find(module + ".lora_A");
-    auto tuned = s.adapter.find(name);  // norm-affine: the trained norm weight replaces the base one
-    if (tuned != s.adapter.end()) {
+    auto a = adapter.find(module + ".lora_A");
+    auto tuned = adapter.find(name);  // norm-affine: the trained norm weight replaces the base one
+    if (tuned != adapter.end()) {
       TLM_CHECK(tuned->second.sizes() == w.sizes(), file, ": '", name, "' is ", tuned->second.sizes(),
                 " but the base weight is ", w.sizes());
       w = tuned->second.to(at::kFloat).contiguous();
       ++merged;
       ++used;
-    } else if (name.size() > 7 && name.substr(name.size() - 7) == ".weight" && a != s.adapter.end()) {
-      const at::Tensor delta = at::matmul(s.adapter.at(module + ".lora_B"), a->second) * scale;
+    } else if (name.size() > 7 && name.substr(name.size() - 7) == ".weight" && a != adapter.end()) {
+      const at::Tensor delta = at::matmul(adapter.at(module + ".lora_B"), a->second) * scale;
       TLM_CHECK(delta.sizes() == w.sizes(), file, ": module '", module, "': B A is ", delta.sizes(),
                 " but the base weight is ", w.sizes());
       w = (w + delta).contiguous();
@@ -387,7 +392,7 @@ int cmd_merge(const std::string& file, const std::string& base, const std::strin
     keep.push_back(w);
     entries.push_back({name, StDtype::F32, w.sizes().vec(), w.data_ptr()});
   }
-  TLM_CHECK(used == static_cast<int64_t>(s.adapter.size()), file, ": ", s.adapter.size(),
+  TLM_CHECK(used == static_cast<int64_t>(adapter.size()), file, ": ", adapter.size(),
             " adapter tensors but only ", used, " of them found a module in ", base);
   fs::create_directories(out);
   write_safetensors((fs::path(out) / "model.safetensors").string(), entries, {{"format", "pt"}});
@@ -406,8 +411,35 @@ int cmd_merge(const std::string& file, const std::string& base, const std::strin
       fs::copy_file(e.path(), fs::path(out) / name, fs::copy_options::overwrite_existing);
     }
   }
+  return merged;
+}
+
+ModelFiles open_base(const std::string& base) {
+  TLM_CHECK(fs::exists(base) && (!fs::is_directory(base) || fs::exists(fs::path(base) / "config.json")), base,
+            ": merge needs an HF model directory (config.json + safetensors) or a .gguf file as --base");
+  return open_model_files(base);
+}
+
+int cmd_merge(const std::string& file, const std::string& base, const std::string& out, bool as_json) {
+  ModelFiles files = open_base(base);
+  const CheckpointState s = AdapterCheckpoint::load(file);
+  const std::string fingerprint = content_fingerprint(files.config.summary());
+  TLM_CHECK(fingerprint == s.identity.base_config_hash, file, ": saved for a base model with config fingerprint ",
+            s.identity.base_config_hash, " (", s.identity.base_model_path, "), ", base, " has ", fingerprint);
+  const int64_t merged = write_hf_model(base, files, &s, file, out);
   if (as_json) std::cout << json{{"file", file}, {"base", base}, {"out", out}, {"merged_modules", merged}}.dump(2) << "\n";
-  else std::cout << file << " + " << base << " -> " << out << " (" << merged << (is_norm_affine(s) ? " norms replaced" : " projections merged, scale " + num(scale)) << ")\n";
+  else std::cout << file << " + " << base << " -> " << out << " (" << merged << (is_norm_affine(s) ? " norms replaced" : " projections merged, scale " + num(lora_scale(s))) << ")\n";
+  return 0;
+}
+
+// A GGUF base as an HF directory (what merge writes, without an adapter): the base PEFT
+// adapters exported from a GGUF-based run can name (export-peft --base).
+int cmd_convert(const std::string& base, const std::string& out, bool as_json) {
+  ModelFiles files = open_base(base);
+  TLM_CHECK(files.format == "gguf", base, ": convert takes a .gguf file (an HF directory is already one)");
+  write_hf_model(base, files, nullptr, base, out);
+  if (as_json) std::cout << json{{"base", base}, {"out", out}}.dump(2) << "\n";
+  else std::cout << base << " -> " << out << " (HF directory, fp32)\n";
   return 0;
 }
 
@@ -433,7 +465,9 @@ void usage(std::ostream& os) {
         "  tlm-ckpt diff A B [--json]\n"
         "  tlm-ckpt verify FILE|DIR [--json] [--timeout S]  exit 0 when it (every step-N.h5 of DIR)\n"
         "      verifies, 1 when not (a file HDF5 crashes on, or reads for more than S s, default 120, is damaged)\n"
-        "  tlm-ckpt export-peft FILE OUT [--json] adapter_model.safetensors + adapter_config.json\n"
+        "  tlm-ckpt export-peft FILE OUT [--base NAME] [--json] adapter_model.safetensors + adapter_config.json\n"
+        "      (NAME: the base it names, default the run's --model)\n"
+        "  tlm-ckpt convert BASE.gguf OUT [--json]  a GGUF base as an HF directory (fp32) PEFT and transformers load\n"
         "  tlm-ckpt merge FILE --base DIR|GGUF OUT [--json]  base (HF directory or .gguf) with the adapter folded in,\n"
         "                                          written as an HF directory\n"
         "  tlm-ckpt plot RUN_OR_CKPT OUT.png [--smooth N] [--python PATH]  input perplexity, selected\n"
@@ -466,9 +500,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string cmd = args[0];
-  const size_t want = cmd == "diff" || cmd == "export-peft" || cmd == "merge" || cmd == "plot" ? 3 : 2;
+  const size_t want =
+      cmd == "diff" || cmd == "export-peft" || cmd == "merge" || cmd == "plot" || cmd == "convert" ? 3 : 2;
   const bool known = cmd == "ls" || cmd == "show" || cmd == "diff" || cmd == "verify" || cmd == "export-peft" ||
-                     cmd == "merge" || cmd == "plot";
+                     cmd == "merge" || cmd == "plot" || cmd == "convert";
   if (cmd == "merge" && base.empty()) {
     std::cerr << "tlm-ckpt merge: --base DIR or --base FILE.gguf is required\n";
     return 2;
@@ -486,7 +521,8 @@ int main(int argc, char** argv) {
     if (cmd == "diff") return tlm::cmd_diff(args[1], args[2], as_json);
     if (cmd == "merge") return tlm::cmd_merge(args[1], base, args[2], as_json);
     if (cmd == "plot") return tlm::cmd_plot(args[1], args[2], python, smooth);
-    return tlm::cmd_export_peft(args[1], args[2], as_json);
+    if (cmd == "convert") return tlm::cmd_convert(args[1], args[2], as_json);
+    return tlm::cmd_export_peft(args[1], args[2], base, as_json);
   } catch (const std::exception& e) {
     tlm::log_error(e.what());
     return 1;

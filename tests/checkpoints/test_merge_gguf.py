@@ -3,7 +3,8 @@
 that transformers loads as a plain model. Checks: its logits against transformers' own GGUF
 loader with PEFT applying the exported adapter (the adapted model), tlm reading the merged
 directory against transformers on it, and its tokenizer files against transformers' tokenizer
-built from the GGUF on the SmolLM2 tokenizer test's 2400 strings, chat template included.
+built from the GGUF on the SmolLM2 tokenizer test's 2400 strings, chat template included; and
+`tlm-ckpt convert` + `export-peft --base` giving an adapter that PEFT's AutoPeftModel loads.
 Skipped when the default model is not installed."""
 import json
 import os
@@ -79,6 +80,28 @@ class MergeOntoGguf(unittest.TestCase):
         print(f"[parity] tlm on the merged directory vs transformers on it: logits max abs diff {ours_diff:.2e}",
               flush=True)
         self.assertLessEqual(ours_diff, 1e-4)
+
+    def test_an_exported_adapter_names_the_converted_base_that_peft_loads(self):
+        # PEFT cannot load a .gguf base: export-peft warns, and names the directory convert writes.
+        proc = run([binary("launch/tlm-ckpt"), "export-peft", self.work / "run" / "ckpt" / "step-2.h5",
+                    self.work / "peft-gguf-named"])
+        self.assertIn("which PEFT cannot load", proc.stderr)
+        converted, peft_dir = self.work / "converted", self.work / "peft-converted"
+        out = run([binary("launch/tlm-ckpt"), "convert", DEFAULT_MODEL, converted]).stdout
+        self.assertIn("HF directory", out)
+        run([binary("launch/tlm-ckpt"), "export-peft", self.work / "run" / "ckpt" / "step-2.h5", peft_dir,
+             "--base", converted])
+        self.assertEqual(json.loads((peft_dir / "adapter_config.json").read_text())["base_model_name_or_path"],
+                         str(converted))
+        adapted = peft.AutoPeftModelForCausalLM.from_pretrained(str(peft_dir), dtype=torch.float32).eval()
+        folded = transformers.AutoModelForCausalLM.from_pretrained(self.merged, dtype=torch.float32).eval()
+        ids = torch.tensor([self.tok(PROMPTS[1])["input_ids"]])
+        with torch.no_grad():
+            want, got = adapted(input_ids=ids).logits, folded(input_ids=ids).logits
+        diff, scale = float((got - want).abs().max()), float(want.abs().max())
+        print(f"[parity] AutoPeftModelForCausalLM on the converted base vs the merged model: logits max abs diff "
+              f"{diff:.2e} at max |logit| {scale:.1f}", flush=True)
+        self.assertLessEqual(diff, 1e-5 * scale)
 
     def test_tokenizer_files_encode_like_transformers_gguf_tokenizer(self):
         strings = tok_fixtures.generate_strings(seed=1234, specials=SPECIALS, count=2400)
