@@ -18,6 +18,10 @@ const std::vector<std::string>& norm_target_names() {
 NormAffine::NormAffine(LlamaModel& model, std::vector<std::string> targets)
     : targets_(std::move(targets)), tp_rank_(model.tp()->rank()) {
   TLM_CHECK(!targets_.empty(), "norm-affine targets must not be empty");
+  // Its norms hold 1 + w (model/llama_model.cpp): the tuned weights and their LN-tuning export
+  // would be off by one from HF's. Not supported until the export subtracts it.
+  TLM_CHECK(!model.config().norm_plus_one, "norm-affine tuning of ", model.config().model_type,
+            " (norm weights applied as 1 + w) is not supported; use LoRA");
   const auto& known = norm_target_names();
   for (const std::string& t : targets_)
     TLM_CHECK(std::find(known.begin(), known.end(), t) != known.end(), "norm-affine target '", t,

@@ -13,7 +13,8 @@ Attention::Attention(std::unique_ptr<ColumnParallelLinear> q,
                      std::unique_ptr<ColumnParallelLinear> k,
                      std::unique_ptr<ColumnParallelLinear> v, std::unique_ptr<RowParallelLinear> o,
                      int64_t head_dim)
-    : q_(std::move(q)), k_(std::move(k)), v_(std::move(v)), o_(std::move(o)), head_dim_(head_dim) {}
+    : q_(std::move(q)), k_(std::move(k)), v_(std::move(v)), o_(std::move(o)), head_dim_(head_dim),
+      scale_(1.0 / std::sqrt(static_cast<double>(head_dim))) {}
 
 at::Tensor Attention::forward(const at::Tensor& x, const AttentionInputs& in) const {
   const int64_t B = x.size(0), T = x.size(1), D = head_dim_;
@@ -37,7 +38,7 @@ at::Tensor Attention::forward(const at::Tensor& x, const AttentionInputs& in) co
     k = c.keys[in.layer].narrow(2, 0, c.length + T);  // [B, kv/tp, S, D]
     v = c.values[in.layer].narrow(2, 0, c.length + T);
   }
-  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  const double scale = scale_;
   at::Tensor out;
   if (in.mask.defined()) {
     out = at::scaled_dot_product_attention(q, k, v, in.mask, 0.0, false, scale, /*enable_gqa=*/true);

@@ -33,6 +33,8 @@ class Attention {
     k_norm_ = std::move(k_weight);
     norm_eps_ = eps;
   }
+  // The softmax scale (default 1/sqrt(head_dim); Gemma 3: query_pre_attn_scalar^-0.5).
+  void set_softmax_scale(double scale) { scale_ = scale; }
   ColumnParallelLinear& q_proj() { return *q_; }
   ColumnParallelLinear& k_proj() { return *k_; }
   ColumnParallelLinear& v_proj() { return *v_; }
@@ -58,6 +60,7 @@ class Attention {
   at::Tensor q_norm_, k_norm_;  // [D], or undefined
   double norm_eps_ = 1e-6;
   int64_t head_dim_;
+  double scale_;
 };
 
 }  // namespace tlm

@@ -95,6 +95,23 @@ void check_shape(const WeightSource& w, const std::string& name, std::vector<int
             at::IntArrayRef(got), ", the config says ", at::IntArrayRef(expected));
 }
 
+// The attention mask over a cache of S = past + T slots: causal, within `window` slots when
+// set, keys masked by `keys` ([B, S]; undefined = none). [B or 1, 1, T, S] bool (true = may
+// attend); undefined for a plain causal pass (no cache, no padding, no window).
+at::Tensor causal_mask(int64_t past, int64_t T, int64_t B, std::optional<int64_t> window, const at::Tensor& keys,
+                       const at::TensorOptions& index) {
+  if (past == 0 && !keys.defined() && !window) return at::Tensor();
+  const int64_t S = past + T;
+  at::Tensor q_index = at::arange(past, past + T, index).unsqueeze(1);  // [T, 1]
+  at::Tensor k_index = at::arange(0, S, index).unsqueeze(0);            // [1, S]
+  at::Tensor allowed = (k_index <= q_index);
+  if (window) allowed = allowed & (q_index - k_index < *window);
+  at::Tensor m = allowed.view({1, 1, T, S});
+  if (keys.defined()) m = keys.view({B, 1, 1, S}) & m;
+  // A padding query may always see itself, so no row is fully masked (NaN).
+  return m | (k_index == q_index).view({1, 1, T, S});
+}
+
 }  // namespace
 
 LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
@@ -127,8 +144,20 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
     check_shape(weights, "lm_head.weight", {c.vocab_size, H});
     lm_head_shard_ = load.vocab_rows("lm_head.weight", c.vocab_size);
   }
+  // Gemma's norms act as (1 + w): folded in here, in fp32 as transformers computes it (rms_norm
+  // then multiplies in fp32 and casts), so every norm below is a plain RMSNorm.
+  auto norm_weight = [&](const std::string& name) {
+    at::Tensor w = load.whole(name);
+    return c.norm_plus_one ? w.to(at::kFloat) + 1.0 : w;
+  };
   check_shape(weights, "model.norm.weight", {H});
-  final_norm_.weight = load.whole("model.norm.weight");
+  final_norm_.weight = norm_weight("model.norm.weight");
+  if (c.local_rope_theta > 0.0) {
+    ModelConfig local = c;
+    local.rope_theta = c.local_rope_theta;
+    local.rope_scaling = RopeScaling{};
+    local_rotary_ = std::make_unique<RotaryEmbedding>(local, std::nullopt, device_);
+  }
 
   layers_.reserve(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
@@ -142,6 +171,10 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
     check_shape(weights, p + "mlp.down_proj.weight", {H, c.intermediate_size});
     check_shape(weights, p + "input_layernorm.weight", {H});
     check_shape(weights, p + "post_attention_layernorm.weight", {H});
+    if (c.sandwich_norms) {
+      check_shape(weights, p + "pre_feedforward_layernorm.weight", {H});
+      check_shape(weights, p + "post_feedforward_layernorm.weight", {H});
+    }
     if (c.qkv_bias) {
       check_shape(weights, p + "self_attn.q_proj.bias", {c.num_heads * D});
       check_shape(weights, p + "self_attn.k_proj.bias", {c.num_kv_heads * D});
@@ -158,20 +191,29 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
       check_shape(weights, p + "mlp.down_proj.bias", {H});
     }
     Layer layer;
-    layer.input_norm.weight = load.whole(p + "input_layernorm.weight");
-    layer.post_norm.weight = load.whole(p + "post_attention_layernorm.weight");
+    layer.input_norm.weight = norm_weight(p + "input_layernorm.weight");
+    if (c.sandwich_norms) {
+      layer.attn_out_norm.weight = norm_weight(p + "post_attention_layernorm.weight");
+      layer.post_norm.weight = norm_weight(p + "pre_feedforward_layernorm.weight");
+      layer.mlp_out_norm.weight = norm_weight(p + "post_feedforward_layernorm.weight");
+    } else {
+      layer.post_norm.weight = norm_weight(p + "post_attention_layernorm.weight");
+    }
+    layer.sliding = c.sliding_layers.empty() ? c.sliding_window.has_value() : c.sliding_layers[static_cast<size_t>(i)];
     layer.attention = std::make_unique<Attention>(
         load.heads(p + "self_attn.q_proj", c.num_heads, D, c.qkv_bias, "num_attention_heads"),
         load.heads(p + "self_attn.k_proj", c.num_kv_heads, D, c.qkv_bias, "num_key_value_heads"),
         load.heads(p + "self_attn.v_proj", c.num_kv_heads, D, c.qkv_bias, "num_key_value_heads"),
         load.row(p + "self_attn.o_proj", c.num_heads * D, c.o_bias, "o_proj columns"), D);
     if (c.qk_norm)
-      layer.attention->set_qk_norm(load.whole(p + "self_attn.q_norm.weight"), load.whole(p + "self_attn.k_norm.weight"),
+      layer.attention->set_qk_norm(norm_weight(p + "self_attn.q_norm.weight"), norm_weight(p + "self_attn.k_norm.weight"),
                                    c.rms_norm_eps);
+    if (c.attention_scale) layer.attention->set_softmax_scale(*c.attention_scale);
     layer.mlp = std::make_unique<Mlp>(
         load.column(p + "mlp.gate_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"),
         load.column(p + "mlp.up_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"),
-        load.row(p + "mlp.down_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"));
+        load.row(p + "mlp.down_proj", c.intermediate_size, c.mlp_bias, "intermediate_size"),
+        c.mlp_activation == "gelu_tanh");
     layers_.push_back(std::move(layer));
   }
 }
@@ -196,29 +238,32 @@ at::Tensor LlamaModel::forward_hidden(const at::Tensor& ids, const at::Tensor& a
     else cache->key_mask.narrow(1, past, T).fill_(true);
   }
 
-  AttentionInputs in;
-  std::tie(in.cos, in.sin) = rotary_.cos_sin(positions, dtype_);
-  in.cache = cache;
-  const bool plain_causal = !cache && !padded && !config_.sliding_window;
-  if (!plain_causal) {
-    const int64_t S = past + T;
-    at::Tensor q_index = at::arange(past, past + T, index).unsqueeze(1);  // [T, 1]
-    at::Tensor k_index = at::arange(0, S, index).unsqueeze(0);            // [1, S]
-    at::Tensor allowed = (k_index <= q_index);
-    if (config_.sliding_window) allowed = allowed & (q_index - k_index < *config_.sliding_window);
-    at::Tensor m = allowed.view({1, 1, T, S});
-    at::Tensor keys = cache ? cache->key_mask.narrow(1, 0, S) : mask;  // [B, S] or undefined
-    if (keys.defined()) m = keys.view({B, 1, 1, S}) & m;
-    // [B or 1, 1, T, S]; a padding query may always see itself so no row is fully masked (NaN).
-    in.mask = m | (k_index == q_index).view({1, 1, T, S});
+  // Global layers, and (Gemma 3) sliding-window layers with their own rotary base and mask.
+  const ModelConfig& c = config_;
+  const at::Tensor keys = cache ? cache->key_mask.narrow(1, 0, past + T) : mask;  // [B, S] or undefined
+  AttentionInputs global;
+  std::tie(global.cos, global.sin) = rotary_.cos_sin(positions, dtype_);
+  global.cache = cache;
+  global.mask = causal_mask(past, T, B, c.sliding_layers.empty() ? c.sliding_window : std::nullopt, keys, index);
+  AttentionInputs local;
+  if (!c.sliding_layers.empty()) {
+    local = global;
+    if (local_rotary_) std::tie(local.cos, local.sin) = local_rotary_->cos_sin(positions, dtype_);
+    local.mask = causal_mask(past, T, B, c.sliding_window, keys, index);
   }
 
   at::Tensor x = embed_->forward(ids);  // [B, T, H]
+  if (c.embedding_scale != 1.0) x = x * at::scalar_tensor(c.embedding_scale, x.options());  // in x's dtype, as HF
   for (size_t i = 0; i < layers_.size(); ++i) {
     const Layer& layer = layers_[i];
+    AttentionInputs& in = layer.sliding && !c.sliding_layers.empty() ? local : global;
     in.layer = static_cast<int>(i);
-    x = x + layer.attention->forward(rms_norm(x, layer.input_norm, config_.rms_norm_eps), in);
-    x = x + layer.mlp->forward(rms_norm(x, layer.post_norm, config_.rms_norm_eps));
+    at::Tensor a = layer.attention->forward(rms_norm(x, layer.input_norm, c.rms_norm_eps), in);
+    if (c.sandwich_norms) a = rms_norm(a, layer.attn_out_norm, c.rms_norm_eps);
+    x = x + a;
+    at::Tensor m = layer.mlp->forward(rms_norm(x, layer.post_norm, c.rms_norm_eps));
+    if (c.sandwich_norms) m = rms_norm(m, layer.mlp_out_norm, c.rms_norm_eps);
+    x = x + m;
     if (residuals) residuals->push_back(x);
   }
   if (cache) {
@@ -306,6 +351,8 @@ int64_t LlamaModel::weight_bytes() const {
   total += lm_head_shard_.packed_bytes();
   for (const Layer& l : layers_) {
     total += static_cast<int64_t>(l.input_norm.weight.nbytes() + l.post_norm.weight.nbytes());
+    if (config_.sandwich_norms)
+      total += static_cast<int64_t>(l.attn_out_norm.weight.nbytes() + l.mlp_out_norm.weight.nbytes());
     total += l.attention->weight_bytes() + l.mlp->weight_bytes();
   }
   return total;
@@ -354,7 +401,13 @@ std::vector<Norm> LlamaModel::norms() {
   for (size_t i = 0; i < layers_.size(); ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
     out.push_back({p + "input_layernorm", &layers_[i].input_norm});
-    out.push_back({p + "post_attention_layernorm", &layers_[i].post_norm});
+    if (config_.sandwich_norms) {  // HF's names: post_attention_layernorm is on the attention output here
+      out.push_back({p + "post_attention_layernorm", &layers_[i].attn_out_norm});
+      out.push_back({p + "pre_feedforward_layernorm", &layers_[i].post_norm});
+      out.push_back({p + "post_feedforward_layernorm", &layers_[i].mlp_out_norm});
+    } else {
+      out.push_back({p + "post_attention_layernorm", &layers_[i].post_norm});
+    }
   }
   out.push_back({"model.norm", &final_norm_});
   return out;

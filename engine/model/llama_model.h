@@ -109,8 +109,11 @@ class LlamaModel {
 
  private:
   struct Layer {
-    NormSlot input_norm;  // [H]
-    NormSlot post_norm;   // [H]
+    NormSlot input_norm;     // [H] before attention
+    NormSlot post_norm;      // [H] before the MLP (Llama's post_attention_layernorm, Gemma's pre_feedforward)
+    NormSlot attn_out_norm;  // [H] sandwich norms (Gemma 3): on the attention output,
+    NormSlot mlp_out_norm;   //     and on the MLP output, before each residual add
+    bool sliding = false;    // sliding-window attention with the local rotary base
     std::unique_ptr<Attention> attention;
     std::unique_ptr<Mlp> mlp;
   };
@@ -125,6 +128,7 @@ class LlamaModel {
   NormSlot final_norm_;
   std::vector<Layer> layers_;
   RotaryEmbedding rotary_;
+  std::unique_ptr<RotaryEmbedding> local_rotary_;  // sliding layers' own base (Gemma 3), or none
   std::string weights_fingerprint_;
 };
 

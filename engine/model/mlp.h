@@ -1,4 +1,5 @@
-// The SwiGLU feed-forward block: gate and up are column-parallel, down is row-parallel.
+// The gated feed-forward block, SwiGLU (silu) or GeGLU (tanh-approximated GELU, Gemma): gate
+// and up are column-parallel, down is row-parallel.
 #pragma once
 
 #include <memory>
@@ -12,8 +13,8 @@ namespace tlm {
 class Mlp {
  public:
   Mlp(std::unique_ptr<ColumnParallelLinear> gate, std::unique_ptr<ColumnParallelLinear> up,
-      std::unique_ptr<RowParallelLinear> down);
-  // down(silu(gate(x)) * up(x)); the intermediate stays split over TP.
+      std::unique_ptr<RowParallelLinear> down, bool gelu_tanh = false);
+  // down(act(gate(x)) * up(x)); the intermediate stays split over TP.
   at::Tensor forward(const at::Tensor& x) const;
 
   ColumnParallelLinear& gate_proj() { return *gate_; }
@@ -33,6 +34,7 @@ class Mlp {
   std::unique_ptr<ColumnParallelLinear> gate_, up_;
   std::unique_ptr<FusedColumnParallelLinear> gate_up_;
   std::unique_ptr<RowParallelLinear> down_;
+  bool gelu_tanh_ = false;
 };
 
 }  // namespace tlm

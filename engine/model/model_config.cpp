@@ -1,5 +1,7 @@
 #include "engine/model/model_config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <set>
 
@@ -13,7 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-const std::set<std::string> kSupportedHfTypes = {"llama", "mistral", "qwen2", "qwen3"};
+const std::set<std::string> kSupportedHfTypes = {"llama", "mistral", "qwen2", "qwen3", "gemma3_text"};
 const std::set<std::string> kSupportedGgufArchs = {"llama", "mistral", "qwen2", "qwen3"};
 
 template <typename T>
@@ -64,6 +66,54 @@ RopeScaling parse_rope(const json& params, const std::string& path, const char* 
   return r;
 }
 
+// Gemma 3 (text): sandwich norms with (1 + w) weights, GeGLU, scaled embeddings, q/k norms,
+// sliding-window attention on the local layers (layer_types, or every layer but each
+// sliding_window_pattern-th) with their own rotary base.
+void read_gemma3(const json& j, const std::string& path, ModelConfig& c) {
+  const std::string act = optional_field<std::string>(j, "hidden_activation", "gelu_pytorch_tanh", path);
+  TLM_CHECK(act == "gelu_pytorch_tanh", path, ": field 'hidden_activation' is '", act,
+            "'; tlm implements Gemma 3's gelu_pytorch_tanh");
+  for (const char* cap : {"final_logit_softcapping", "attn_logit_softcapping"})
+    TLM_CHECK(!j.contains(cap) || j.at(cap).is_null(), path, ": field '", cap, "' is set; tlm implements Gemma 3 "
+              "without soft-capping (Gemma 2 has it)");
+  c.mlp_activation = "gelu_tanh";
+  c.sandwich_norms = c.norm_plus_one = c.qk_norm = true;
+  c.qkv_bias = c.o_bias = optional_field<bool>(j, "attention_bias", false, path);
+  c.embedding_scale = std::sqrt(static_cast<double>(c.hidden_size));
+  c.attention_scale = 1.0 / std::sqrt(optional_field<double>(j, "query_pre_attn_scalar",
+                                                              static_cast<double>(c.head_dim), path));
+  c.sliding_window = required<int64_t>(j, "sliding_window", path);
+  if (j.contains("layer_types") && j.at("layer_types").is_array()) {
+    for (const json& t : j.at("layer_types")) {
+      TLM_CHECK(t == "sliding_attention" || t == "full_attention", path, ": field 'layer_types' holds ", t.dump(),
+                " (sliding_attention or full_attention)");
+      c.sliding_layers.push_back(t == "sliding_attention");
+    }
+    TLM_CHECK(static_cast<int64_t>(c.sliding_layers.size()) == c.num_layers, path, ": field 'layer_types' has ",
+              c.sliding_layers.size(), " entries for ", c.num_layers, " layers");
+  } else {
+    const int64_t pattern = optional_field<int64_t>(j, "sliding_window_pattern", 6, path);
+    for (int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back((i + 1) % pattern != 0);
+  }
+  // transformers 5: rope_parameters per layer type; older files: rope_theta + rope_local_base_freq.
+  if (j.contains("rope_parameters") && j.at("rope_parameters").contains("full_attention")) {
+    const json& p = j.at("rope_parameters");
+    c.rope_theta = optional_field<double>(p.at("full_attention"), "rope_theta", 1e6, path);
+    c.rope_scaling = parse_rope(p.at("full_attention"), path, "rope_parameters.full_attention");
+    const json local = p.value("sliding_attention", json::object());
+    c.local_rope_theta = optional_field<double>(local, "rope_theta", 1e4, path);
+    TLM_CHECK(parse_rope(local, path, "rope_parameters.sliding_attention").type == "default", path,
+              ": rope_parameters.sliding_attention must be the default rope");
+  } else {
+    c.rope_theta = optional_field<double>(j, "rope_theta", 1e6, path);
+    c.local_rope_theta = optional_field<double>(j, "rope_local_base_freq", 1e4, path);
+    if (j.contains("rope_scaling") && j.at("rope_scaling").is_object())
+      c.rope_scaling = parse_rope(j.at("rope_scaling"), path, "rope_scaling");
+  }
+  c.bos_token_id = token_id_field(j, "bos_token_id", path);
+  c.eos_token_id = token_id_field(j, "eos_token_id", path);
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_hf_json(const std::string& path) {
@@ -79,7 +129,7 @@ ModelConfig ModelConfig::from_hf_json(const std::string& path) {
   ModelConfig c;
   c.model_type = required<std::string>(j, "model_type", path);
   TLM_CHECK(kSupportedHfTypes.count(c.model_type), path, ": model_type '", c.model_type,
-            "' is not a Llama-family model tlm supports (llama, mistral, qwen2, qwen3)");
+            "' is not a Llama-family model tlm supports (llama, mistral, qwen2, qwen3, gemma3_text)");
   c.vocab_size = required<int64_t>(j, "vocab_size", path);
   c.hidden_size = required<int64_t>(j, "hidden_size", path);
   c.intermediate_size = required<int64_t>(j, "intermediate_size", path);
@@ -91,7 +141,12 @@ ModelConfig ModelConfig::from_hf_json(const std::string& path) {
   c.max_position_embeddings =
       optional_field<int64_t>(j, "max_position_embeddings", c.max_position_embeddings, path);
   c.rms_norm_eps = optional_field<double>(j, "rms_norm_eps", c.rms_norm_eps, path);
-  c.tie_word_embeddings = optional_field<bool>(j, "tie_word_embeddings", false, path);
+  c.tie_word_embeddings = optional_field<bool>(j, "tie_word_embeddings", c.model_type == "gemma3_text", path);
+  if (c.model_type == "gemma3_text") {
+    read_gemma3(j, path, c);
+    c.validate(path);
+    return c;
+  }
   const std::string act = optional_field<std::string>(j, "hidden_act", "silu", path);
   TLM_CHECK(act == "silu", path, ": field 'hidden_act' is '", act, "'; tlm implements silu");
 
@@ -177,6 +232,10 @@ void ModelConfig::validate(const std::string& source) const {
   TLM_CHECK(num_heads % num_kv_heads == 0, source, ": num_attention_heads = ", num_heads,
             " is not a multiple of num_key_value_heads = ", num_kv_heads);
   TLM_CHECK(head_dim % 2 == 0, source, ": head_dim = ", head_dim, " must be even for rotary");
+  TLM_CHECK(mlp_activation == "silu" || mlp_activation == "gelu_tanh", source, ": MLP activation '", mlp_activation,
+            "' (silu or gelu_tanh)");
+  TLM_CHECK(sliding_layers.empty() || static_cast<int64_t>(sliding_layers.size()) == num_layers, source, ": ",
+            sliding_layers.size(), " layer kinds for ", num_layers, " layers");
 }
 
 std::string ModelConfig::summary() const {
@@ -184,7 +243,13 @@ std::string ModelConfig::summary() const {
                  " heads ", num_heads, "/", num_kv_heads, " d", head_dim, " V", vocab_size,
                  " theta ", rope_theta, " rope ", rope_scaling.type, " x", rope_scaling.factor,
                  qkv_bias ? " qkv_bias" : "", qk_norm ? " qk_norm" : "", o_bias ? " o_bias" : "", mlp_bias ? " mlp_bias" : "",
-                 tie_word_embeddings ? " tied" : "");
+                 tie_word_embeddings ? " tied" : "",
+                 // Gemma 3's flags, only for models that have them (other fingerprints stay as they were).
+                 sandwich_norms ? str_cat(" sandwich norm+1 x", embedding_scale, " ", mlp_activation, " scale ",
+                                          attention_scale.value_or(0.0), " window ", sliding_window.value_or(0),
+                                          " local ", std::count(sliding_layers.begin(), sliding_layers.end(), true),
+                                          "/", sliding_layers.size(), " local theta ", local_rope_theta)
+                                : "");
 }
 
 }  // namespace tlm

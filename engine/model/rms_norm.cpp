@@ -8,6 +8,9 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   at::Tensor h = x.to(at::kFloat);
   at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
   h = h * at::rsqrt(variance + eps);
+  // An fp32 weight on a lower-precision x multiplies before the cast (Gemma's (x * w).to(dtype));
+  // a weight in x's dtype after it (Llama's w * x.to(dtype)). The same in fp32.
+  if (weight.scalar_type() == at::kFloat && x.scalar_type() != at::kFloat) return (h * weight).to(x.scalar_type());
   return weight * h.to(x.scalar_type());
 }
 

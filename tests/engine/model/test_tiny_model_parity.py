@@ -1,7 +1,9 @@
 """tlm's Llama-family decoder against transformers on tiny random models made here.
 
 For Llama (rope_scaling llama3), Qwen2 (q/k/v biases, tied embeddings), Mistral (sliding
-window) and Qwen3 (per-head q/k RMSNorm, explicit head_dim 24 != hidden / heads), saved with
+window), Qwen3 (per-head q/k RMSNorm, explicit head_dim 24 != hidden / heads) and Gemma 3
+(sandwich norms with 1 + w weights, GeGLU, scaled embeddings, sliding-window layers with their
+own rotary base beside a global one, query_pre_attn_scalar), saved with
 save_pretrained (Qwen3 also converted to a GGUF file here, architecture qwen3):
   - fp32 logits of a padded batch of prompts of different lengths (right and left padding)
     equal transformers' within 1e-4 absolute at every real token;
@@ -52,6 +54,13 @@ def make_model(kind: str, directory):
     elif kind == "qwen3":
         cfg = transformers.Qwen3Config(**common, head_dim=24, rope_theta=1000000.0)
         model = transformers.Qwen3ForCausalLM(cfg)
+    elif kind == "gemma3":
+        # Two sliding layers (window 8, shorter than the prompts) and one global, each kind with
+        # its own rotary base; head_dim 32 != hidden / heads and a softmax scale from
+        # query_pre_attn_scalar 24 != head_dim, so that each setting shows if it is ignored.
+        cfg = transformers.Gemma3TextConfig(**common, head_dim=32, sliding_window=8, query_pre_attn_scalar=24,
+                                            layer_types=["sliding_attention", "sliding_attention", "full_attention"])
+        model = transformers.Gemma3ForCausalLM(cfg)
     else:
         raise ValueError(kind)
     # Random init is small; widen it so logits differ visibly across tokens.
@@ -185,7 +194,10 @@ class TinyModelParity(unittest.TestCase):
         out = probe("logits", directory, {"ids": ids.tolist(), "mask": mask.tolist()}, "l16.f32", "bf16")
         ours16 = np.fromfile(out, dtype=np.float32).reshape(ref16.shape)
         real = mask.astype(bool)
-        assert_close(self, ours16[real], ref16[real], atol=TOLERANCE["bf16"], what=f"{kind} bf16 logits on {DEVICE}")
+        # Gemma 3's four norms a layer and GeGLU round more in bf16: transformers' own bf16 logits
+        # are 0.29 from its fp32 ones on this model (ours 0.21), against 0.04 for Qwen3; so 2.5x.
+        bf16_tol = TOLERANCE["bf16"] * (2.5 if kind == "gemma3" else 1.0)
+        assert_close(self, ours16[real], ref16[real], atol=bf16_tol, what=f"{kind} bf16 logits on {DEVICE}")
 
         # Greedy generation of 32 tokens from left-padded prompts, no stop token.
         rng = np.random.default_rng(7)
@@ -216,6 +228,9 @@ class TinyModelParity(unittest.TestCase):
 
     def test_qwen3_qk_norm(self):
         self.check_kind("qwen3")
+
+    def test_gemma3_sliding_and_global_layers(self):
+        self.check_kind("gemma3")
 
     def test_qwen3_from_gguf(self):
         try:
