@@ -96,29 +96,35 @@ class AdaptUnderMpirun(unittest.TestCase):
                 summary = json.loads((out / "summary.json").read_text())
                 self.assertIn(f"tp {tp} x dp {dp}", summary["layout"])
 
-    def test_qwen3_tp2_equals_one_process(self):
-        # Qwen3's per-head q/k norms act within a head, so a rank applies them to its own heads.
-        model_dir = self.work / "qwen3"
-        make_tiny_llama(model_dir, vocab_multiple=4, arch="qwen3")
+    def test_qwen3_and_gemma3_tp2_equal_one_process(self):
+        # Qwen3's per-head q/k norms act within a head, so a rank applies them to its own heads;
+        # Gemma 3 adds sandwich norms (replicated), GeGLU and a sliding-window layer.
+        for arch in ("qwen3", "gemma3"):
+            with self.subTest(arch=arch):
+                self.check_arch_tp2(arch)
+
+    def check_arch_tp2(self, arch):
+        model_dir = self.work / arch
+        make_tiny_llama(model_dir, vocab_multiple=4, arch=arch)
         extra = ["--model", model_dir]
-        single, tp2 = self.work / "qwen3-single", self.work / "qwen3-tp2"
+        single, tp2 = self.work / f"{arch}-single", self.work / f"{arch}-tp2"
         self.adapt(single, 1, extra=extra)
         self.adapt(tp2, 2, 2, 1, extra=extra)
         (ref_steps, ref_adapter, ref_pred), (steps, adapter, pred) = self.outputs(single), self.outputs(tp2)
         self.assertEqual([st["selected"] for st in steps], [st["selected"] for st in ref_steps])
         assert_close(self, [s["loss"] for s in steps], [s["loss"] for s in ref_steps], rtol=1e-5, atol=1e-12,
-                     what="qwen3 tp 2 per-step losses")
+                     what=f"{arch} tp 2 per-step losses")
         worst = max(float(np.abs(adapter[k] - ref_adapter[k]).max()) for k in ref_adapter)
         rel = float(np.sqrt(sum(((adapter[k] - ref_adapter[k]) ** 2).sum() for k in ref_adapter) /
                             sum((ref_adapter[k] ** 2).sum() for k in ref_adapter)))
-        print(f"[parity] qwen3 tp 2: adapter max abs diff {worst:.3e}, relative {rel:.3e} over {len(ref_adapter)} "
+        print(f"[parity] {arch} tp 2: adapter max abs diff {worst:.3e}, relative {rel:.3e} over {len(ref_adapter)} "
               f"tensors", flush=True)
         # The norms' rsqrt and the split heads sum in another order than one process; Adam's
         # normalisation turns that into element differences of a few 1e-6 on near-zero gradients
-        # (measured 1.1e-5 at most, 5 steps at lr 1e-3): 3e-5 absolute, 1e-5 relative.
+        # (measured 1.1e-5 at most for Qwen3, 5 steps at lr 1e-3): 3e-5 absolute, 1e-5 relative.
         self.assertLessEqual(worst, 3e-5)
         self.assertLessEqual(rel, 1e-5)
-        self.assertEqual(pred, ref_pred, "qwen3: predictions.jsonl differs from the one-process run")
+        self.assertEqual(pred, ref_pred, f"{arch}: predictions.jsonl differs from the one-process run")
 
     def test_vocabulary_not_divisible_by_tp_equals_one_process(self):
         # Issue 13: a vocabulary of 322 rows over TP 4 pads each rank's shard to 81 rows (the last

@@ -1,6 +1,7 @@
 """`tlm adapt` step for step against HF PEFT + torch.optim.AdamW doing the official TLM
 updates, on a tiny random Llama made here (r=8, alpha=16, q_proj/v_proj, dropout 0), and the
-online steps again on a tiny Qwen3 (per-head q/k RMSNorm between the adapted q and rotary).
+online steps again on a tiny Qwen3 (per-head q/k RMSNorm between the adapted q and rotary) and
+a tiny Gemma 3.
 
 Both start from the same adapter (PEFT's random A, zero B, saved with save_pretrained and
 given to tlm with --init-adapter). Five optimiser steps (10 prompts, train batch 2), the
@@ -202,6 +203,13 @@ class AdaptPeftParity(unittest.TestCase):
 class AdaptPeftParityQwen3(AdaptPeftParity):
     """The same online steps on a Qwen3-shaped model (q/k norms inside the adapted attention)."""
     ARCH = "qwen3"
+    test_offline = test_online_bf16_base = None
+
+
+class AdaptPeftParityGemma3(AdaptPeftParity):
+    """The same online steps on a Gemma 3-shaped model (sandwich norms, GeGLU, a sliding-window
+    layer shorter than the chat prompts and a global one)."""
+    ARCH = "gemma3"
     test_offline = test_online_bf16_base = None
 
 

@@ -60,7 +60,8 @@ def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int 
     the tokenizer's vocabulary (320) rounded up to `vocab_multiple` rows (as models pad theirs so
     that tensor-parallel ranks split it evenly), plus `extra_vocab` rows no token uses (a
     vocabulary that does not split evenly). `arch` "qwen3": the same shape as a Qwen3
-    (per-head q/k RMSNorm, head_dim 24 instead of hidden / heads = 16)."""
+    (per-head q/k RMSNorm, head_dim 24 instead of hidden / heads = 16); "gemma3": a Gemma 3
+    (sandwich norms, GeGLU, a sliding-window layer and a global one, head_dim 24)."""
     torch.manual_seed(seed)
     tok, hf_tok = make_tokenizer_files(directory)
     vocab = -(-tok.get_vocab_size() // vocab_multiple) * vocab_multiple + extra_vocab
@@ -70,6 +71,11 @@ def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int 
                  bos_token_id=None)
     if arch == "qwen3":
         model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**shape, head_dim=24))
+    elif arch == "gemma3":
+        # A sliding window of 8 (chat prompts are longer) on 1 of the 2 layers, the other global.
+        model = transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(
+            **shape, head_dim=24, sliding_window=8, query_pre_attn_scalar=24,
+            layer_types=["sliding_attention", "full_attention"]))
     else:
         model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**shape))
     with torch.no_grad():
@@ -78,6 +84,8 @@ def make_tiny_llama(directory: pathlib.Path, seed: int = 0, vocab_multiple: int 
                 p.copy_(0.05 * torch.randn_like(p))
             elif "q_norm" in name or "k_norm" in name:  # not all ones, so that they matter
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
+            elif arch == "gemma3":  # Gemma's norms act as 1 + w: w away from 0, so that they matter
+                p.copy_(0.1 * torch.randn_like(p))
     model.eval()
     model.save_pretrained(directory)
     return model, hf_tok
