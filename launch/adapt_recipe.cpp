@@ -25,7 +25,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"model", "model", "HF model directory or .gguf file (default: embedded SmolLM2-135M-Instruct)"},
     {"device", "device", "auto (the rank's GPU when CUDA devices are visible, else the CPU), cpu, cuda or cuda:N"},
     {"dtype", "dtype", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16; LoRA and AdamW state stay fp32"},
-    {"chat-template", "chat_template", "auto, chatml, llama3, llama2, alpaca, raw"},
+    {"chat-template", "chat_template", "auto, chatml, llama3, llama2, gemma, alpaca, raw"},
     {"threads", "threads", "intra-op threads (0 = all cores)"},
     {"packed-weights", "packed_weights", "auto (on for fp32 on CPU), on or off: weights also in oneDNN's prepacked layout, forward and backward (two more copies)"},
     {"tp-size", "parallel.tp_size", "tensor-parallel ranks (heads and vocabulary split over them)"},

@@ -31,7 +31,7 @@ void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len) {
        cxxopts::value<std::string>()->default_value("auto"))
       ("dtype", "compute dtype: auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16; LoRA and AdamW state stay fp32",
        cxxopts::value<std::string>()->default_value("auto"))
-      ("chat-template", "auto (from the model), chatml, llama3, llama2, alpaca or raw",
+      ("chat-template", "auto (from the model), chatml, llama3, llama2, gemma, alpaca or raw",
        cxxopts::value<std::string>()->default_value("auto"))
       ("cutoff-len", "prompt tokens kept (the rest is cut, as the official TLM code does); 0 = all",
        cxxopts::value<int64_t>()->default_value(std::to_string(default_cutoff_len)))

@@ -70,6 +70,29 @@ std::string render_llama2(const ChatTemplate& t, const std::vector<ChatMessage>&
   return out;
 }
 
+// Google's Gemma 3 template: BOS, a system message prefixed to the first user turn (untrimmed,
+// then a blank line), strictly alternating user/model turns with trimmed contents.
+std::string render_gemma(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                         bool add_generation_prompt) {
+  std::string prefix;
+  size_t first = 0;
+  if (!messages.empty() && messages[0].role == "system") {
+    prefix = messages[0].content + "\n\n";
+    first = 1;
+  }
+  std::string out = t.bos_text;
+  for (size_t i = first; i < messages.size(); ++i) {
+    const ChatMessage& m = messages[i];
+    TLM_CHECK((m.role == "user") == ((i - first) % 2 == 0),
+              "gemma chat template: conversation roles must alternate user/assistant/user/assistant/... (message ",
+              i, " has role '", m.role, "')");
+    out += "<start_of_turn>" + std::string(m.role == "assistant" ? "model" : m.role) + "\n" +
+           (i == first ? prefix : "") + python_strip(m.content) + "<end_of_turn>\n";
+  }
+  if (add_generation_prompt) out += "<start_of_turn>model\n";
+  return out;
+}
+
 std::string render_alpaca(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                           bool add_generation_prompt) {
   std::string system = t.default_system.value_or(kAlpacaPreamble);
@@ -146,6 +169,7 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages,
     case ChatTemplateKind::Chatml: return render_chatml(*this, messages, add_generation_prompt);
     case ChatTemplateKind::Llama3: return render_llama3(*this, messages, add_generation_prompt);
     case ChatTemplateKind::Llama2: return render_llama2(*this, messages);
+    case ChatTemplateKind::Gemma: return render_gemma(*this, messages, add_generation_prompt);
     case ChatTemplateKind::Alpaca: return render_alpaca(*this, messages, add_generation_prompt);
     case ChatTemplateKind::Raw: {
       std::string out;
@@ -164,6 +188,7 @@ std::string ChatTemplate::end_of_turn() const {
     case ChatTemplateKind::Chatml: return "<|im_end|>";
     case ChatTemplateKind::Llama3: return "<|eot_id|>";
     case ChatTemplateKind::Llama2: return "</s>";
+    case ChatTemplateKind::Gemma: return "<end_of_turn>";
     case ChatTemplateKind::Alpaca: return "\n\n";
     case ChatTemplateKind::Raw: return "";
   }
@@ -175,6 +200,7 @@ std::string ChatTemplate::name() const {
     case ChatTemplateKind::Chatml: return "chatml";
     case ChatTemplateKind::Llama3: return "llama3";
     case ChatTemplateKind::Llama2: return "llama2";
+    case ChatTemplateKind::Gemma: return "gemma";
     case ChatTemplateKind::Alpaca: return "alpaca";
     case ChatTemplateKind::Raw: return "raw";
   }
@@ -191,13 +217,16 @@ ChatTemplate chat_template_by_name(const std::string& name) {
   } else if (name == "llama2") {
     t.kind = ChatTemplateKind::Llama2;
     t.bos_text = "<s>";
+  } else if (name == "gemma") {
+    t.kind = ChatTemplateKind::Gemma;
+    t.bos_text = "<bos>";
   } else if (name == "alpaca") {
     t.kind = ChatTemplateKind::Alpaca;
   } else if (name == "raw") {
     t.kind = ChatTemplateKind::Raw;
   } else {
     TLM_FAIL("unknown chat template '", name,
-             "' (valid names: chatml, llama3, llama2, alpaca, raw)");
+             "' (valid names: chatml, llama3, llama2, gemma, alpaca, raw)");
   }
   return t;
 }
@@ -219,6 +248,7 @@ std::optional<ChatTemplate> chat_template_from_jinja(const std::string& jinja_te
   if (contains(text, "[INST]") && contains(text, "<<SYS>>")) {
     return chat_template_by_name("llama2");
   }
+  if (contains(text, "<start_of_turn>") && contains(text, "first_user_prefix")) return chat_template_by_name("gemma");
   if (contains(text, "### Instruction:")) return chat_template_by_name("alpaca");
   return std::nullopt;
 }

@@ -15,14 +15,14 @@ struct ChatMessage {
   std::string content;
 };
 
-enum class ChatTemplateKind { Chatml, Llama3, Llama2, Alpaca, Raw };
+enum class ChatTemplateKind { Chatml, Llama3, Llama2, Gemma, Alpaca, Raw };
 
 struct ChatTemplate {
   ChatTemplateKind kind = ChatTemplateKind::Raw;
   // System message inserted when the conversation has none (chatml models such as SmolLM2
   // and Qwen2.5 add one; extracted from the template text when recognised).
   std::optional<std::string> default_system;
-  std::string bos_text;  // e.g. "<|begin_of_text|>" for llama3, "<s>" for llama2
+  std::string bos_text;  // e.g. "<|begin_of_text|>" for llama3, "<s>" for llama2, "<bos>" for gemma
 
   std::string render(const std::vector<ChatMessage>& messages,
                      bool add_generation_prompt) const;
@@ -31,7 +31,7 @@ struct ChatTemplate {
   std::string name() const;
 };
 
-// "chatml", "llama3", "llama2", "alpaca", "raw"; throws listing the valid names otherwise.
+// "chatml", "llama3", "llama2", "gemma", "alpaca", "raw"; throws listing the valid names otherwise.
 ChatTemplate chat_template_by_name(const std::string& name);
 // Recognises the family from a model's Jinja template text; nullopt when unknown.
 std::optional<ChatTemplate> chat_template_from_jinja(const std::string& jinja_text);

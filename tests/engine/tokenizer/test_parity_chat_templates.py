@@ -104,6 +104,48 @@ MISTRAL_TEMPLATE = (
     "{% endfor %}")
 
 SYSTEM = {"role": "system", "content": "You are a terse assistant. Answer in one line."}
+GEMMA3_TEMPLATE = r"""{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- elif message['content'] is iterable -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'image' -%}
+                {{ '<start_of_image>' }}
+            {%- elif item['type'] == 'text' -%}
+                {{ item['text'] | trim }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+"""
+
 CHATS = [
     [{"role": "user", "content": "Hello!"}],
     [SYSTEM, {"role": "user", "content": "What is 2+2?"}],
@@ -210,6 +252,13 @@ class ChatTemplateParity(unittest.TestCase):
         with self.assertRaises(Exception):
             hf.apply_chat_template(bad, tokenize=False)
 
+    def test_gemma3_template(self):
+        # Google's Gemma 3 template (chat_template.jinja of gemma-3-*-it), rendered by
+        # transformers with bos_token "<bos>"; token ids through the SmolLM2 tokenizer (both sides).
+        tok, target = self.smollm2()
+        tok.bos_token = "<bos>"
+        self.compare("gemma3", tok, GEMMA3_TEMPLATE, target, "gemma")
+
     def test_unrecognised_and_names(self):
         resp = tok_fixtures.probe({"chats": [
             {"jinja": LLAMA31_TEMPLATE_HEAD, "messages": []},
@@ -227,7 +276,7 @@ class ChatTemplateParity(unittest.TestCase):
         self.assertEqual(chats[3]["rendered"], "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n")
         self.assertTrue(chats[4]["rendered"].endswith("### Instruction:\nx\n\n### Response:\n"))
         self.assertEqual(chats[5]["rendered"], "x")
-        self.assertIn("valid names: chatml, llama3, llama2, alpaca, raw", chats[6]["error"])
+        self.assertIn("valid names: chatml, llama3, llama2, gemma, alpaca, raw", chats[6]["error"])
 
 
 if __name__ == "__main__":

@@ -302,7 +302,7 @@ TEST(ChatTemplates, NamesAndErrors) {
     tlm::chat_template_by_name("vicuna");
     FAIL() << "expected an error";
   } catch (const tlm::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("chatml, llama3, llama2, alpaca, raw"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("chatml, llama3, llama2, gemma, alpaca, raw"), std::string::npos);
   }
   std::vector<tlm::ChatMessage> chat = {{"user", "Hi"}};
   auto chatml = tlm::chat_template_from_jinja(
