@@ -38,15 +38,26 @@ const std::map<std::string, std::string> kGlobalNames = {
     {"lm_head.weight", "output.weight"},
 };
 
-std::optional<std::string> gguf_name(const std::string& hf) {
+// Gemma 3's converter names its four norms a layer differently: ffn_norm is the norm before the
+// MLP (Llama's post_attention_layernorm), post_attention_norm the one on the attention output.
+const std::map<std::string, std::string> kGemma3LayerNames = {
+    {"post_attention_layernorm.weight", "post_attention_norm.weight"},
+    {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+    {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
+};
+
+std::optional<std::string> gguf_name(const std::string& hf, bool gemma3) {
   auto g = kGlobalNames.find(hf);
   if (g != kGlobalNames.end()) return g->second;
   const std::string prefix = "model.layers.";
   if (hf.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
   const size_t dot = hf.find('.', prefix.size());
   if (dot == std::string::npos) return std::nullopt;
-  auto l = kLayerNames.find(hf.substr(dot + 1));
-  if (l == kLayerNames.end()) return std::nullopt;
+  const std::string rest = hf.substr(dot + 1);
+  const std::map<std::string, std::string>& names = gemma3 && kGemma3LayerNames.count(rest) ? kGemma3LayerNames
+                                                                                             : kLayerNames;
+  auto l = names.find(rest);
+  if (l == names.end()) return std::nullopt;
   return "blk." + hf.substr(prefix.size(), dot - prefix.size()) + "." + l->second;
 }
 
@@ -56,13 +67,14 @@ class GgufWeights final : public WeightSource {
       : gguf_(std::move(gguf)),
         // llama.cpp's converter permutes q/k rows only for its "llama" architecture.
         permuted_qk_(config.model_type == "llama" || config.model_type == "mistral"),
+        gemma3_(config.model_type == "gemma3_text"),
         head_dim_(config.head_dim) {}
 
   const std::string& path() const override { return gguf_->path(); }
   std::string fingerprint() const override { return weights_fingerprint(*gguf_); }
 
   bool has(const std::string& hf) const override {
-    auto name = gguf_name(hf);
+    auto name = gguf_name(hf, gemma3_);
     return name && gguf_->find(*name) != nullptr;
   }
 
@@ -108,7 +120,7 @@ class GgufWeights final : public WeightSource {
 
  private:
   const GgufTensor& tensor_of(const std::string& hf) const {
-    auto name = gguf_name(hf);
+    auto name = gguf_name(hf, gemma3_);
     TLM_CHECK(name.has_value(), gguf_->path(), ": no GGUF tensor corresponds to '", hf, "'");
     const GgufTensor* t = gguf_->find(*name);
     TLM_CHECK(t != nullptr, gguf_->path(), ": tensor '", *name, "' (", hf, ") not found");
@@ -133,6 +145,7 @@ class GgufWeights final : public WeightSource {
 
   std::shared_ptr<const GgufFile> gguf_;
   bool permuted_qk_;
+  bool gemma3_;
   int64_t head_dim_;
 };
 

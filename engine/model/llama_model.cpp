@@ -146,9 +146,11 @@ LlamaModel::LlamaModel(const ModelConfig& config, const WeightSource& weights,
   }
   // Gemma's norms act as (1 + w): folded in here, in fp32 as transformers computes it (rms_norm
   // then multiplies in fp32 and casts), so every norm below is a plain RMSNorm.
+  // (A Gemma GGUF stores 1 + w already; its norms still multiply in fp32.)
   auto norm_weight = [&](const std::string& name) {
     at::Tensor w = load.whole(name);
-    return c.norm_plus_one ? w.to(at::kFloat) + 1.0 : w;
+    if (c.norm_plus_one) return w.to(at::kFloat) + 1.0;
+    return c.sandwich_norms ? w.to(at::kFloat) : w;
   };
   check_shape(weights, "model.norm.weight", {H});
   final_norm_.weight = norm_weight("model.norm.weight");

@@ -16,7 +16,7 @@ namespace {
 using nlohmann::json;
 
 const std::set<std::string> kSupportedHfTypes = {"llama", "mistral", "qwen2", "qwen3", "gemma3_text"};
-const std::set<std::string> kSupportedGgufArchs = {"llama", "mistral", "qwen2", "qwen3"};
+const std::set<std::string> kSupportedGgufArchs = {"llama", "mistral", "qwen2", "qwen3", "gemma3"};
 
 template <typename T>
 T required(const json& j, const char* key, const std::string& path) {
@@ -188,10 +188,10 @@ ModelConfig ModelConfig::from_hf_json(const std::string& path) {
 ModelConfig ModelConfig::from_gguf(const GgufFile& gguf) {
   const std::string arch = gguf.get_string("general.architecture");
   TLM_CHECK(kSupportedGgufArchs.count(arch), gguf.path(), ": general.architecture '", arch,
-            "' is not a Llama-family model tlm supports (llama, mistral, qwen2, qwen3)");
+            "' is not a Llama-family model tlm supports (llama, mistral, qwen2, qwen3, gemma3)");
   const std::string p = arch + ".";
   ModelConfig c;
-  c.model_type = arch;
+  c.model_type = arch == "gemma3" ? "gemma3_text" : arch;
   c.hidden_size = gguf.get_int(p + "embedding_length");
   c.intermediate_size = gguf.get_int(p + "feed_forward_length");
   c.num_layers = gguf.get_int(p + "block_count");
@@ -220,6 +220,18 @@ ModelConfig ModelConfig::from_gguf(const GgufFile& gguf) {
   c.tie_word_embeddings = gguf.find("output.weight") == nullptr;
   if (gguf.has("tokenizer.ggml.bos_token_id")) c.bos_token_id = gguf.get_int("tokenizer.ggml.bos_token_id");
   if (gguf.has("tokenizer.ggml.eos_token_id")) c.eos_token_id = gguf.get_int("tokenizer.ggml.eos_token_id");
+  if (arch == "gemma3") {
+    // What llama.cpp fixes for Gemma 3 rather than storing: every 6th layer global, the others
+    // sliding with rotary base 10000, softmax scale 1/sqrt(head_dim) (query_pre_attn_scalar =
+    // head_dim, as in the released models but 27B). Its converter stores norms as 1 + w.
+    c.sandwich_norms = true;
+    c.mlp_activation = "gelu_tanh";
+    c.embedding_scale = std::sqrt(static_cast<double>(c.hidden_size));
+    c.attention_scale = 1.0 / std::sqrt(static_cast<double>(c.head_dim));
+    c.sliding_window = gguf.get_int(p + "attention.sliding_window");
+    for (int64_t i = 0; i < c.num_layers; ++i) c.sliding_layers.push_back((i + 1) % 6 != 0);
+    c.local_rope_theta = 10000.0;
+  }
   c.validate(gguf.path());
   return c;
 }
