@@ -257,7 +257,7 @@ std::string ModelConfig::summary() const {
                  qkv_bias ? " qkv_bias" : "", qk_norm ? " qk_norm" : "", o_bias ? " o_bias" : "", mlp_bias ? " mlp_bias" : "",
                  tie_word_embeddings ? " tied" : "",
                  // Gemma 3's flags, only for models that have them (other fingerprints stay as they were).
-                 sandwich_norms ? str_cat(" sandwich norm+1 x", embedding_scale, " ", mlp_activation, " scale ",
+                 sandwich_norms ? str_cat(" sandwich", norm_plus_one ? " norm+1" : "", " x", embedding_scale, " ", mlp_activation, " scale ",
                                           attention_scale.value_or(0.0), " window ", sliding_window.value_or(0),
                                           " local ", std::count(sliding_layers.begin(), sliding_layers.end(), true),
                                           "/", sliding_layers.size(), " local theta ", local_rope_theta)

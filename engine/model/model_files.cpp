@@ -88,6 +88,9 @@ ChatTemplate resolve_chat_template(const ModelFiles& model, const std::string& n
     if (auto t = chat_template_from_jinja(*model.chat_template_text)) return *t;
   }
   if (model.tokenizer->token_id("<|im_start|>")) return chat_template_by_name("chatml");
+  // Gemma 3 GGUFs carry no template text; their vocabulary names the turn markers.
+  if (model.tokenizer->token_id("<start_of_turn>") && model.config.model_type == "gemma3_text")
+    return chat_template_by_name("gemma");
   return chat_template_by_name("raw");
 }
 

@@ -132,13 +132,16 @@ std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufFile& gguf) {
 
   HfTokenizerParts parts;
   bool add_bos_default = false;
+  bool gemma = false;
   if (model == "gpt2") {
     parts = build_gpt2(gguf, tokens, types);
   } else if (model == "llama") {
     const std::string arch = gguf.get_string_or("general.architecture", "");
-    TLM_CHECK(arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "phi3", path,
+    TLM_CHECK(arch != "gemma" && arch != "gemma2" && arch != "phi3", path,
               ": general.architecture '", arch, "' with a llama (SentencePiece) vocabulary needs "
               "transformers' architecture-specific tokenizer, which tlm does not implement");
+    // Gemma 3's SentencePiece model adds no dummy prefix (tokenizer.ggml.add_space_prefix false).
+    gemma = arch == "gemma3";
     SentencePieceVocab vocab;
     vocab.pieces = tokens;
     vocab.types.assign(types.begin(), types.end());
@@ -150,7 +153,7 @@ std::unique_ptr<Tokenizer> load_tokenizer_from_gguf(const GgufFile& gguf) {
       vocab.scores = gguf.get_float_array("tokenizer.ggml.scores");
     }
     // transformers ignores tokenizer.ggml.add_space_prefix: LlamaTokenizer's defaults apply.
-    parts = build_sentencepiece_parts(path, vocab, true, false);
+    parts = build_sentencepiece_parts(path, vocab, !gemma, false);
     add_bos_default = true;
   } else {
     TLM_FAIL(path, ": tokenizer.ggml.model '", model,
