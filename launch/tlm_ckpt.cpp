@@ -370,8 +370,12 @@ int64_t write_hf_model(const std::string& base, ModelFiles& files, const Checkpo
   std::vector<at::Tensor> keep;
   std::vector<SafetensorsEntry> entries;
   int64_t merged = 0, used = 0;  // modules merged, checkpoint tensors used
+  // A Gemma GGUF stores its norms as 1 + w (llama.cpp's converter); HF's files hold w.
+  const bool norms_hold_one = gguf && files.config.sandwich_norms && !files.config.norm_plus_one;
+  auto is_norm = [](const std::string& n) { return n.find("norm.weight") != std::string::npos; };
   for (const std::string& name : names) {
     at::Tensor w = files.weights->load(name, WeightSlice::whole()).to(at::kFloat).contiguous();
+    if (norms_hold_one && is_norm(name)) w = (w - 1.0).contiguous();
     const std::string module = name.size() > 7 ? name.substr(0, name.size() - 7) : "";
     auto a = adapter.find(module + ".lora_A");
     auto tuned = adapter.find(name);  // norm-affine: the trained norm weight replaces the base one

@@ -18,8 +18,9 @@ namespace tlm {
 nlohmann::json hf_config_json(const ModelConfig& c);
 // generation_config.json: bos and the ids that end generation.
 nlohmann::json hf_generation_config_json(const ModelConfig& c, const std::vector<int32_t>& eos_ids);
-// Every HF tensor name a model of this config may have (biases, q/k norms and lm_head
-// included whatever the config says: callers keep the ones the weights hold), in load order.
+// Every HF tensor name a model of this config may have (biases, q/k norms, Gemma's extra
+// norms and lm_head included whatever the config says: callers keep the ones the weights
+// hold), in load order.
 std::vector<std::string> hf_tensor_names(const ModelConfig& c);
 
 }  // namespace tlm

@@ -17,6 +17,7 @@
 #include "engine/common/error.h"
 #include "engine/formats/gguf_file.h"
 #include "engine/tokenizer/hf_tokenizer.h"
+#include "engine/tokenizer/merge_generation.h"
 #include "engine/tokenizer/sentencepiece_vocab.h"
 #include "engine/tokenizer/unicode_text.h"
 
@@ -209,13 +210,105 @@ nlohmann::json byte_level(bool use_regex) {
 
 }  // namespace
 
-// The same vocabulary as load_tokenizer_from_gguf builds, as HF files. Byte-level BPE ("gpt2")
-// only: a SentencePiece-style vocabulary would need LlamaTokenizer's pipeline written out.
+// Gemma 3's SentencePiece-style vocabulary as tokenizer.json: spaces become U+2581 (no dummy
+// prefix), BPE with byte fallback over merges regenerated from the scores, control pieces
+// special added tokens and user-defined ones plain added tokens matched in the raw text (as
+// load_tokenizer_from_gguf builds it).
+namespace {
+
+nlohmann::json gemma_tokenizer_json(const GgufFile& gguf, const std::vector<std::string>& tokens,
+                                    const std::vector<int64_t>& types, std::optional<int32_t> bos) {
+  const std::string path = gguf.path();
+  TLM_CHECK(gguf.has("tokenizer.ggml.scores"), path, ": a Gemma vocabulary needs tokenizer.ggml.scores");
+  const std::vector<double> scores = gguf.get_float_array("tokenizer.ggml.scores");
+  TLM_CHECK(scores.size() == tokens.size(), path, ": ", scores.size(), " scores for ", tokens.size(), " tokens");
+  std::unordered_map<std::string, int32_t> ids;
+  std::unordered_map<std::string, double> score_of;
+  std::vector<std::string> order;
+  nlohmann::json vocab = nlohmann::json::object();
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (!ids.count(tokens[i])) order.push_back(tokens[i]);
+    ids[tokens[i]] = static_cast<int32_t>(i);
+    score_of[tokens[i]] = scores[i];
+    vocab[tokens[i]] = static_cast<int64_t>(i);
+  }
+  nlohmann::json merges = nlohmann::json::array();
+  for (const auto& [a, b] : generate_merges(order, ids, &score_of)) merges.push_back({a, b});
+  nlohmann::json added = nlohmann::json::array();
+  for (size_t i = 0; i < types.size(); ++i) {
+    if ((types[i] != kSpControl && types[i] != kSpUserDefined) || tokens[i].empty()) continue;
+    nlohmann::json t = added_token_json(static_cast<int64_t>(i), tokens[i], types[i] == kSpControl);
+    t["normalized"] = false;
+    added.push_back(t);
+  }
+  nlohmann::json post = nullptr;
+  if (gguf.get_bool_or("tokenizer.ggml.add_bos_token", true) && bos) {
+    const std::string& b = tokens[static_cast<size_t>(*bos)];
+    post = {{"type", "TemplateProcessing"},
+            {"single", {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+            {"pair",
+             {{{"SpecialToken", {{"id", b}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+              {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
+            {"special_tokens", {{b, {{"id", b}, {"ids", {*bos}}, {"tokens", {b}}}}}}};
+  }
+  const std::string space = "\xE2\x96\x81";
+  return {{"version", "1.0"},
+          {"truncation", nullptr},
+          {"padding", nullptr},
+          {"added_tokens", added},
+          {"normalizer", {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space}}},
+          {"pre_tokenizer", nullptr},
+          {"post_processor", post},
+          {"decoder",
+           {{"type", "Sequence"},
+            {"decoders",
+             {{{"type", "Replace"}, {"pattern", {{"String", space}}}, {"content", " "}},
+              {{"type", "ByteFallback"}},
+              {{"type", "Fuse"}}}}}},
+          {"model",
+           {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", "<unk>"}, {"continuing_subword_prefix", nullptr},
+            {"end_of_word_suffix", nullptr}, {"fuse_unk", true}, {"byte_fallback", true}, {"ignore_merges", false},
+            {"vocab", vocab}, {"merges", merges}}}};
+}
+
+GgufTokenizerFiles gemma_tokenizer_files(const GgufFile& gguf) {
+  const std::string path = gguf.path();
+  const auto& tokens = gguf.get_string_array("tokenizer.ggml.tokens");
+  const std::vector<int64_t> types = gguf.get_int_array("tokenizer.ggml.token_type");
+  TLM_CHECK(types.size() == tokens.size(), path, ": tokenizer.ggml.token_type has ", types.size(), " entries for ",
+            tokens.size(), " tokens");
+  const auto bos = optional_id(gguf, "tokenizer.ggml.bos_token_id", tokens.size());
+  const auto eos = optional_id(gguf, "tokenizer.ggml.eos_token_id", tokens.size());
+  const auto unk = optional_id(gguf, "tokenizer.ggml.unknown_token_id", tokens.size());
+  const auto pad = optional_id(gguf, "tokenizer.ggml.padding_token_id", tokens.size());
+  GgufTokenizerFiles files;
+  files.tokenizer = gemma_tokenizer_json(gguf, tokens, types, bos);
+  auto name = [&](const std::optional<int32_t>& id) -> nlohmann::json {
+    return id ? nlohmann::json(tokens[static_cast<size_t>(*id)]) : nlohmann::json(nullptr);
+  };
+  files.tokenizer_config = {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                            {"add_bos_token", gguf.get_bool_or("tokenizer.ggml.add_bos_token", true)},
+                            {"add_eos_token", false},
+                            {"clean_up_tokenization_spaces", false},
+                            {"bos_token", name(bos)},
+                            {"eos_token", name(eos)},
+                            {"unk_token", name(unk)},
+                            {"pad_token", name(pad)}};
+  return files;
+}
+
+}  // namespace
+
+// The same vocabulary as load_tokenizer_from_gguf builds, as HF files: byte-level BPE ("gpt2")
+// and Gemma 3's SentencePiece-style one; other "llama" vocabularies would need LlamaTokenizer's
+// pipeline written out.
 GgufTokenizerFiles hf_tokenizer_files_from_gguf(const GgufFile& gguf) {
   const std::string path = gguf.path();
   const std::string model = gguf.get_string("tokenizer.ggml.model");
-  TLM_CHECK(model == "gpt2", path, ": tokenizer.ggml.model '", model,
-            "': only byte-level BPE (gpt2) vocabularies can be written as tokenizer.json yet");
+  const bool gemma = model == "llama" && gguf.get_string_or("general.architecture", "") == "gemma3";
+  TLM_CHECK(model == "gpt2" || gemma, path, ": tokenizer.ggml.model '", model,
+            "': only byte-level BPE (gpt2) and Gemma 3 vocabularies can be written as tokenizer.json yet");
+  if (gemma) return gemma_tokenizer_files(gguf);
   const auto& tokens = gguf.get_string_array("tokenizer.ggml.tokens");
   std::vector<int64_t> types;
   if (gguf.has("tokenizer.ggml.token_type")) types = gguf.get_int_array("tokenizer.ggml.token_type");

@@ -5,7 +5,8 @@ loader with PEFT applying the exported adapter (the adapted model), tlm reading 
 directory against transformers on it, and its tokenizer files against transformers' tokenizer
 built from the GGUF on the SmolLM2 tokenizer test's 2400 strings, chat template included; and
 `tlm-ckpt convert` + `export-peft --base` giving an adapter that PEFT's AutoPeftModel loads.
-Skipped when the default model is not installed."""
+The same merge onto Gemma 3 270M (norms stored as 1 + w, a SentencePiece-style vocabulary).
+Each part is skipped when its model is not installed."""
 import json
 import os
 import pathlib
@@ -117,6 +118,68 @@ class MergeOntoGguf(unittest.TestCase):
                          self.ref_tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
         for attr in ("bos_token", "eos_token", "pad_token", "unk_token"):
             self.assertEqual(getattr(self.tok, attr), getattr(self.ref_tok, attr), attr)
+
+
+GEMMA3 = os.environ.get("TLM_GEMMA3_MODEL", "")
+
+
+class MergeOntoGemma3Gguf(unittest.TestCase):
+    """The same for Gemma 3 270M (`--model gemma3-270m`): its GGUF holds norms as 1 + w and a
+    SentencePiece-style vocabulary; the merged directory holds HF's w and a tokenizer.json.
+    Logits against PEFT on transformers' GGUF load; the tokenizer against SentencePiece on the
+    model rebuilt from the GGUF (tokenizer.parity_gemma3's reference)."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not GEMMA3 or not os.path.exists(GEMMA3):
+            raise unittest.SkipTest(f"Gemma 3 270M is not installed (TLM_GEMMA3_MODEL={GEMMA3!r})")
+        cls.work = tmpdir("tlm-merge-gemma3-")
+        run([binary("launch/tlm"), "adapt", "--config", SOURCE_DIR / "configs" / "tlm-online.yaml", "--model",
+             "gemma3-270m", "--chat-template", "raw", "--data", SOURCE_DIR / "configs" / "demo-stream.jsonl",
+             "--max-samples", 2, "--max-new-tokens", 2, "--output-dir", cls.work / "run", "--checkpoint-dir",
+             cls.work / "run" / "ckpt", "--checkpoint-every-steps", 1, "--lr", "1e-2", "--threshold", 0,
+             "--lora-targets", "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--dtype", "fp32"])
+        step = cls.work / "run" / "ckpt" / "step-2.h5"
+        cls.merged, cls.peft_dir = cls.work / "merged", cls.work / "peft"
+        cls.merge_out = run([binary("launch/tlm-ckpt"), "merge", step, "--base", GEMMA3, cls.merged]).stdout
+        run([binary("launch/tlm-ckpt"), "export-peft", step, cls.peft_dir])
+
+    def test_transformers_loads_the_merged_gemma3(self):
+        self.assertIn("126 projections merged", self.merge_out)
+        config = json.loads((self.merged / "config.json").read_text())
+        self.assertEqual((config["model_type"], config["query_pre_attn_scalar"], config["layer_types"].count(
+            "full_attention")), ("gemma3_text", 256, 3))
+        ids = torch.tensor([[2, 818, 5279, 529, 7001, 563, 9079, 236761, 669, 5279, 529]])
+        folded = transformers.AutoModelForCausalLM.from_pretrained(self.merged, dtype=torch.float32).eval()
+        base = transformers.AutoModelForCausalLM.from_pretrained(os.path.dirname(GEMMA3),
+                                                                 gguf_file=os.path.basename(GEMMA3),
+                                                                 dtype=torch.float32).eval()
+        with torch.no_grad():
+            before = base(input_ids=ids).logits
+            want = peft.PeftModel.from_pretrained(base, str(self.peft_dir)).eval()(input_ids=ids).logits
+            got = folded(input_ids=ids).logits
+        diff, scale = float((got - want).abs().max()), float(want.abs().max())
+        moved = float((want - before).abs().max())
+        print(f"[parity] merge onto Gemma 3 270M: transformers on the merged directory vs PEFT on transformers' GGUF "
+              f"load, logits max abs diff {diff:.2e} at max |logit| {scale:.1f} (the adapter moves logits by "
+              f"{moved:.2f})", flush=True)
+        self.assertLessEqual(diff, 1e-5 * scale)
+        self.assertGreater(moved, 1e-2)
+
+    def test_merged_tokenizer_encodes_like_sentencepiece(self):
+        sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "engine" / "tokenizer"))
+        import test_parity_gemma3 as gemma_tok  # noqa: E402 (its SentencePiece reference)
+        sp, ids = gemma_tok.sentencepiece_from_gguf(GEMMA3)
+        tok = transformers.AutoTokenizer.from_pretrained(self.merged)
+        strings = tok_fixtures.generate_strings(seed=1234, specials=gemma_tok.SPECIALS, count=2400)
+        refs = [[2] + gemma_tok.reference_encode(sp, ids, s) for s in strings]
+        ours = tok(strings)["input_ids"]
+        bad = sum(a != b for a, b in zip(ours, refs))
+        bad_decode = sum(tok.decode(r, skip_special_tokens=True) != sp.decode(r) for r in refs)
+        print(f"[parity] merged Gemma 3 tokenizer.json vs SentencePiece: {len(strings)} strings, "
+              f"{sum(map(len, refs))} tokens, {bad} id mismatches, {bad_decode} decode mismatches", flush=True)
+        self.assertEqual(bad, 0, tok_fixtures.first_mismatch(ours, refs, strings))
+        self.assertEqual(bad_decode, 0)
 
 
 if __name__ == "__main__":

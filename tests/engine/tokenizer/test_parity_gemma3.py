@@ -53,6 +53,18 @@ def sentencepiece_from_gguf(path):
     return spm.SentencePieceProcessor(model_proto=m.SerializeToString()), {p: i for i, p in enumerate(pieces)}
 
 
+def reference_encode(sp, ids, text):
+    """SentencePiece's ids for `text`, control tokens split out first as transformers' added
+    tokens are (SentencePiece itself reads them as plain text)."""
+    out = []
+    for part in re.split("(" + "|".join(map(re.escape, SPECIALS)) + ")", text):
+        if part in SPECIALS:
+            out.append(ids[part])
+        elif part:
+            out += sp.encode(part)
+    return out
+
+
 class Gemma3GgufTokenizer(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -66,13 +78,7 @@ class Gemma3GgufTokenizer(unittest.TestCase):
         shutil.rmtree(cls.work, ignore_errors=True)
 
     def reference(self, text):
-        out = []
-        for part in re.split("(" + "|".join(map(re.escape, SPECIALS)) + ")", text):
-            if part in SPECIALS:
-                out.append(self.ids[part])
-            elif part:
-                out += self.sp.encode(part)
-        return out
+        return reference_encode(self.sp, self.ids, text)
 
     def test_generated_strings(self):
         strings = tok_fixtures.generate_strings(seed=1234, specials=SPECIALS, count=2400)
