@@ -9,15 +9,10 @@ namespace tlm {
 
 namespace {
 
-// Gemma 3 (text): its own fields, rotary per layer kind (transformers 5's rope_parameters).
-nlohmann::json gemma3_config_json(const ModelConfig& c) {
-  nlohmann::json full = {{"rope_type", c.rope_scaling.type}, {"rope_theta", c.rope_theta}};
-  if (c.rope_scaling.type != "default") full["factor"] = c.rope_scaling.factor;
-  nlohmann::json layer_types = nlohmann::json::array();
-  for (bool sliding : c.sliding_layers) layer_types.push_back(sliding ? "sliding_attention" : "full_attention");
-  const double scale = c.attention_scale.value_or(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
-  nlohmann::json j = {{"architectures", {"Gemma3ForCausalLM"}},
-                      {"model_type", "gemma3_text"},
+// The fields every Llama-family config.json has, and the token ids.
+nlohmann::json shape_fields(const ModelConfig& c, const std::string& architecture) {
+  nlohmann::json j = {{"architectures", {architecture}},
+                      {"model_type", c.model_type},
                       {"vocab_size", c.vocab_size},
                       {"hidden_size", c.hidden_size},
                       {"intermediate_size", c.intermediate_size},
@@ -27,20 +22,31 @@ nlohmann::json gemma3_config_json(const ModelConfig& c) {
                       {"head_dim", c.head_dim},
                       {"max_position_embeddings", c.max_position_embeddings},
                       {"rms_norm_eps", c.rms_norm_eps},
-                      {"hidden_activation", "gelu_pytorch_tanh"},
-                      {"query_pre_attn_scalar", std::llround(1.0 / (scale * scale))},
-                      {"sliding_window", c.sliding_window.value_or(0)},
-                      {"layer_types", layer_types},
-                      {"rope_parameters",
-                       {{"full_attention", full},
-                        {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", c.local_rope_theta}}}}},
-                      {"attention_bias", c.qkv_bias},
-                      {"final_logit_softcapping", nullptr},
-                      {"attn_logit_softcapping", nullptr},
                       {"tie_word_embeddings", c.tie_word_embeddings},
                       {"dtype", "float32"}};
   if (c.bos_token_id) j["bos_token_id"] = *c.bos_token_id;
   if (c.eos_token_id) j["eos_token_id"] = *c.eos_token_id;
+  return j;
+}
+
+// Gemma 3 (text): its own fields, rotary per layer kind (transformers 5's rope_parameters).
+nlohmann::json gemma3_config_json(const ModelConfig& c) {
+  nlohmann::json full = {{"rope_type", c.rope_scaling.type}, {"rope_theta", c.rope_theta}};
+  if (c.rope_scaling.type != "default") full["factor"] = c.rope_scaling.factor;
+  nlohmann::json layer_types = nlohmann::json::array();
+  for (bool sliding : c.sliding_layers) layer_types.push_back(sliding ? "sliding_attention" : "full_attention");
+  const double scale = c.attention_scale.value_or(1.0 / std::sqrt(static_cast<double>(c.head_dim)));
+  nlohmann::json j = shape_fields(c, "Gemma3ForCausalLM");
+  j.update({{"hidden_activation", "gelu_pytorch_tanh"},
+            {"query_pre_attn_scalar", std::llround(1.0 / (scale * scale))},
+            {"sliding_window", c.sliding_window.value_or(0)},
+            {"layer_types", layer_types},
+            {"rope_parameters",
+             {{"full_attention", full},
+              {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", c.local_rope_theta}}}}},
+            {"attention_bias", c.qkv_bias},
+            {"final_logit_softcapping", nullptr},
+            {"attn_logit_softcapping", nullptr}});
   return j;
 }
 
@@ -61,21 +67,8 @@ nlohmann::json hf_config_json(const ModelConfig& c) {
     rope["high_freq_factor"] = c.rope_scaling.high_freq_factor;
     rope["original_max_position_embeddings"] = c.rope_scaling.original_max_position_embeddings;
   }
-  nlohmann::json j = {{"architectures", {cls->second}},
-                      {"model_type", c.model_type},
-                      {"vocab_size", c.vocab_size},
-                      {"hidden_size", c.hidden_size},
-                      {"intermediate_size", c.intermediate_size},
-                      {"num_hidden_layers", c.num_layers},
-                      {"num_attention_heads", c.num_heads},
-                      {"num_key_value_heads", c.num_kv_heads},
-                      {"head_dim", c.head_dim},
-                      {"max_position_embeddings", c.max_position_embeddings},
-                      {"rms_norm_eps", c.rms_norm_eps},
-                      {"hidden_act", "silu"},
-                      {"rope_parameters", rope},
-                      {"tie_word_embeddings", c.tie_word_embeddings},
-                      {"dtype", "float32"}};
+  nlohmann::json j = shape_fields(c, cls->second);
+  j.update({{"hidden_act", "silu"}, {"rope_parameters", rope}});
   if (c.model_type == "llama" || c.model_type == "mistral") {
     j["attention_bias"] = c.qkv_bias;
     j["mlp_bias"] = c.mlp_bias;
@@ -88,8 +81,6 @@ nlohmann::json hf_config_json(const ModelConfig& c) {
   } else if (c.model_type == "mistral") {
     j["sliding_window"] = nullptr;
   }
-  if (c.bos_token_id) j["bos_token_id"] = *c.bos_token_id;
-  if (c.eos_token_id) j["eos_token_id"] = *c.eos_token_id;
   return j;
 }
 

@@ -27,6 +27,29 @@ SPECIALS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<repo_name>", "<file
 PROMPTS = ["How do legumes fix nitrogen in the soil?", "What does a bond's coupon rate mean for its price?"]
 
 
+def compare_merged_with_peft(case, what, merged, gguf_path, peft_dir, ids):
+    """transformers on the merged directory against PEFT applying the exported adapter to
+    transformers' own load of the GGUF; returns the merged model's logits."""
+    folded = transformers.AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32).eval()
+    base = transformers.AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf_path),
+                                                             gguf_file=os.path.basename(gguf_path),
+                                                             dtype=torch.float32).eval()
+    with torch.no_grad():
+        before = base(input_ids=ids).logits
+        want = peft.PeftModel.from_pretrained(base, str(peft_dir)).eval()(input_ids=ids).logits
+        got = folded(input_ids=ids).logits
+    diff, scale = float((got - want).abs().max()), float(want.abs().max())
+    moved = float((want - before).abs().max())
+    print(f"[parity] merge onto {what}: transformers on the merged directory vs PEFT on transformers' GGUF load, "
+          f"logits max abs diff {diff:.2e} at max |logit| {scale:.1f} (the adapter moves logits by {moved:.2f})",
+          flush=True)
+    # W + s B A folded in fp32 rounds differently from W x + s B (A x): measured 1.55e-4 at
+    # logits of 56 (2.8e-6 relative) through SmolLM2's 30 layers. 1e-5 of the largest logit.
+    case.assertLessEqual(diff, 1e-5 * scale)
+    case.assertGreater(moved, 1e-2)
+    return got
+
+
 class MergeOntoGguf(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -55,23 +78,7 @@ class MergeOntoGguf(unittest.TestCase):
         ids = [i["input_ids"] if isinstance(i, dict) or hasattr(i, "keys") else i for i in ids]
         n = min(len(i) for i in ids)
         batch = torch.tensor([i[:n] for i in ids])
-        folded = transformers.AutoModelForCausalLM.from_pretrained(self.merged, dtype=torch.float32).eval()
-        base = transformers.AutoModelForCausalLM.from_pretrained(self.gguf_dir, gguf_file=self.gguf_name,
-                                                                 dtype=torch.float32).eval()
-        with torch.no_grad():
-            before = base(input_ids=batch).logits
-            adapted = peft.PeftModel.from_pretrained(base, str(self.peft_dir)).eval()
-            want = adapted(input_ids=batch).logits
-            got = folded(input_ids=batch).logits
-        diff, scale = float((got - want).abs().max()), float(want.abs().max())
-        moved = float((want - before).abs().max())
-        print(f"[parity] merge onto the default GGUF: transformers on the merged directory vs PEFT on transformers' "
-              f"GGUF load, logits max abs diff {diff:.2e} at max |logit| {scale:.1f} (the adapter moves logits by "
-              f"{moved:.2f})", flush=True)
-        # W + s B A folded in fp32 rounds differently from W x + s B (A x): measured 1.3e-4 at
-        # logits of 35 (4e-6 relative), through 30 layers. 1e-5 of the largest logit.
-        self.assertLessEqual(diff, 1e-5 * scale)
-        self.assertGreater(moved, 1e-2)
+        got = compare_merged_with_peft(self, "the default GGUF", self.merged, DEFAULT_MODEL, self.peft_dir, batch)
         # tlm reads what it wrote: the merged directory through tlm's HF loader.
         probe_in = self.work / "ids.json"
         probe_in.write_text(json.dumps({"ids": batch.tolist(), "mask": [[1] * n] * len(ids)}))
@@ -150,21 +157,7 @@ class MergeOntoGemma3Gguf(unittest.TestCase):
         self.assertEqual((config["model_type"], config["query_pre_attn_scalar"], config["layer_types"].count(
             "full_attention")), ("gemma3_text", 256, 3))
         ids = torch.tensor([[2, 818, 5279, 529, 7001, 563, 9079, 236761, 669, 5279, 529]])
-        folded = transformers.AutoModelForCausalLM.from_pretrained(self.merged, dtype=torch.float32).eval()
-        base = transformers.AutoModelForCausalLM.from_pretrained(os.path.dirname(GEMMA3),
-                                                                 gguf_file=os.path.basename(GEMMA3),
-                                                                 dtype=torch.float32).eval()
-        with torch.no_grad():
-            before = base(input_ids=ids).logits
-            want = peft.PeftModel.from_pretrained(base, str(self.peft_dir)).eval()(input_ids=ids).logits
-            got = folded(input_ids=ids).logits
-        diff, scale = float((got - want).abs().max()), float(want.abs().max())
-        moved = float((want - before).abs().max())
-        print(f"[parity] merge onto Gemma 3 270M: transformers on the merged directory vs PEFT on transformers' GGUF "
-              f"load, logits max abs diff {diff:.2e} at max |logit| {scale:.1f} (the adapter moves logits by "
-              f"{moved:.2f})", flush=True)
-        self.assertLessEqual(diff, 1e-5 * scale)
-        self.assertGreater(moved, 1e-2)
+        compare_merged_with_peft(self, "Gemma 3 270M", self.merged, GEMMA3, self.peft_dir, ids)
 
     def test_merged_tokenizer_encodes_like_sentencepiece(self):
         sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "engine" / "tokenizer"))
