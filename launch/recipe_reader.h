@@ -34,6 +34,9 @@ class RecipeReader {
     if (!node.IsMap()) return;
     std::map<std::string, int> seen;  // key -> its line (yaml-cpp keeps duplicates; lookups take the first)
     for (const auto& kv : node) {
+      // A key that is a list or a mapping (YAML's `? [a, b]`) has no name to look up.
+      TLM_CHECK(kv.first.IsScalar(), where(kv.first), ": a key must be a plain name, got '",
+                YAML::Dump(kv.first), "'");
       const std::string key = prefix + kv.first.as<std::string>();
       const auto [first, fresh] = seen.emplace(key, kv.first.Mark().line + 1);
       TLM_CHECK(fresh, where(kv.first), ": duplicate key '", key, "' (first at line ", first->second,

@@ -160,6 +160,20 @@ class CliErrors(unittest.TestCase):
                         "--answer-nll", "false", "--output-dir", self.work / "txt-run")
         self.assertEqual(code, 0, out)
 
+    def test_a_recipe_key_that_is_not_a_name_is_refused(self):
+        # Found by fuzz.recipe (40 min outside CI): a YAML key that is a list or a mapping
+        # (`? [a, b]`) escaped as yaml-cpp's TypedBadConversion, an uncaught exception (abort).
+        data = self.work / "key.jsonl"
+        data.write_text(json.dumps({"instruction": "How do legumes fix nitrogen?"}) + "\n")
+        plain = self.work / "complex-key.yaml"
+        plain.write_text("mode: online\n? [lora, rank]\n: 8\n")
+        finding = SOURCE_DIR / "tests" / "launch" / "fuzz_findings" / "recipe-key-not-a-name.yaml"
+        for recipe, line in [(plain, 2), (finding, None)]:
+            code, out = tlm("adapt", "--config", recipe, "--model", self.model, "--data", data)
+            self.assertEqual(code, 1, out)
+            self.assertIn(f"{recipe}:{line if line else ''}", out)
+            self.assertIn("a key must be a plain name", out)
+
     def test_score_and_eval_refuse_inputs_with_nothing_to_score(self):
         # Issue 14: both reported a mean over zero records (ce 0, ppl 1, ROUGE 0) and exited 0.
         empty, garbage, unlabeled = self.work / "empty.jsonl", self.work / "garbage.jsonl", self.work / "preds.jsonl"
