@@ -42,6 +42,7 @@ void set_merged(LinearWeight& weight, std::optional<LoraSlot>& lora, bool merged
   const double sign = merged ? 1.0 : -1.0;
   at::Tensor delta = at::matmul(lora->B.detach(), lora->A.detach()) * (sign * lora->scale);
   weight.plain.add_(delta.to(weight.plain.scalar_type()));
+  weight.blocks = BlockWeight{};  // no longer the file's numbers; products read the fp32 weight
   repack(weight);
   lora->merged = merged;
 }
@@ -101,6 +102,11 @@ FusedColumnParallelLinear::FusedColumnParallelLinear(CommunicatorPtr tp, std::ve
 void FusedColumnParallelLinear::rebuild() const {
   at::NoGradGuard no_grad;
   std::vector<at::Tensor> weights, biases;
+  std::vector<const BlockWeight*> blocks;
+  for (ColumnParallelLinear* m : members_)
+    if (m->blocks().defined()) blocks.push_back(&m->blocks());
+  // Every member in blocks (none merged since they were set): the group keeps them as one.
+  BlockWeight fused_blocks = blocks.size() == members_.size() ? concat_block_rows(blocks) : BlockWeight{};
   versions_.clear();
   for (ColumnParallelLinear* m : members_) {
     weights.push_back(m->weight());
@@ -111,6 +117,7 @@ void FusedColumnParallelLinear::rebuild() const {
   weight_ = LinearWeight(at::cat(weights, 0));
   pack(weight_, backward_);
   weight_.plain = at::Tensor();  // the members hold the weights; only the packed copies are needed
+  weight_.blocks = std::move(fused_blocks);
   bias_ = biases.empty() ? std::nullopt : std::optional<at::Tensor>(at::cat(biases, 0));
 }
 

@@ -77,8 +77,15 @@ class ColumnParallelLinear {
   // oneDNN's prepacked copies of the weight (engine/kernels/linear_weight.h); `backward`
   // packs the transposed one for input gradients too. Merging LoRA repacks.
   void pack_weight(bool backward) { pack(weight_, backward); }
-  // Drops the packed copies (a fused group holds them instead).
-  void unpack_weight() { weight_.packed = weight_.packed_t = at::Tensor(); }
+  // The weight's GGUF blocks too (block_weight.h), for products of a few rows. Merging LoRA
+  // drops them (the merged weight is no longer those numbers).
+  void set_blocks(BlockWeight blocks) { weight_.blocks = std::move(blocks); }
+  const BlockWeight& blocks() const { return weight_.blocks; }
+  // Drops the packed copies and the blocks (a fused group holds them instead).
+  void unpack_weight() {
+    weight_.packed = weight_.packed_t = at::Tensor();
+    weight_.blocks = BlockWeight{};
+  }
   // Counts changes of the weight in place (merge / unmerge), so a fused copy knows it is stale.
   int64_t weight_version() const { return weight_version_; }
   const std::optional<at::Tensor>& bias() const { return bias_; }
@@ -141,6 +148,7 @@ class RowParallelLinear {
   const at::Tensor& weight() const { return weight_.plain; }
   int64_t weight_bytes() const;  // this rank's weight slice and the bias (packed copies too)
   void pack_weight(bool backward) { pack(weight_, backward); }  // as ColumnParallelLinear's
+  void set_blocks(BlockWeight blocks) { weight_.blocks = std::move(blocks); }  // as ColumnParallelLinear's
 
  private:
   CommunicatorPtr tp_;

@@ -28,6 +28,7 @@ const std::vector<RecipeFlag> kFlags = {
     {"chat-template", "chat_template", "auto, chatml, llama3, llama2, gemma, alpaca, raw"},
     {"threads", "threads", "intra-op threads (0 = all cores)"},
     {"packed-weights", "packed_weights", "auto (on for fp32 on CPU), on or off: weights also in oneDNN's prepacked layout, forward and backward (two more copies)"},
+    {"weights", "weights", "fp32 or gguf: products of a few rows (answering) read the GGUF's own Q4_1 / Q8_0 blocks (CPU fp32)"},
     {"tp-size", "parallel.tp_size", "tensor-parallel ranks (heads and vocabulary split over them)"},
     {"dp-size", "parallel.dp_size", "data-parallel replicas (each takes a share of every batch)"},
     {"backend", "parallel.backend", "auto (under mpirun: nccl for GPU ranks, mpi for CPU ranks; else single), single, mpi or nccl"},
@@ -206,6 +207,8 @@ AdaptRecipe load_adapt_recipe(const std::string& recipe_path, const cxxopts::Par
   m.packed_weights = r.get<std::string>("packed_weights", "auto");
   TLM_CHECK(m.packed_weights == "auto" || m.packed_weights == "on" || m.packed_weights == "off",
             r.origin("packed_weights"), ": packed_weights must be auto, on or off, got '", m.packed_weights, "'");
+  m.weights = r.get<std::string>("weights", "fp32");
+  check_weights_setting(m.weights, r.origin("weights"));
   m.trains = true;
   m.cutoff_len = r.get<int64_t>("stream.cutoff_len", 4096);
   m.data_parallel_ok = true;

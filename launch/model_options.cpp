@@ -49,7 +49,10 @@ void add_model_options(cxxopts::Options& options, int64_t default_cutoff_len) {
       ("packed-weights", "auto (on for fp32 on CPU), on or off: hold each weight in oneDNN's prepacked "
        "layout too, so small-row products (decoding, short prompts) skip MKL's per-call repacking; "
        "costs one more copy of the weights, two when training",
-       cxxopts::value<std::string>()->default_value("auto"));
+       cxxopts::value<std::string>()->default_value("auto"))
+      ("weights", "fp32 or gguf: with gguf, products of a few rows (decoding) read the GGUF file's own "
+       "Q4_1 / Q8_0 blocks instead of the fp32 weights: the same numbers, a sixth of the bytes; CPU fp32 only",
+       cxxopts::value<std::string>()->default_value("fp32"));
 }
 
 ModelOptions read_model_options(const cxxopts::ParseResult& parsed) {
@@ -67,6 +70,8 @@ ModelOptions read_model_options(const cxxopts::ParseResult& parsed) {
   o.packed_weights = parsed["packed-weights"].as<std::string>();
   TLM_CHECK(o.packed_weights == "auto" || o.packed_weights == "on" || o.packed_weights == "off",
             "--packed-weights must be auto, on or off, got '", o.packed_weights, "'");
+  o.weights = parsed["weights"].as<std::string>();
+  check_weights_setting(o.weights, "--weights");
   TLM_CHECK(!o.model.empty(), "--model is required (no default model was configured at build time)");
   TLM_CHECK(o.dtype == "auto" || o.dtype == "fp32" || o.dtype == "bf16", "--dtype must be auto, fp32 or bf16, got '",
             o.dtype, "'");
@@ -119,6 +124,26 @@ bool wants_packed_weights(const std::string& setting, const c10::Device& device,
   return possible;
 }
 
+void check_weights_setting(const std::string& weights, const std::string& origin) {
+  TLM_CHECK(weights == "fp32" || weights == "gguf", origin, ": weights must be fp32 or gguf, got '", weights, "'");
+}
+
+namespace {
+
+// --weights gguf: the model keeps the blocks of every weight the file stores as Q4_1 / Q8_0.
+void keep_gguf_blocks(LoadedModel& m) {
+  const std::string& path = m.files.weights->path();
+  TLM_CHECK(m.files.gguf != nullptr, "--weights gguf: ", path, " is not a GGUF file (its weights have no blocks)");
+  const int64_t kept = m.model->keep_weight_blocks(*m.files.weights);
+  const size_t all = m.model->projections().size() + 1;
+  TLM_CHECK(kept > 0, "--weights gguf: ", path, " stores none of the model's weights as Q4_1 or Q8_0, the block "
+            "formats tlm's kernel reads; use --weights fp32");
+  log_info(str_cat("--weights gguf: ", kept, " of ", all, " weights (projections and output head) read from the "
+                   "GGUF's blocks in products of up to ", max_block_rows(), " rows; the rest and longer products in fp32"));
+}
+
+}  // namespace
+
 // The models launch/setup.sh installs, by name: smollm2-135m (the default) and gemma3-270m.
 // Anything else is a path.
 std::string resolve_model_name(const std::string& model) {
@@ -150,6 +175,7 @@ LoadedModel load_model(const ModelOptions& options) {
   const at::ScalarType dtype = resolve_dtype(options.dtype, m.grid.device);
   const double rss_before = host_resident_bytes();
   m.model = std::make_unique<LlamaModel>(m.files.config, *m.files.weights, m.grid.tp, dtype, m.grid.device);
+  if (options.weights == "gguf") keep_gguf_blocks(m);
   if (wants_packed_weights(options.packed_weights, m.grid.device, dtype)) m.model->pack_weights(options.trains);
   // The model holds its own copies; unmapping the files drops the pages the slices touched
   // from the resident set (the kernel keeps them as reclaimable page cache).

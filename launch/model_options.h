@@ -27,6 +27,7 @@ struct ModelOptions {
   double collective_timeout = 300;  // seconds; <= 0 = forever
   bool data_parallel_ok = false;    // only tlm adapt splits its work over DP replicas
   std::string packed_weights = "auto";  // auto (on for CPU fp32) | on | off
+  std::string weights = "fp32";         // fp32 | gguf (also the GGUF's Q4_1/Q8_0 blocks, for decoding)
   bool trains = false;              // the command takes gradients: pack for backward too
 };
 
@@ -44,6 +45,8 @@ ModelOptions read_model_options(const cxxopts::ParseResult& parsed);
 at::ScalarType resolve_dtype(const std::string& dtype, const c10::Device& device);
 // Whether a model on `device` in `dtype` holds packed weights under --packed-weights `setting`
 // ("on" where it cannot is an error).
+// Throws "<origin>: weights must be fp32 or gguf" for anything else.
+void check_weights_setting(const std::string& weights, const std::string& origin);
 bool wants_packed_weights(const std::string& setting, const c10::Device& device, at::ScalarType dtype);
 // Builds the process grid (every rank of a job calls this), then loads this rank's slices.
 // Ranks other than 0 print nothing on stdout and log warnings and errors only.

@@ -86,6 +86,7 @@ int64_t LinearWeight::packed_bytes() const {
   int64_t total = 0;
   for (const at::Tensor* t : {&packed, &packed_t})
     if (t->defined()) total += t->numel() * static_cast<int64_t>(t->element_size());
+  if (blocks.defined()) total += static_cast<int64_t>(blocks.bytes.nbytes());
   return total;
 }
 
@@ -109,8 +110,18 @@ void repack(LinearWeight& w) {
 }
 
 at::Tensor linear(const at::Tensor& x, const LinearWeight& w, const std::optional<at::Tensor>& bias) {
+  const bool no_grad = !x.requires_grad() || !at::GradMode::is_enabled();
+  const int64_t rows = x.dim() > 0 && x.size(-1) > 0 ? x.numel() / x.size(-1) : 0;
+  if (w.blocks.defined() && no_grad && rows <= max_block_rows() && x.scalar_type() == at::kFloat &&
+      x.device().is_cpu()) {
+    std::vector<int64_t> out_shape = x.sizes().vec();
+    out_shape.back() = w.blocks.out_features();
+    at::Tensor y = block_product(x.reshape({-1, x.size(-1)}).contiguous(), w.blocks);
+    if (bias) y.add_(*bias);
+    return y.view(out_shape);
+  }
   if (!w.packed.defined()) return bias ? at::linear(x, w.plain, *bias) : at::linear(x, w.plain);
-  if (!x.requires_grad() || !at::GradMode::is_enabled()) return through_packed(x, w.packed, bias);
+  if (no_grad) return through_packed(x, w.packed, bias);
   return PackedLinear::apply(x, &w, bias);
 }
 

@@ -20,18 +20,24 @@
 #include <ATen/core/Tensor.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "engine/kernels/block_weight.h"
+
 namespace tlm {
 
 struct LinearWeight {
   at::Tensor plain;     // [out, in]; undefined where only the packed copies are kept (fused groups)
   at::Tensor packed;    // oneDNN layout of W, for y = x W^T; undefined: not packed
   at::Tensor packed_t;  // oneDNN layout of W^T, for dx = dy W; undefined: not packed
+  // The same W in the GGUF file's quantised blocks (block_weight.h), for products of up to
+  // max_block_rows() rows without gradient; undefined: not kept. Whoever changes `plain` in
+  // place drops it (it would no longer be the same W).
+  BlockWeight blocks;
 
   LinearWeight() = default;
   LinearWeight(at::Tensor w) : plain(std::move(w)) {}  // NOLINT: an unpacked weight
   int64_t out_features() const { return (plain.defined() ? plain : packed).size(0); }
   int64_t in_features() const { return (plain.defined() ? plain : packed).size(1); }
-  // Bytes of the packed copies (the plain weight not counted).
+  // Bytes of the packed copies and the blocks (the plain weight not counted).
   int64_t packed_bytes() const;
 };
 
@@ -44,7 +50,8 @@ void pack(LinearWeight& w, bool backward);
 void repack(LinearWeight& w);
 
 // y = x W^T (+ bias): x [..., in] -> [..., out], differentiable in x (W is frozen; the input
-// gradient goes through input_gradient). Packed copies are used where present.
+// gradient goes through input_gradient). Packed copies are used where present, the blocks
+// for a few rows that need no gradient.
 at::Tensor linear(const at::Tensor& x, const LinearWeight& w,
                   const std::optional<at::Tensor>& bias = std::nullopt);
 // dx = dy W: dy [..., out] -> [..., in], no autograd (for custom backward passes).

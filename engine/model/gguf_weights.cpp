@@ -1,5 +1,6 @@
 // WeightSource over a GGUF file: HF names map to llama.cpp's, quantised blocks are
 // dequantised at load, and Llama's q/k rows are put back in HF's rotate-half order.
+#include <cstring>
 #include <map>
 
 #include <ATen/ATen.h>
@@ -108,6 +109,19 @@ class GgufWeights final : public WeightSource {
     if (slice.dim >= 0 && !row_slice)
       out = out.narrow(slice.dim, slice.begin, slice.end - slice.begin).contiguous();
     return out;
+  }
+
+  std::optional<BlockWeight> load_blocks(const std::string& hf) const override {
+    const GgufTensor& t = tensor_of(hf);
+    if (t.torch_shape().size() != 2 || (t.type != GgmlType::Q4_1 && t.type != GgmlType::Q8_0)) return std::nullopt;
+    BlockWeight w;
+    w.format = t.type == GgmlType::Q4_1 ? BlockFormat::q4_1 : BlockFormat::q8_0;
+    w.in_features = t.row_size();
+    const int64_t row_bytes = t.row_size() / 32 * block_bytes(w.format);
+    w.bytes = at::empty({t.rows(), row_bytes}, at::kByte);
+    std::memcpy(w.bytes.data_ptr<uint8_t>(), gguf_->data(t), static_cast<size_t>(t.rows() * row_bytes));
+    if (permuted_qk_) w.bytes = unpermute_if_qk(hf, w.bytes, 0);  // a permutation of whole rows
+    return w;
   }
 
   std::optional<at::Tensor> rope_frequency_factors() const override {

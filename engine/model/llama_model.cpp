@@ -381,6 +381,37 @@ void LlamaModel::pack_weights(bool backward) {
   pack(lm_head_shard_, backward);
 }
 
+int64_t LlamaModel::keep_weight_blocks(const WeightSource& weights) {
+  TLM_CHECK(device_.is_cpu() && dtype_ == at::kFloat, "GGUF block weights are for fp32 on the CPU; this model is ",
+            toString(dtype_), " on ", device_.str());
+  int64_t kept = 0;
+  for (const Projection& p : projections()) {
+    std::optional<BlockWeight> full = weights.load_blocks(p.name + ".weight");
+    if (!full) continue;
+    if (p.column) {
+      const ShardRange r = p.column->out_shard();
+      p.column->set_blocks(block_rows(*full, r.begin, r.end));
+    } else {
+      const ShardRange r = p.row->in_shard();
+      if (r.begin % 32 != 0 || r.end % 32 != 0) continue;  // a TP slice that splits blocks stays fp32
+      p.row->set_blocks(block_columns(*full, r.begin, r.end));
+    }
+    ++kept;
+  }
+  const bool tied = lm_head_shard_.plain.is_same(embed_->weight());
+  if (std::optional<BlockWeight> head = weights.load_blocks(tied ? "model.embed_tokens.weight" : "lm_head.weight")) {
+    const ShardRange r = vocab_shard(config_.vocab_size, tp_->rank(), tp_->size());
+    BlockWeight mine = block_rows(*head, r.begin, r.begin + lm_head_valid_);
+    if (lm_head_valid_ < r.size()) {  // padding rows: all-zero blocks are d = m = 0, values 0
+      at::Tensor pad = at::zeros({r.size() - lm_head_valid_, mine.bytes.size(1)}, mine.bytes.options());
+      mine.bytes = at::cat({mine.bytes, pad});
+    }
+    lm_head_shard_.blocks = std::move(mine);
+    ++kept;
+  }
+  return kept;
+}
+
 std::vector<Projection> LlamaModel::projections() {
   std::vector<Projection> out;
   for (size_t i = 0; i < layers_.size(); ++i) {

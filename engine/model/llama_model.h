@@ -106,6 +106,11 @@ class LlamaModel {
   // gradients (training); q/k/v then run as one product, and gate/up too when not
   // training. CPU fp32 only: can_pack() says where.
   void pack_weights(bool backward);
+  // Keeps every projection and the output head that `weights` stores in GGUF blocks the kernel
+  // reads (Q4_1, Q8_0) in those blocks too, this rank's slice of them, for products of up to
+  // max_block_rows() rows (decoding; engine/kernels/block_weight.h). Call before pack_weights (a
+  // fused group takes its members' blocks). CPU fp32 only. Returns how many weights got them.
+  int64_t keep_weight_blocks(const WeightSource& weights);
 
  private:
   struct Layer {

@@ -11,6 +11,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "engine/kernels/block_weight.h"
+
 namespace tlm {
 
 class GgufFile;
@@ -36,6 +38,9 @@ class WeightSource {
   // A hash of the stored weight bytes (engine/formats/weights_fingerprint.h): what a
   // checkpoint records so that a resume refuses another base with the same config.
   virtual std::string fingerprint() const = 0;
+  // The whole 2-D weight in the file's own quantised blocks, rows in HF's order, where the
+  // file stores it in a format the block kernel reads (GGUF Q4_1, Q8_0); nullopt otherwise.
+  virtual std::optional<BlockWeight> load_blocks(const std::string& /*hf_name*/) const { return std::nullopt; }
   // llama.cpp's per-frequency rope factors (llama3 scaling inside GGUF), when present.
   virtual std::optional<at::Tensor> rope_frequency_factors() const { return std::nullopt; }
 };

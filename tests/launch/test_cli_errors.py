@@ -97,6 +97,22 @@ class CliErrors(unittest.TestCase):
             self.assertIn(message, out, args)
             self.assertIn("command line --", out, args)
 
+    def test_weights_setting_is_checked(self):
+        prompts = self.work / "one.txt"
+        prompts.write_text("hello\n")
+        code, out = tlm("generate", "--model", self.model, "--prompts-file", prompts, "--weights", "q8")
+        self.assertEqual(code, 1, out)
+        self.assertIn("--weights: weights must be fp32 or gguf, got 'q8'", out)
+        code, out = tlm("generate", "--model", self.model, "--prompts-file", prompts, "--weights", "gguf")
+        self.assertEqual(code, 1, out)
+        self.assertIn(f"--weights gguf: {self.model}", out)
+        self.assertIn("is not a GGUF file", out)
+        recipe = self.work / "weights.yaml"
+        recipe.write_text("mode: online\nweights: int4\n")
+        code, out = tlm("adapt", "--config", recipe, "--model", self.model, "--data", prompts)
+        self.assertEqual(code, 1, out)
+        self.assertIn(f"{recipe}:2: weights must be fp32 or gguf, got 'int4'", out)
+
     def test_non_finite_numbers_duplicate_keys_and_no_op_settings_are_refused(self):
         # Issue 14: NaN and infinities in a recipe were accepted (an adapter full of NaN, updates
         # silently skipped); a repeated key silently kept its first value; lora.alpha 0 made the
