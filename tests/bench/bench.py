@@ -17,7 +17,8 @@ ratio, tlm's achieved rate, the bound on this machine, and efficiency = achieved
   step, scoring  FLOP/s against the best product this run's LibTorch does at the model's
                  shapes and row counts (MKL's sgemm or oneDNN's packed one, whichever is faster)
   decode         time per step against max(bytes moved / read bandwidth, FLOPs / peak), the
-                 bytes being the fp32 weights read once per step plus the KV cache
+                 bytes being the fp32 weights read once per step plus the KV cache; the "GGUF
+                 blocks" rows run tlm with --weights gguf, whose bytes are the file's blocks
 """
 import json
 import pathlib
@@ -59,6 +60,11 @@ def forward_flops(d, T):
 
 def weight_bytes(d):
     return 4 * (d["L"] * sum(o * i for o, i in projections(d)) + d["V"] * d["H"])
+
+
+def gguf_weight_bytes(path):
+    """Bytes of the GGUF's matrices as stored (what --weights gguf reads per decode step)."""
+    return sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors if len(t.shape) == 2)
 
 
 def timed(f, n):
@@ -199,28 +205,34 @@ def main():
                                 lambda s, p: f"ppl {s['input_ppl_base']:.3f} -> {s['input_ppl_adapted']:.3f} "
                                              f"(peer {p['input_ppl_base']:.3f} -> {p['input_ppl_adapted']:.3f})")
 
-    # Decode at batch 8 (the N prompts) and batch 1 (the first 4).
+    # Decode at batch 8 (the N prompts) and batch 1 (the first 4), tlm reading its fp32 weights and
+    # (--weights gguf) the GGUF's own blocks; the peer reads fp32.
     bw = read_bandwidth()
     for batch, count in ((8, n), (1, min(4, n))):
-        gl, pl = [], []
+        gl, bl, pl = [], [], []
         for r in range(rounds):
             gl.append(tlm_generate(tlm, model, data, count, batch, threads, out, r))
+            bl.append(tlm_generate((binary, flags + ["--weights", "gguf"]), model, data, count, batch, threads, out,
+                                   f"gguf-{r}"))
             pl.append(peer_run(peer, ["generate", model, data, count, 64, batch], out, f"peer-generate-b{batch}-{r}"))
-        gs = median_by(gl, lambda x: x["decode_seconds"])
         pg = median_by(pl, lambda x: x["decode_seconds"])
-        recs = gs["records"]
-        nsteps = decode_steps(recs, batch)
-        ctx = statistics.mean(r["prompt_tokens"] for r in recs) + 32
-        kv_bytes = batch * d["L"] * 2 * d["kv"] * d["D"] * ctx * 4
-        step_time = gs["decode_seconds"] / nsteps
-        t_mem = (weight_bytes(d) + kv_bytes) / bw
-        t_flop = 2 * batch * (weight_bytes(d) / 4) / gemm_peak(d, batch)
-        rows[f"decode b{batch}"] = dict(unit="new tok/s", tlm=gs["new_tokens"] / gs["decode_seconds"],
-                                        peer=pg["new_tokens"] / pg["decode_seconds"], achieved=step_time,
-                                        bound=max(t_mem, t_flop), kind="time", tlm_rss=gs["rss"], peer_rss=pg["rss"],
-                                        rounds=[(x["decode_seconds"], y["decode_seconds"]) for x, y in zip(gl, pl)],
-                                        note=f"{gs['new_tokens']} vs {pg['new_tokens']} new tokens; "
-                                             f"{1e3 * step_time:.1f} ms/step")
+        for name, runs, bytes_read in ((f"decode b{batch}", gl, weight_bytes(d)),
+                                       (f"decode b{batch}, GGUF blocks", bl, gguf_weight_bytes(model))):
+            gs = median_by(runs, lambda x: x["decode_seconds"])
+            recs = gs["records"]
+            nsteps = decode_steps(recs, batch)
+            ctx = statistics.mean(r["prompt_tokens"] for r in recs) + 32
+            kv_bytes = batch * d["L"] * 2 * d["kv"] * d["D"] * ctx * 4
+            step_time = gs["decode_seconds"] / nsteps
+            t_mem = (bytes_read + kv_bytes) / bw
+            t_flop = 2 * batch * (weight_bytes(d) / 4) / gemm_peak(d, batch)
+            same = sum(a["predict"] == b["predict"] for a, b in zip(gl[0]["records"], recs))
+            rows[name] = dict(unit="new tok/s", tlm=gs["new_tokens"] / gs["decode_seconds"],
+                              peer=pg["new_tokens"] / pg["decode_seconds"], achieved=step_time,
+                              bound=max(t_mem, t_flop), kind="time", tlm_rss=gs["rss"], peer_rss=pg["rss"],
+                              rounds=[(x["decode_seconds"], y["decode_seconds"]) for x, y in zip(runs, pl)],
+                              note=f"{gs['new_tokens']} vs {pg['new_tokens']} new tokens; {1e3 * step_time:.1f} ms/step; "
+                                   f"answers equal to the fp32 path: {same} of {len(recs)}")
 
     print(f"model {pathlib.Path(model).name}: L{d['L']} H{d['H']} V{d['V']}; {n} prompts of {data} "
           f"(mean {mean_len} tokens); {threads} threads; read bandwidth {bw / 1e9:.1f} GB/s; "
