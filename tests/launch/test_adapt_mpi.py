@@ -126,6 +126,30 @@ class AdaptUnderMpirun(unittest.TestCase):
         self.assertLessEqual(rel, 1e-5)
         self.assertEqual(pred, ref_pred, f"{arch}: predictions.jsonl differs from the one-process run")
 
+    @unittest.skipUnless(tlm_testing.DEFAULT_MODEL and os.path.exists(tlm_testing.DEFAULT_MODEL),
+                         "default model not installed")
+    def test_gguf_block_weights_at_tp3_equal_one_process(self):
+        # Issue 11: --weights gguf slices the GGUF blocks like the fp32 weights (rows of q/k/v,
+        # gate/up and the head; whole blocks of o/down's inputs: 576 / 3 = 6 x 32, 1536 / 3 =
+        # 16 x 32). The default model's 9 heads and 3 KV heads split over 3 ranks; its greedy
+        # answers at TP 3 equal one process's, with blocks and with fp32.
+        prompts = self.work / "gguf-prompts.txt"
+        prompts.write_text("".join(p + "\n" for p in PROMPTS[:4]))
+        answers = {}
+        for ranks, weights in ((1, "fp32"), (1, "gguf"), (3, "gguf")):
+            out = self.work / f"gguf-{ranks}-{weights}.jsonl"
+            cmd = [binary("launch/tlm"), "generate", "--model", tlm_testing.DEFAULT_MODEL, "--prompts-file", prompts,
+                   "--max-new-tokens", 16, "--batch-size", 4, "--weights", weights, "--device", "cpu", "--output", out]
+            if ranks > 1:
+                cmd = MPIRUN + ["-np", str(ranks)] + cmd + ["--tp-size", ranks, "--collective-timeout", 60]
+            log = run(cmd, env=ENV, timeout=600)
+            if weights == "gguf":
+                self.assertIn("211 of 211 weights", log.stdout + log.stderr)
+            answers[(ranks, weights)] = [json.loads(l)["predict"] for l in out.read_text().splitlines()]
+        print(f"[mpi] --weights gguf at TP 3: {answers[(3, 'gguf')]}", flush=True)
+        self.assertEqual(answers[(3, "gguf")], answers[(1, "gguf")])
+        self.assertEqual(answers[(1, "gguf")], answers[(1, "fp32")])
+
     def test_vocabulary_not_divisible_by_tp_equals_one_process(self):
         # Issue 13: a vocabulary of 322 rows over TP 4 pads each rank's shard to 81 rows (the last
         # one holds 79 real ones); the padding's logits are left out of every softmax, entropy
