@@ -20,8 +20,8 @@ at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::
                             double scale) {
   const int64_t B = q.size(0), Hq = q.size(1), D = q.size(3), Hkv = k.size(1);
   const at::Tensor qg = q.reshape({B, Hkv, Hq / Hkv, D});
-  at::Tensor scores = at::matmul(qg, k.transpose(2, 3)).mul_(scale);  // [B, Hkv, g, S]
-  scores.masked_fill_(mask.logical_not(), -std::numeric_limits<double>::infinity());
+  const at::Tensor scores = at::where(mask, at::matmul(qg, k.transpose(2, 3)).mul_(scale),
+                                     -std::numeric_limits<double>::infinity());  // [B, Hkv, g, S]
   return at::matmul(at::softmax(scores, -1), v).view({B, Hq, 1, D});
 }
 
