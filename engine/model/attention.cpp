@@ -15,7 +15,8 @@ namespace {
 // (views into the cache), mask [B or 1, 1, 1, S]. The query heads of a KV head form one
 // [g, D] x [D, S] product, then softmax and [g, S] x [S, D]: what scaled_dot_product_attention
 // computes, without its flash kernel's blocking, which costs more than the arithmetic at one
-// query row (decoding at batch 8 spent 3 ms a step there on 2 cores, 1 ms here).
+// query row (decoding at batch 8 on 2 cores spent 3.4 ms a step in that kernel; the step is
+// about 2.5 ms shorter this way).
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                             double scale) {
   const int64_t B = q.size(0), Hq = q.size(1), D = q.size(3), Hkv = k.size(1);
