@@ -4,7 +4,9 @@
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
+#include <limits>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -13,6 +15,8 @@
 
 #include "engine/common/error.h"
 #include "engine/common/log.h"
+#include "engine/learn/guards.h"
+#include "engine/learn/job_setup.h"
 #include "engine/learn/lora.h"
 #include "engine/learn/methods.h"
 #include "engine/learn/peft_adapter.h"
@@ -108,6 +112,21 @@ CheckpointIdentity serve_identity(const LlamaModel& model, const AdaptRecipe& re
   return id;
 }
 
+// The collapse guards (guard.*) over the live adapter, made while it holds the fresh one; their
+// events go to <output_dir>/guards.jsonl, after a resumed server's earlier ones. nullptr: none.
+std::unique_ptr<CollapseGuards> serve_guards(const AdaptConfig& c, const LoadedModel& m, TestTimeLearner& learner) {
+  if (!c.guards.any()) return nullptr;
+  std::error_code ec;
+  std::filesystem::create_directories(c.output_dir, ec);
+  TLM_CHECK(!ec, c.output_dir, ": cannot create the output folder for guards.jsonl (", ec.message(), ")");
+  const std::string events = c.output_dir + "/guards.jsonl";
+  const std::vector<std::string> earlier = c.resume.empty() ? std::vector<std::string>{} : read_lines(events);
+  std::unique_ptr<CollapseGuards> guards =
+      make_guards(c, *m.encoder, m.grid, *m.model, learner, m.encoder->tokenizer().pad_id().value_or(0));
+  guards->keep_events_until(earlier, std::numeric_limits<int64_t>::max());
+  return guards;
+}
+
 // Blocks until SIGTERM/SIGINT, then stops the engine (new requests get 503; in-flight ones
 // finish) and, once it has checkpointed, the HTTP server. A second signal exits at once.
 void wait_for_stop(ServeEngine& engine, httplib::Server& server, std::thread& engine_thread) {
@@ -151,8 +170,9 @@ int run_serve(int argc, char** argv) {
   LoadedModel m = load_model(recipe.model);
   std::unique_ptr<LoraAdapters> lora = make_lora(*m.model, c);
   TestTimeLearner learner(*m.model, *lora, make_objective(c.method, *m.model), c.step, c.adamw);
+  std::unique_ptr<CollapseGuards> guards = serve_guards(c, m, learner);
   SessionStore sessions(*lora, learner, serve_identity(*m.model, recipe, *lora, learner.objective()),
-                        {settings.max_sessions, c.checkpoints.directory, c.checkpoints.keep_last});
+                        {settings.max_sessions, c.checkpoints.directory, c.checkpoints.keep_last}, guards.get());
   if (c.resume == "latest") {
     TLM_CHECK(sessions.persistent(), "--resume latest needs checkpoint.dir (--checkpoint-dir)");
     log_info(str_cat("resumed ", sessions.resume_all(), " sessions from ", c.checkpoints.directory));

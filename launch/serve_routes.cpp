@@ -108,9 +108,13 @@ class Handlers {
           data.push_back({{"id", id}, {"in_memory", false}});
           continue;
         }
-        data.push_back({{"id", id}, {"in_memory", true}, {"steps", s->steps}, {"learned_prompts", s->learned},
-                        {"requests", s->requests}, {"version", s->version},
-                        {"queued_prompts", s->queue.size() + s->chunk.size() - std::min(s->chunk.size(), s->chunk_pos)}});
+        json a = {{"id", id}, {"in_memory", true}, {"steps", s->steps}, {"learned_prompts", s->learned},
+                  {"requests", s->requests}, {"version", s->version},
+                  {"queued_prompts", s->queue.size() + s->chunk.size() - std::min(s->chunk.size(), s->chunk_pos)}};
+        if (c_.sessions.guarded())
+          a["guards"] = {{"resets_loss_floor", s->guards.resets_floor}, {"resets_periodic", s->guards.resets_periodic},
+                         {"probes", s->guards.probes}, {"rollbacks", s->guards.rollbacks}};
+        data.push_back(std::move(a));
       }
       return json{{"object", "list"}, {"data", data}};
     }));

@@ -9,9 +9,23 @@
 #include "engine/learn/job_steps.h"
 
 namespace tlm {
+namespace {
+
+GuardState capture_copy(const GuardState& s) {
+  GuardState c;
+  for (const at::Tensor& t : s.params) c.params.push_back(t.clone());
+  for (const at::Tensor& t : s.exp_avg) c.exp_avg.push_back(t.clone());
+  for (const at::Tensor& t : s.exp_avg_sq) c.exp_avg_sq.push_back(t.clone());
+  c.optimizer_steps = s.optimizer_steps;
+  return c;
+}
+
+}  // namespace
 
 nlohmann::json GuardEvent::to_json() const {
-  return {{"step", step}, {"event", kind}, {"value", value}, {"limit", limit}};
+  nlohmann::json j = {{"step", step}, {"event", kind}, {"value", value}, {"limit", limit}};
+  if (!owner.empty()) j["session"] = owner;
+  return j;
 }
 
 CollapseGuards::CollapseGuards(const GuardOptions& options, LlamaModel& model, TrainableSet& trainable, AdamW& optimizer,
@@ -27,7 +41,7 @@ CollapseGuards::CollapseGuards(const GuardOptions& options, LlamaModel& model, T
   TLM_CHECK(options.probe_every == 0 || !probe_.empty(),
             "guard.probe_every is set but the probe set is empty (guard.probe_data / --guard-data)");
   fresh_ = capture();
-  last_good_ = capture();  // its own tensors: restore() and load_state() write into them
+  memory_ = fresh_memory();
   if (!probe_.empty()) {
     trainable_.set_enabled(false);
     probe_base_ = probe_nll();
@@ -40,8 +54,15 @@ CollapseGuards::CollapseGuards(const GuardOptions& options, LlamaModel& model, T
   }
 }
 
-CollapseGuards::State CollapseGuards::capture() const {
-  State s;
+GuardMemory CollapseGuards::fresh_memory(const std::string& owner) const {
+  GuardMemory m;
+  m.last_good = capture_copy(fresh_);
+  m.owner = owner;
+  return m;
+}
+
+GuardState CollapseGuards::capture() const {
+  GuardState s;
   for (const at::Tensor& p : trainable_.parameters()) s.params.push_back(p.detach().clone());
   for (const at::Tensor& m : optimizer_.exp_avg()) s.exp_avg.push_back(m.clone());
   for (const at::Tensor& v : optimizer_.exp_avg_sq()) s.exp_avg_sq.push_back(v.clone());
@@ -49,7 +70,7 @@ CollapseGuards::State CollapseGuards::capture() const {
   return s;
 }
 
-void CollapseGuards::restore(const State& s) {
+void CollapseGuards::restore(const GuardState& s) {
   at::NoGradGuard no_grad;
   const std::vector<at::Tensor> params = trainable_.parameters();
   TLM_CHECK(params.size() == s.params.size(), "guards: ", params.size(), " trainables, the saved state has ",
@@ -70,46 +91,48 @@ void CollapseGuards::record(const GuardEvent& e) {
     events_.flush();
   }
   if (!writer_ || e.kind == "probe passed") return;
+  const std::string where = e.owner.empty() ? "" : " of session " + e.owner;
   if (e.kind == "reset (periodic)")
-    log_warn(str_cat("guard at step ", e.step, ": ", e.kind));
+    log_warn(str_cat("guard at step ", e.step, where, ": ", e.kind));
   else
-    log_warn(str_cat("guard at step ", e.step, ": ", e.kind, " (", fixed(e.value, 4), " vs limit ", fixed(e.limit, 4),
-                     ")"));
+    log_warn(str_cat("guard at step ", e.step, where, ": ", e.kind, " (", fixed(e.value, 4), " vs limit ",
+                     fixed(e.limit, 4), ")"));
 }
 
 std::vector<GuardEvent> CollapseGuards::after_step(const StepRecord& step) {
   std::vector<GuardEvent> events;
   auto add = [&](const char* kind, double value, double limit) {
-    events.push_back({step.step, kind, value, limit});
+    events.push_back({memory_.owner, step.step, kind, value, limit});
     record(events.back());
   };
+  GuardMemory& m = memory_;
   if (options_.loss_floor > 0.0 && step.updated) {
-    average_ = average_set_ ? options_.loss_average * average_ + (1.0 - options_.loss_average) * step.loss : step.loss;
-    average_set_ = true;
-    if (average_ < options_.loss_floor) {
-      add("reset (loss floor)", average_, options_.loss_floor);
+    m.average = m.average_set ? options_.loss_average * m.average + (1.0 - options_.loss_average) * step.loss : step.loss;
+    m.average_set = true;
+    if (m.average < options_.loss_floor) {
+      add("reset (loss floor)", m.average, options_.loss_floor);
       restore(fresh_);
-      average_set_ = false;
-      ++resets_floor_;
+      m.average_set = false;
+      ++m.resets_floor;
     }
   }
   if (options_.reset_every > 0 && step.step % options_.reset_every == 0) {
     add("reset (periodic)", 0.0, 0.0);
     restore(fresh_);
-    average_set_ = false;
-    ++resets_periodic_;
+    m.average_set = false;
+    ++m.resets_periodic;
   }
   if (options_.probe_every > 0 && step.step % options_.probe_every == 0) {
-    ++probes_;
+    ++m.probes;
     const double nll = probe_nll();
     const double limit = probe_base_ * (1.0 + options_.probe_tolerance);
     if (nll > limit) {
       add("rollback", nll, limit);
-      restore(last_good_);
-      ++rollbacks_;
+      restore(m.last_good);
+      ++m.rollbacks;
     } else {
       add("probe passed", nll, limit);
-      last_good_ = capture();
+      m.last_good = capture();
     }
   }
   return events;
@@ -125,16 +148,17 @@ void CollapseGuards::keep_events_until(const std::vector<std::string>& previous,
 }
 
 std::map<std::string, double> CollapseGuards::step_stats() const {
-  return {{"guard_resets_loss_floor", static_cast<double>(resets_floor_)},
-          {"guard_resets_periodic", static_cast<double>(resets_periodic_)},
-          {"guard_probes", static_cast<double>(probes_)}, {"guard_rollbacks", static_cast<double>(rollbacks_)},
-          {"guard_loss_average", average_}, {"guard_loss_average_set", average_set_ ? 1.0 : 0.0}};
+  const GuardMemory& m = memory_;
+  return {{"guard_resets_loss_floor", static_cast<double>(m.resets_floor)},
+          {"guard_resets_periodic", static_cast<double>(m.resets_periodic)},
+          {"guard_probes", static_cast<double>(m.probes)}, {"guard_rollbacks", static_cast<double>(m.rollbacks)},
+          {"guard_loss_average", m.average}, {"guard_loss_average_set", m.average_set ? 1.0 : 0.0}};
 }
 
 std::map<std::string, at::Tensor> CollapseGuards::state() const {
   std::map<std::string, at::Tensor> out;
   const std::vector<std::string> names = trainable_.parameter_names();
-  for (const auto& [prefix, s] : {std::make_pair(std::string("fresh."), &fresh_), std::make_pair(std::string("last_good."), &last_good_)}) {
+  for (const auto& [prefix, s] : {std::make_pair(std::string("fresh."), &fresh_), std::make_pair(std::string("last_good."), &memory_.last_good)}) {
     out[prefix + "optimizer_step"] = at::tensor({static_cast<float>(s->optimizer_steps)});  // exact below 2^24
     for (size_t i = 0; i < names.size(); ++i) {
       out[prefix + names[i]] = trainable_.assemble_full(i, s->params[i]);
@@ -153,12 +177,12 @@ void CollapseGuards::load_state(const std::map<std::string, at::Tensor>& state,
               " (saved by a job without these guards?)");
     return it->second.back();
   };
-  resets_floor_ = static_cast<int64_t>(stat("guard_resets_loss_floor"));
-  resets_periodic_ = static_cast<int64_t>(stat("guard_resets_periodic"));
-  probes_ = static_cast<int64_t>(stat("guard_probes"));
-  rollbacks_ = static_cast<int64_t>(stat("guard_rollbacks"));
-  average_ = stat("guard_loss_average");
-  average_set_ = stat("guard_loss_average_set") != 0.0;
+  memory_.resets_floor = static_cast<int64_t>(stat("guard_resets_loss_floor"));
+  memory_.resets_periodic = static_cast<int64_t>(stat("guard_resets_periodic"));
+  memory_.probes = static_cast<int64_t>(stat("guard_probes"));
+  memory_.rollbacks = static_cast<int64_t>(stat("guard_rollbacks"));
+  memory_.average = stat("guard_loss_average");
+  memory_.average_set = stat("guard_loss_average_set") != 0.0;
   auto get = [&](const std::string& name) -> const at::Tensor& {
     auto it = state.find(name);
     TLM_CHECK(it != state.end(), source, ": the collapse guards' state lacks 'guard.", name,
@@ -167,7 +191,7 @@ void CollapseGuards::load_state(const std::map<std::string, at::Tensor>& state,
   };
   const std::vector<std::string> names = trainable_.parameter_names();
   at::NoGradGuard no_grad;
-  for (const auto& [prefix, s] : {std::make_pair(std::string("fresh."), &fresh_), std::make_pair(std::string("last_good."), &last_good_)}) {
+  for (const auto& [prefix, s] : {std::make_pair(std::string("fresh."), &fresh_), std::make_pair(std::string("last_good."), &memory_.last_good)}) {
     s->optimizer_steps = static_cast<int64_t>(get(prefix + "optimizer_step").item<float>());
     for (size_t i = 0; i < names.size(); ++i) {
       for (auto [tag, dst] : {std::make_pair("", &s->params[i]), std::make_pair("exp_avg.", &s->exp_avg[i]),
@@ -182,8 +206,9 @@ void CollapseGuards::load_state(const std::map<std::string, at::Tensor>& state,
 }
 
 nlohmann::json CollapseGuards::summary() const {
-  nlohmann::json j = {{"resets_loss_floor", resets_floor_}, {"resets_periodic", resets_periodic_},
-                      {"probes", probes_}, {"rollbacks", rollbacks_}, {"options", {
+  const GuardMemory& m = memory_;
+  nlohmann::json j = {{"resets_loss_floor", m.resets_floor}, {"resets_periodic", m.resets_periodic},
+                      {"probes", m.probes}, {"rollbacks", m.rollbacks}, {"options", {
                           {"loss_floor", options_.loss_floor}, {"loss_average", options_.loss_average},
                           {"reset_every", options_.reset_every}, {"probe_data", options_.probe_data},
                           {"probe_every", options_.probe_every}, {"probe_tolerance", options_.probe_tolerance},

@@ -17,6 +17,8 @@
 // The method's own state (EATA's moving average) is left as it is. The guards' own state (the
 // moving average, the counts, the fresh and last good trainables and moments) checkpoints as
 // method state under "guard." names, so a resumed job continues exactly.
+// What the guards remember of one learner's history is a GuardMemory: a job has one; `tlm
+// serve` keeps one per session and lends it to the guards for that session's steps.
 #pragma once
 
 #include <cstdint>
@@ -49,11 +51,26 @@ struct GuardOptions {
 };
 
 struct GuardEvent {
+  std::string owner;   // the session, in tlm serve ("session" in the JSON when set)
   int64_t step = 0;
   std::string kind;    // "reset (loss floor)", "reset (periodic)", "probe passed", "rollback"
   double value = 0.0;  // the moving average, or the probe's NLL
   double limit = 0.0;  // the floor, or base * (1 + tolerance)
   nlohmann::json to_json() const;
+};
+
+// The trainables and AdamW moments at one moment (a reset or rollback target).
+struct GuardState {
+  std::vector<at::Tensor> params, exp_avg, exp_avg_sq;
+  int64_t optimizer_steps = 0;
+};
+
+struct GuardMemory {
+  GuardState last_good;          // what a rollback goes back to
+  double average = 0.0;          // the loss's moving average
+  bool average_set = false;
+  int64_t resets_floor = 0, resets_periodic = 0, probes = 0, rollbacks = 0;
+  std::string owner;             // "" for a job; in tlm serve the session ("tlm/<name>"), named in events
 };
 
 class CollapseGuards {
@@ -65,6 +82,12 @@ class CollapseGuards {
                  const std::string& events_path, bool writer);
   // After every optimiser step (attempted or taken), on every rank in the same order.
   std::vector<GuardEvent> after_step(const StepRecord& step);
+  // A learner's memory as it starts: last good = the fresh state, no average, no events.
+  GuardMemory fresh_memory(const std::string& owner = "") const;
+  // Exchanges the memory the guards work with (a server lends each session's for its step).
+  void swap_memory(GuardMemory& other) { std::swap(memory_, other); }
+  // Does this event put the trainables back (reset or rollback)?
+  static bool restores(const GuardEvent& event) { return event.kind != "probe passed"; }
   nlohmann::json summary() const;
   double probe_base_nll() const { return probe_base_; }
   // A resumed job: writes back the events of `previous` (the old guards.jsonl's lines) up to
@@ -83,12 +106,8 @@ class CollapseGuards {
                   const std::map<std::string, std::vector<double>>& stats, const std::string& source);
 
  private:
-  struct State {
-    std::vector<at::Tensor> params, exp_avg, exp_avg_sq;
-    int64_t optimizer_steps = 0;
-  };
-  State capture() const;
-  void restore(const State& state);
+  GuardState capture() const;
+  void restore(const GuardState& state);
   double probe_nll() const;
   void record(const GuardEvent& event);
 
@@ -102,11 +121,9 @@ class CollapseGuards {
   bool writer_;
   std::string events_path_;
   std::ofstream events_;
-  State fresh_, last_good_;
+  GuardState fresh_;
+  GuardMemory memory_;
   double probe_base_ = 0.0;
-  double average_ = 0.0;
-  bool average_set_ = false;
-  int64_t resets_floor_ = 0, resets_periodic_ = 0, probes_ = 0, rollbacks_ = 0;
 };
 
 }  // namespace tlm

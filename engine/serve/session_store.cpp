@@ -60,8 +60,9 @@ nlohmann::json ids_json(const std::vector<std::vector<int32_t>>& v) {
 }  // namespace
 
 SessionStore::SessionStore(TrainableSet& trainable, TestTimeLearner& learner, CheckpointIdentity identity,
-                           SessionStoreOptions options)
-    : trainable_(trainable), learner_(learner), identity_(std::move(identity)), options_(std::move(options)) {
+                           SessionStoreOptions options, CollapseGuards* guards)
+    : trainable_(trainable), learner_(learner), guards_(guards), identity_(std::move(identity)),
+      options_(std::move(options)) {
   TLM_CHECK(options_.max_sessions >= 1, "max_sessions must be >= 1, got ", options_.max_sessions);
   initial_ = live_copy();
   live_ = initial_.get();
@@ -83,6 +84,7 @@ Session SessionStore::fresh(const std::string& id) const {
   s.exp_avg = zeros_like_all(*initial_);
   s.exp_avg_sq = zeros_like_all(*initial_);
   s.objective_state = clones(learner_.objective().state());
+  if (guards_) s.guards = guards_->fresh_memory(id);
   return s;
 }
 
@@ -153,9 +155,23 @@ void SessionStore::begin_step(Session& s) {
   learner_.objective().load_state(s.objective_state, s.id);
 }
 
-void SessionStore::end_step(Session& s, bool updated) {
+std::vector<GuardEvent> SessionStore::guard_step(Session& s, const StepRecord& step) {
+  if (!guards_) return {};
+  guards_->swap_memory(s.guards);
+  std::vector<GuardEvent> events;
+  try {
+    events = guards_->after_step(step);
+  } catch (...) {
+    guards_->swap_memory(s.guards);
+    throw;
+  }
+  guards_->swap_memory(s.guards);
+  return events;
+}
+
+void SessionStore::end_step(Session& s, bool changed) {
   AdamW& opt = learner_.optimizer();
-  if (updated) {
+  if (changed) {
     s.params = live_copy();
     live_ = s.params.get();
     ++s.version;
@@ -190,6 +206,12 @@ void SessionStore::save(Session& s) {
   st.stream_identity = stream_identity(s.id);
   st.stream_offset = s.learned;
   st.method_state = s.objective_state;
+  if (guards_) {  // as tlm adapt saves its guards: "guard." method state, the counts as stats
+    guards_->swap_memory(s.guards);
+    for (auto& [name, t] : guards_->state()) st.method_state["guard." + name] = t;
+    for (const auto& [name, value] : guards_->step_stats()) st.stats[name] = {value};
+    guards_->swap_memory(s.guards);
+  }
   const RngState rng = capture_rng_state((*s.params)[0].device());
   st.rng_state = rng.cpu;
   st.device_rng_kind = rng.device_kind;
@@ -222,9 +244,30 @@ Session SessionStore::load(const std::string& id, const std::string& folder) {
   const std::string path = find_resume_checkpoint("latest", folder);
   const CheckpointState st = AdapterCheckpoint::load(path);
   apply_checkpoint(st, identity_, stream_identity(id), trainable_, learner_.optimizer(), path);
-  learner_.objective().load_state(st.method_state, path);
+  std::map<std::string, at::Tensor> method_state, guard_state;
+  for (const auto& [name, t] : st.method_state)
+    (name.rfind("guard.", 0) == 0 ? guard_state[name.substr(6)] : method_state[name]) = t;
+  learner_.objective().load_state(method_state, path);
   Session s;
   s.id = id;
+  if (guards_) {
+    s.guards = guards_->fresh_memory(id);
+    if (guard_state.empty()) {
+      log_warn(path + ": saved without collapse guards; session " + id + "'s guards start fresh");
+    } else {
+      guards_->swap_memory(s.guards);
+      try {
+        guards_->load_state(guard_state, st.stats, path);
+      } catch (...) {
+        guards_->swap_memory(s.guards);
+        throw;
+      }
+      guards_->swap_memory(s.guards);
+    }
+  } else if (!guard_state.empty()) {
+    log_warn(path + ": saved with collapse guards, which this server does not run; session " + id +
+             "'s guard state is dropped");
+  }
   s.params = live_copy();
   live_ = s.params.get();
   s.exp_avg = clones(learner_.optimizer().exp_avg());

@@ -10,6 +10,11 @@
 // files (checkpoints/adapter_checkpoint.h), one folder per session under the checkpoint
 // folder ("shared", "session-<name>"); the learning queue and the chunk in progress travel in
 // the file's scheduler_state, so a restart loses and repeats nothing.
+//
+// Collapse guards (guard.*, engine/learn/guards.h) watch each session's own history: one
+// CollapseGuards over the live tensors, and per session its memory (last good state, loss
+// average, event counts), lent to the guards for that session's steps and checkpointed with it
+// as `tlm adapt` checkpoints its guards ("guard." method state and stats).
 // Engine-thread only: not thread-safe.
 #pragma once
 
@@ -24,11 +29,12 @@
 #include <ATen/core/Tensor.h>
 
 #include "checkpoints/adapter_checkpoint.h"
+#include "engine/learn/guards.h"
 #include "engine/learn/test_time_learner.h"
 
 namespace tlm {
 
-using AdapterSnapshot = std::shared_ptr<const std::vector<at::Tensor>>;
+using AdapterSnapshot = StateSnapshot;  // engine/learn/trainable_set.h
 
 struct Session {
   std::string id;                  // "tlm" or "tlm/<name>"
@@ -37,6 +43,7 @@ struct Session {
   std::vector<at::Tensor> exp_avg, exp_avg_sq;
   int64_t optimizer_step = 0;
   std::map<std::string, at::Tensor> objective_state;
+  GuardMemory guards;              // its collapse guards' memory (when the server runs guards)
   int64_t steps = 0;               // optimiser steps taken or attempted
   int64_t learned = 0;             // prompts learned
   int64_t requests = 0;            // requests answered
@@ -55,8 +62,9 @@ struct SessionStoreOptions {
 
 class SessionStore {
  public:
+  // `guards`: the collapse guards over `trainable` and the learner's optimiser, or nullptr.
   SessionStore(TrainableSet& trainable, TestTimeLearner& learner, CheckpointIdentity identity,
-               SessionStoreOptions options);
+               SessionStoreOptions options, CollapseGuards* guards = nullptr);
 
   // The session, created fresh (the initial adapter) or reloaded from its folder on first use;
   // may checkpoint and drop the least recently used one. Throws tlm::Error when the limit is
@@ -71,8 +79,12 @@ class SessionStore {
   void load_live(const AdapterSnapshot& params);
   // Live tensors, moments, step counts and objective state become the session's, for a step.
   void begin_step(Session& s);
-  // The step's results become the session's: a new snapshot (version + 1) when it updated.
-  void end_step(Session& s, bool updated);
+  // Between begin_step and end_step: the guards' verdict on the step just taken, with the
+  // session's memory (may reset or roll back the live tensors and moments). None without guards.
+  std::vector<GuardEvent> guard_step(Session& s, const StepRecord& step);
+  // The step's results become the session's: a new snapshot (version + 1) when the live
+  // tensors changed (an update, or a guard's reset or rollback).
+  void end_step(Session& s, bool changed);
   // The live tensors hold nothing known (a step failed half-way): the next use reloads them.
   void invalidate_live() { live_ = nullptr; }
   // A fresh optimiser for the session (the official online rule: per chunk).
@@ -88,6 +100,7 @@ class SessionStore {
   bool folder_has_sessions() const;
 
   bool persistent() const { return !options_.checkpoint_dir.empty(); }
+  bool guarded() const { return guards_ != nullptr; }
 
  private:
   std::string folder_of(const std::string& id) const;
@@ -99,6 +112,7 @@ class SessionStore {
 
   TrainableSet& trainable_;
   TestTimeLearner& learner_;
+  CollapseGuards* guards_;
   CheckpointIdentity identity_;
   SessionStoreOptions options_;
   AdapterSnapshot initial_;

@@ -94,5 +94,28 @@ TEST(CollapseGuards, PeriodicResetAndLossFloorRestoreTheFreshAdapter) {
   }
 }
 
+// tlm serve lends each session's memory to one set of guards: counts, events and the loss
+// average of one learner never leak into another's.
+TEST(CollapseGuards, EachLearnersMemoryIsItsOwn) {
+  Rig r;
+  GuardOptions g;
+  g.reset_every = 2;
+  CollapseGuards guards(g, *r.tiny.model, *r.lora, r.learner->optimizer(), {}, 0, 4, "", false);
+  GuardMemory other = guards.fresh_memory("tlm/b");
+  for (int k = 0; k < 2; ++k) guards.after_step(r.learner->train_step({kRepeated}, 3e-2));
+  EXPECT_EQ(guards.summary()["resets_periodic"].get<int>(), 1);
+  guards.swap_memory(other);
+  EXPECT_EQ(guards.summary()["resets_periodic"].get<int>(), 0);
+  r.learner->train_step({kRepeated}, 3e-2);
+  const std::vector<GuardEvent> ev = guards.after_step(r.learner->train_step({kRepeated}, 3e-2));  // step 4
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].owner, "tlm/b");
+  EXPECT_EQ(ev[0].to_json()["session"], "tlm/b");
+  guards.swap_memory(other);
+  EXPECT_EQ(guards.summary()["resets_periodic"].get<int>(), 1);
+  EXPECT_EQ(other.resets_periodic, 1);
+  EXPECT_EQ(other.owner, "tlm/b");
+}
+
 }  // namespace
 }  // namespace tlm
