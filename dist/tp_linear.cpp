@@ -12,11 +12,20 @@ namespace {
 // base + scale * (x A^T) B^T, PEFT's mixed-precision rule: the branch runs in the adapter's
 // dtype (fp32) on the input cast to it, the sum is taken in fp32 (type promotion) and rounded
 // once to the base output's dtype. For an fp32 base every cast is the identity.
+// With per-row adapters (rows_A defined) the two products are batched over rows: x [b, T, in].
 at::Tensor add_lora_branch(const at::Tensor& base, const at::Tensor& x, const LoraSlot& lora) {
   at::Tensor in = x.to(lora.A.scalar_type());
   if (lora.training && lora.dropout > 0.0) in = at::dropout(in, lora.dropout, /*train=*/true);
-  at::Tensor h = at::linear(in, lora.A);                 // [..., r]
-  at::Tensor branch = at::linear(h, lora.B) * lora.scale;  // [..., out_local] fp32
+  at::Tensor branch;
+  if (lora.rows_A.defined()) {
+    TLM_CHECK(in.dim() == 3 && in.size(0) == lora.rows_A.size(0), "per-row LoRA: input ", in.sizes(), " for ",
+              lora.rows_A.size(0), " rows of adapters");
+    at::Tensor h = at::bmm(in, lora.rows_A.transpose(1, 2));           // [b, T, r]
+    branch = at::bmm(h, lora.rows_B.transpose(1, 2)) * lora.scale;     // [b, T, out_local]
+  } else {
+    at::Tensor h = at::linear(in, lora.A);                 // [..., r]
+    branch = at::linear(h, lora.B) * lora.scale;           // [..., out_local] fp32
+  }
   return (base + branch).to(base.scalar_type());
 }
 

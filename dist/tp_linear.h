@@ -49,6 +49,11 @@ struct LoraSlot {
   bool training = false;
   LoraPart a_part;
   LoraPart b_part;
+  // Per-row adapters for one batched forward of rows that belong to different adapters (a
+  // server decoding several sessions in one batch): when defined, row i of the input uses
+  // rows_A[i] [r, in_local] and rows_B[i] [out_local, r] instead of A and B (zeros: no adapter).
+  at::Tensor rows_A;        // [batch, r, in]
+  at::Tensor rows_B;        // [batch, out, r]
 };
 
 class ColumnParallelLinear {

@@ -76,6 +76,12 @@ std::vector<DecodeEvent> DecodeBatch::step() {
   return events;
 }
 
+std::vector<uint64_t> DecodeBatch::ids() const {
+  std::vector<uint64_t> out;
+  for (const Row& r : rows_) out.push_back(r.id);
+  return out;
+}
+
 void DecodeBatch::remove(uint64_t id) {
   std::vector<size_t> kept;
   for (size_t i = 0; i < rows_.size(); ++i)

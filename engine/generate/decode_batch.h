@@ -4,8 +4,9 @@
 // samples from its own seeded generator, so a row's tokens are the ones generate() gives its
 // prompt alone with the same options (rows differ only in the floating-point order of
 // batched products; the tests check greedy answers equal).
-// All rows of a batch run under the model's current adapter state: a server keeps one batch
-// per adapter state (engine/serve/serve_engine.h). Runs in inference mode.
+// Rows run under the model's adapter state at each call: the live adapter, or per-row
+// adapters a server sets for the batch's rows (engine/serve/serve_engine.h). Runs in
+// inference mode.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +41,8 @@ class DecodeBatch {
   void remove(uint64_t id);
 
   size_t size() const { return rows_.size(); }
+  // The rows' ids in batch order (the order of step()'s input rows and events).
+  std::vector<uint64_t> ids() const;
   bool empty() const { return rows_.empty(); }
   int64_t cache_slots() const { return rows_.empty() ? 0 : cache_.capacity(); }
 

@@ -116,6 +116,38 @@ void LoraAdapters::set_training(bool training) {
   for (const Projection& p : modules_) p.lora()->training = training;
 }
 
+void LoraAdapters::use_row_states(const std::vector<StateSnapshot>& rows) {
+  TLM_CHECK(!rows.empty(), "use_row_states: no rows");
+  if (rows != row_states_) {  // shared_ptr equality: the same snapshots in the same order
+    const std::vector<at::Tensor> live = parameters();
+    row_stacks_.clear();
+    for (size_t k = 0; k < modules_.size(); ++k) {
+      std::vector<at::Tensor> a, b;
+      for (const StateSnapshot& r : rows) {
+        TLM_CHECK(!r || r->size() == live.size(), "use_row_states: a state of ", r ? r->size() : 0,
+                  " tensors for ", live.size(), " LoRA tensors");
+        a.push_back(r ? (*r)[2 * k] : at::zeros_like(live[2 * k]));
+        b.push_back(r ? (*r)[2 * k + 1] : at::zeros_like(live[2 * k + 1]));
+      }
+      row_stacks_.emplace_back(at::stack(a), at::stack(b));
+    }
+    row_states_ = rows;
+  }
+  for (size_t k = 0; k < modules_.size(); ++k) {
+    LoraSlot& slot = *modules_[k].lora();
+    TLM_CHECK(!slot.merged, "use_row_states: ", modules_[k].name, " has its adapter merged into the weight");
+    slot.rows_A = row_stacks_[k].first;
+    slot.rows_B = row_stacks_[k].second;
+  }
+}
+
+void LoraAdapters::clear_row_states() {
+  for (const Projection& p : modules_) {
+    p.lora()->rows_A = at::Tensor();
+    p.lora()->rows_B = at::Tensor();
+  }
+}
+
 void LoraAdapters::merge() {
   for (const Projection& p : modules_) {
     if (p.column) p.column->merge_lora();

@@ -56,6 +56,10 @@ class LoraAdapters : public TrainableSet {
   void set_enabled(bool enabled) override;
   // Dropout on the LoRA input is active only while training.
   void set_training(bool training) override;
+  // Per row, its adapter's A and B stacked per module ([rows, r, in], [rows, out, r]; zeros
+  // for a row without one), kept and reused while the same rows come back in the same order.
+  void use_row_states(const std::vector<StateSnapshot>& rows) override;
+  void clear_row_states() override;
   nlohmann::json describe() const override;
 
   void merge();
@@ -67,6 +71,8 @@ class LoraAdapters : public TrainableSet {
   LlamaModel& model_;
   LoraConfig config_;
   std::vector<Projection> modules_;
+  std::vector<StateSnapshot> row_states_;                // the rows the stacks below are for
+  std::vector<std::pair<at::Tensor, at::Tensor>> row_stacks_;  // per module: rows' A, rows' B
 };
 
 }  // namespace tlm

@@ -7,6 +7,10 @@
 
 namespace tlm {
 
+void TrainableSet::use_row_states(const std::vector<StateSnapshot>&) {
+  TLM_CHECK(false, trainable_kind_name(kind()), " trainables do not decode different states in one batch");
+}
+
 std::string trainable_kind_name(TrainableKind kind) {
   return kind == TrainableKind::Lora ? "lora" : "norm-affine";
 }

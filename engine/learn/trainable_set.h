@@ -6,6 +6,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,10 @@
 namespace tlm {
 
 enum class TrainableKind { Lora, NormAffine };
+
+// One state of a set's tensors (parameters() order), immutable once published: a server's
+// adapter snapshots.
+using StateSnapshot = std::shared_ptr<const std::vector<at::Tensor>>;
 
 // "lora" | "norm-affine"; parse throws naming the value and the choices.
 std::string trainable_kind_name(TrainableKind kind);
@@ -58,6 +63,11 @@ class TrainableSet {
   virtual void set_enabled(bool enabled) = 0;
   // Training-only behaviour (LoRA dropout) is active only while training.
   virtual void set_training(bool training) = 0;
+  // Per-row states for batched forwards whose rows belong to different states (a server
+  // decoding several sessions in one batch): row i computes with rows[i] (nullptr: the base
+  // output), until clear_row_states(). Needs the set enabled. Sets that cannot throw.
+  virtual void use_row_states(const std::vector<StateSnapshot>& rows);
+  virtual void clear_row_states() {}
   // The set's settings for the method record (checkpoint "method", summary "config").
   virtual nlohmann::json describe() const = 0;
 };

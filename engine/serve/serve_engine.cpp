@@ -16,7 +16,7 @@ ServeEngine::ServeEngine(LlamaModel& model, TrainableSet& trainable, TestTimeLea
                          const AdaptConfig& config, ServeOptions options, std::vector<int32_t> stop_ids,
                          ServeMetrics& metrics)
     : model_(model), trainable_(trainable), learner_(learner), sessions_(sessions), config_(config),
-      options_(options), stop_ids_(std::move(stop_ids)), metrics_(metrics) {
+      options_(options), stop_ids_(std::move(stop_ids)), metrics_(metrics), batch_(model, stop_ids_) {
   TLM_CHECK(options_.max_batch_rows >= 1, "serve.max_batch_rows must be >= 1");
   TLM_CHECK(config_.fresh_optimizer_per_chunk || config_.schedule_name() == "constant",
             "tlm serve learns from an unbounded stream: with optim.fresh_optimizer_per_chunk false the schedule "
@@ -59,32 +59,24 @@ bool ServeEngine::stopping() const {
   return stopping_;
 }
 
-size_t ServeEngine::rows() const {
-  size_t n = 0;
-  for (const auto& [key, g] : groups_) n += g->batch.size();
-  return n;
+size_t ServeEngine::rows() const { return batch_.size(); }
+
+void ServeEngine::use(const AdapterSnapshot& params) {
+  trainable_.clear_row_states();
+  trainable_.set_enabled(params != nullptr);
+  if (params) sessions_.load_live(params);
 }
 
-void ServeEngine::use(const Group& g) {
-  trainable_.set_enabled(!g.base);
-  if (!g.base) sessions_.load_live(g.params);
-}
-
-ServeEngine::Group& ServeEngine::group_for(const ModelRef& ref) {
-  std::pair<std::string, uint64_t> key{"base", 0};
-  AdapterSnapshot params;
-  if (ref.kind != ModelRef::Base) {
-    Session& s = sessions_.get(ref.id());
-    key = {s.id, s.version};
-    params = s.params;
-  }
-  auto it = groups_.find(key);
-  if (it == groups_.end()) {
-    auto g = std::unique_ptr<Group>(new Group{ref.kind == ModelRef::Base, key.first, params,
-                                              DecodeBatch(model_, stop_ids_), {}});
-    it = groups_.emplace(key, std::move(g)).first;
-  }
-  return *it->second;
+// The batch's rows in order, each with its snapshot: one state for all is the plain path (the
+// live tensors); rows of several states decode with per-row adapters.
+void ServeEngine::use_rows() {
+  std::vector<AdapterSnapshot> states;
+  for (uint64_t id : batch_.ids()) states.push_back(rows_.at(id).params);
+  const bool one = std::all_of(states.begin(), states.end(), [&](const AdapterSnapshot& p) { return p == states[0]; });
+  metrics_.record_decode_step(!one);
+  if (one) return use(states[0]);
+  trainable_.set_enabled(true);
+  trainable_.use_row_states(states);
 }
 
 bool ServeEngine::admit() {
@@ -93,94 +85,97 @@ bool ServeEngine::admit() {
     Waiting w = std::move(waiting_.front());
     waiting_.pop_front();
     any = true;
-    if (w.active.channel->cancelled()) {
-      w.active.channel->finish(false);
+    Active& a = w.active;
+    if (a.channel->cancelled()) {
+      a.channel->finish(false);
       continue;
     }
-    Group* g = nullptr;
     try {
-      g = &group_for(w.active.job.ref);
+      if (a.job.ref.kind != ModelRef::Base) {
+        const Session& s = sessions_.get(a.job.ref.id());
+        a.session = s.id;
+        a.params = s.params;
+      }
     } catch (const std::exception& e) {
       log_error(std::string("request refused: ") + e.what());
-      w.active.channel->finish(false, e.what());
+      a.channel->finish(false, e.what());
       continue;
     }
     try {
-      use(*g);
-      const ServeJob& job = w.active.job;
-      const DecodeEvent e = g->batch.join(w.id, job.prompt, job.max_tokens, job.sampling);
-      metrics_.record_first_token(seconds_since(w.active.channel->submitted));
-      g->rows.emplace(w.id, std::move(w.active));
-      deliver(*g, e);
+      use(a.params);
+      const ServeJob& job = a.job;
+      const DecodeEvent e = batch_.join(w.id, job.prompt, job.max_tokens, job.sampling);
+      metrics_.record_first_token(seconds_since(a.channel->submitted));
+      rows_.emplace(w.id, std::move(a));
+      deliver(e);
     } catch (const std::exception& e) {
       log_error(std::string("prefill failed: ") + e.what());
-      g->batch.remove(w.id);
-      if (g->rows.count(w.id)) complete(*g, w.id, false, e.what());
-      else w.active.channel->finish(false, e.what());
+      batch_.remove(w.id);
+      if (rows_.count(w.id)) complete(w.id, false, e.what());
+      else a.channel->finish(false, e.what());
     }
   }
   return any;
 }
 
-void ServeEngine::deliver(Group& g, const DecodeEvent& e) {
-  Active& a = g.rows.at(e.id);
+void ServeEngine::deliver(const DecodeEvent& e) {
+  Active& a = rows_.at(e.id);
   if (e.token >= 0) {
     a.channel->push(e.token);
     ++a.generated;
   }
-  if (e.finished) complete(g, e.id, e.stopped);
+  if (e.finished) complete(e.id, e.stopped);
 }
 
-void ServeEngine::complete(Group& g, uint64_t id, bool stopped, const std::string& error) {
-  auto it = g.rows.find(id);
-  if (it == g.rows.end()) return;
+void ServeEngine::complete(uint64_t id, bool stopped, const std::string& error) {
+  auto it = rows_.find(id);
+  if (it == rows_.end()) return;
   Active a = std::move(it->second);
-  g.rows.erase(it);
+  rows_.erase(it);
   metrics_.record_tokens(static_cast<int64_t>(a.job.prompt.size()), a.generated);
-  if (!g.base && error.empty()) {
+  if (a.params && error.empty()) {
     // Answered: the prompt joins its session's learning queue (the online rule: answer, then learn).
     try {
-      Session& s = sessions_.get(g.session);
+      Session& s = sessions_.get(a.session);
       ++s.requests;
       if (options_.learn) s.queue.push_back(a.job.prompt);
       s.dirty = true;
     } catch (const std::exception& e) {
-      log_error("session " + g.session + ": " + e.what() + "; this prompt is not learned");
+      log_error("session " + a.session + ": " + e.what() + "; this prompt is not learned");
     }
   }
   a.channel->finish(stopped, error);
 }
 
-bool ServeEngine::decode() {
-  bool any = false;
-  for (auto it = groups_.begin(); it != groups_.end();) {
-    Group& g = *it->second;
-    std::vector<uint64_t> cancelled;
-    for (const auto& [id, a] : g.rows)
-      if (a.channel->cancelled()) cancelled.push_back(id);
-    for (uint64_t id : cancelled) {
-      g.batch.remove(id);
-      complete(g, id, false);
-    }
-    if (!g.batch.empty()) {
-      any = true;
-      try {
-        use(g);
-        for (const DecodeEvent& e : g.batch.step()) deliver(g, e);
-      } catch (const std::exception& e) {
-        log_error(std::string("decode step failed: ") + e.what());
-        std::vector<uint64_t> ids;
-        for (const auto& [id, a] : g.rows) ids.push_back(id);
-        for (uint64_t id : ids) {
-          g.batch.remove(id);
-          complete(g, id, false, e.what());
-        }
-      }
-    }
-    if (g.batch.empty() && g.rows.empty()) it = groups_.erase(it);
-    else ++it;
+void ServeEngine::fail_all(const std::string& error) {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, a] : rows_) ids.push_back(id);
+  for (uint64_t id : ids) {
+    batch_.remove(id);
+    complete(id, false, error);
   }
-  return any;
+}
+
+bool ServeEngine::decode() {
+  std::vector<uint64_t> cancelled;
+  for (const auto& [id, a] : rows_)
+    if (a.channel->cancelled()) cancelled.push_back(id);
+  for (uint64_t id : cancelled) {
+    batch_.remove(id);
+    complete(id, false);
+  }
+  if (batch_.empty()) return false;
+  try {
+    use_rows();
+    const std::vector<DecodeEvent> events = batch_.step();
+    trainable_.clear_row_states();
+    for (const DecodeEvent& e : events) deliver(e);
+  } catch (const std::exception& e) {
+    trainable_.clear_row_states();
+    log_error(std::string("decode step failed: ") + e.what());
+    fail_all(e.what());
+  }
+  return true;
 }
 
 Session* ServeEngine::next_learner() {
@@ -215,10 +210,16 @@ bool ServeEngine::learn() {
                                                config_.warmup());
   StepRecord rec;
   try {
+    trainable_.clear_row_states();
     trainable_.set_enabled(true);
     sessions_.begin_step(s);
     rec = learner_.train_step(batch, schedule.lr(static_cast<int64_t>(begin / bs)));
-    sessions_.end_step(s, rec.updated);
+    bool changed = rec.updated;
+    for (const GuardEvent& e : sessions_.guard_step(s, rec)) {
+      metrics_.record_guard_event(e.kind);
+      changed |= CollapseGuards::restores(e);
+    }
+    sessions_.end_step(s, changed);
   } catch (const std::exception& e) {
     sessions_.invalidate_live();
     log_error(str_cat("session ", s.id, ": learning step failed (", e.what(), "); its ", batch.size(),
@@ -293,7 +294,7 @@ void ServeEngine::run() {
     if (!stopping) busy |= learn();
     maybe_checkpoint(false);
     publish_gauges();
-    if (stopping && waiting_.empty() && groups_.empty()) {
+    if (stopping && waiting_.empty() && rows_.empty()) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (inbox_.empty() && tasks_.empty()) break;
       continue;

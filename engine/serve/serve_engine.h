@@ -1,8 +1,10 @@
 // The engine thread of `tlm serve`: it owns the model and does all model work, in a loop of
 //   1. admission: waiting requests (first come, first served) are prefilled alone, with their
-//      session's current adapter, and join that adapter state's decoding batch;
-//   2. one decode step of every batch (one per adapter state: a session that learns while its
-//      earlier requests still decode keeps them on the snapshot they started with);
+//      session's current adapter, and join the decoding batch;
+//   2. one decode step of the batch, every row with the adapter snapshot its request started
+//      with (a session that learns while its earlier requests still decode keeps them on that
+//      snapshot): rows of different adapters decode together, each with its own LoRA
+//      (TrainableSet::use_row_states), so one session's requests never wait for another's;
 //   3. at most one optimiser step of the online TLM rule on a session's learning queue: a
 //      chunk of stream_batch answered prompts, train_batch_size prompts per step, a fresh
 //      AdamW per chunk, as `tlm adapt` does. So learning never makes a waiting request wait
@@ -73,13 +75,8 @@ class ServeEngine {
     std::shared_ptr<RequestChannel> channel;
     ServeJob job;
     int64_t generated = 0;
-  };
-  struct Group {  // the requests decoding under one adapter state
-    bool base = false;
-    std::string session;
-    AdapterSnapshot params;
-    DecodeBatch batch;
-    std::map<uint64_t, Active> rows;
+    std::string session;      // "" for the base model
+    AdapterSnapshot params;   // the adapter state it decodes with (nullptr: base)
   };
   struct Waiting {
     uint64_t id;
@@ -93,10 +90,11 @@ class ServeEngine {
   bool admit();
   bool decode();
   bool learn();
-  void use(const Group& g);
-  void deliver(Group& g, const DecodeEvent& e);
-  void complete(Group& g, uint64_t id, bool stopped, const std::string& error = "");
-  Group& group_for(const ModelRef& ref);
+  void use(const AdapterSnapshot& params);
+  void use_rows();
+  void deliver(const DecodeEvent& e);
+  void complete(uint64_t id, bool stopped, const std::string& error = "");
+  void fail_all(const std::string& error);
   Session* next_learner();
   void maybe_checkpoint(bool force);
   void publish_gauges();
@@ -119,7 +117,8 @@ class ServeEngine {
   uint64_t next_id_ = 1;
 
   std::deque<Waiting> waiting_;
-  std::map<std::pair<std::string, uint64_t>, std::unique_ptr<Group>> groups_;
+  DecodeBatch batch_;
+  std::map<uint64_t, Active> rows_;
   std::string last_learner_;
   int64_t steps_since_save_ = 0;
   std::chrono::steady_clock::time_point last_save_ = std::chrono::steady_clock::now();

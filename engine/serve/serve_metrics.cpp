@@ -1,5 +1,6 @@
 #include "engine/serve/serve_metrics.h"
 
+#include <cctype>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -81,6 +82,22 @@ void ServeMetrics::record_learning_step(bool updated, int64_t prompts, int64_t s
   }
 }
 
+void ServeMetrics::record_guard_event(const std::string& kind) {
+  // "reset (loss floor)" -> reset_loss_floor: a label value without spaces or brackets.
+  std::string label;
+  for (char c : kind)
+    if (std::isalnum(static_cast<unsigned char>(c))) label += c;
+    else if (c == ' ' && !label.empty() && label.back() != '_') label += '_';
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++guard_events_[label];
+}
+
+void ServeMetrics::record_decode_step(bool mixed) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ++decode_steps_;
+  mixed_decode_steps_ += mixed ? 1 : 0;
+}
+
 void ServeMetrics::record_checkpoint() {
   std::lock_guard<std::mutex> lock(mutex_);
   last_checkpoint_ = std::chrono::steady_clock::now();
@@ -106,12 +123,20 @@ std::string ServeMetrics::render() const {
   os << "tlm_prompt_tokens_total " << prompt_tokens_ << "\n";
   header(os, "tlm_completion_tokens_total", "counter", "tokens generated");
   os << "tlm_completion_tokens_total " << completion_tokens_ << "\n";
+  header(os, "tlm_decode_steps_total", "counter", "decode steps of the batch");
+  os << "tlm_decode_steps_total " << decode_steps_ << "\n";
+  header(os, "tlm_decode_steps_mixed_total", "counter",
+         "decode steps whose rows held several adapters (each row with its own LoRA)");
+  os << "tlm_decode_steps_mixed_total " << mixed_decode_steps_ << "\n";
   header(os, "tlm_learning_steps_total", "counter", "optimiser steps taken or attempted on served prompts");
   os << "tlm_learning_steps_total " << steps_ << "\n";
   header(os, "tlm_learning_updates_total", "counter", "optimiser steps that updated an adapter");
   os << "tlm_learning_updates_total " << updates_ << "\n";
   header(os, "tlm_learned_prompts_total", "counter", "served prompts learned from");
   os << "tlm_learned_prompts_total " << learned_ << "\n";
+  header(os, "tlm_guard_events_total", "counter",
+         "collapse guard events on served sessions: resets (loss floor, periodic), probes passed, rollbacks");
+  for (const auto& [event, n] : guard_events_) os << "tlm_guard_events_total{event=\"" << event << "\"} " << n << "\n";
   header(os, "tlm_selected_fraction", "gauge", "fraction of learned prompts the objective selected");
   os << "tlm_selected_fraction " << number(learned_ ? static_cast<double>(selected_) / static_cast<double>(learned_) : 0.0) << "\n";
   double mean = std::numeric_limits<double>::quiet_NaN();

@@ -9,8 +9,11 @@ HTTP for the bad requests, with the default model (SmolLM2-135M-Instruct).
                  equal the ones each request gets alone.
   ServeLearning  a session's adapter after 8 served prompts is bitwise the adapter `tlm adapt`
                  learns from the same 8 prompts (online, chunks of 4); SIGTERM after 6 and
-                 `--resume latest` give bitwise that same adapter; SIGTERM under load answers
-                 every admitted request and persists each answered prompt exactly once.
+                 `--resume latest` give bitwise that same adapter; the same with collapse guards
+                 (resets, probes, rollbacks: adapter and events equal tlm adapt's, and in
+                 /metrics); requests of two sessions, the shared adapter and the base decode in
+                 one batch, each row with its own LoRA, and get their alone answers; SIGTERM under load answers every admitted request and persists each
+                 answered prompt exactly once.
 """
 import concurrent.futures
 import http.client
@@ -41,6 +44,12 @@ PROMPTS = [
     "What causes blossom end rot?",
     "How do cover crops improve soil?",
     "When should wheat be harvested?",
+]
+GENERAL = [
+    "Write a short poem about the sea.",
+    "What is the capital of France?",
+    "Explain how a bicycle works.",
+    "Give me three tips for learning to cook.",
 ]
 
 
@@ -237,15 +246,31 @@ class ServeApi(unittest.TestCase):
         self.assertEqual(together, alone)
 
 
-def adapt_reference(dirpath, prompts):
-    """The adapter `tlm adapt` (online, chunks of 4) learns from `prompts`."""
+def adapt_reference(dirpath, prompts, *flags, name="adapt"):
+    """The adapter `tlm adapt` (online, chunks of 4, `flags` added) learns from `prompts`."""
     data = dirpath / "prompts.jsonl"
     data.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in prompts))
-    out = dirpath / "adapt"
+    out = dirpath / name
     T.run([T.binary("launch/tlm"), "adapt", "--config", T.SOURCE_DIR / "configs/tlm-online.yaml", "--data", data,
            "--stream-batch", "4", "--generate", "false", "--answer-nll", "false", "--threads", "2",
-           "--output-dir", out])
+           "--output-dir", out, *map(str, flags)])
     return load_file(out / "adapter" / "adapter_model.safetensors")
+
+
+def guard_events(path):
+    """guards.jsonl's events without the session they belong to."""
+    events = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
+    for e in events:
+        e.pop("session", None)
+    return events
+
+
+def metric_values(server, name):
+    """{labels as a sorted tuple: value} of one metric family on /metrics."""
+    status, data = server.raw("GET", "/metrics", headers={"Authorization": f"Bearer {KEY}"})
+    assert status == 200, data
+    return {tuple(sorted(s.labels.items())): s.value for fam in text_string_to_metric_families(data.decode())
+            for s in fam.samples if s.name == name}
 
 
 def assert_bitwise(testcase, ours, ref, what):
@@ -307,6 +332,96 @@ class ServeLearning(unittest.TestCase):
             code, err = server.stop()
         self.assertEqual(code, 0, err[-2000:])
         assert_bitwise(self, resumed, self.reference, "stopped + resumed session vs tlm adapt")
+
+    def test_sessions_decode_together_each_with_its_adapter(self):
+        # Two sessions learn different prompts (lr 2e-3, so that their answers differ), then
+        # their requests, the shared adapter's and the base model's decode in one batch, each
+        # row with its own LoRA: every greedy answer equals the one the request gets alone.
+        # (Chunks of 4: the 3 later requests per session stay queued, the adapters fixed.)
+        server = Server("--stream-batch", "4", "--lr", "2e-3", "--output-dir", self.dir / "mixed")
+        try:
+            client = server.client()
+            for session, prompts in (("tlm/a", PROMPTS[:4]), ("tlm/b", PROMPTS[4:])):
+                for p in prompts:
+                    chat(client, session, p, max_tokens=4)
+                server.wait_learned(session, 4)
+            question = "What should I know before planting a small orchard?"
+            models = ["tlm/a", "tlm/b", "tlm", "base"]
+            alone = {m: chat(client, m, question, max_tokens=24) for m in models}
+            self.assertGreater(len(set(alone.values())), 1, alone)
+            mixed_before = metric_values(server, "tlm_decode_steps_mixed_total")[()]
+            jobs = [(m, k % 2 == 0) for k in range(2) for m in models]
+            with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+                together = list(pool.map(lambda j: chat(server.client(), j[0], question, max_tokens=24, stream=j[1]),
+                                         jobs))
+            mixed = metric_values(server, "tlm_decode_steps_mixed_total")[()] - mixed_before
+        finally:
+            code, err = server.stop()
+        self.assertEqual(code, 0, err[-2000:])
+        print(f"[serve] {len(jobs)} requests of 4 adapters together: {mixed:.0f} decode steps with several adapters",
+              flush=True)
+        self.assertGreater(mixed, 0, "the requests never shared a decode step")
+        self.assertEqual(together, [alone[m] for m, _ in jobs])
+
+    def test_guarded_session_equals_tlm_adapt_with_the_same_guards(self):
+        # Collapse guards on a served session: a periodic reset (step 7) and a probe of 4
+        # general prompts every 2 steps that rolls back when their NLL exceeds the base's (lr
+        # 3e-2, large enough that probes fail: rollbacks at 2 and 6, passes at 4 and 8). The
+        # session's adapter and its guard events equal those of `tlm adapt` with the same
+        # guards, uninterrupted and across SIGTERM after step 4 + --resume latest: the rollback
+        # at step 6 goes back to the state the probe passed at step 4, which only the
+        # session's checkpoint holds.
+        probe = self.dir / "probe.jsonl"
+        probe.write_text("".join(json.dumps({"instruction": p}) + "\n" for p in GENERAL))
+        guards = ["--guard-reset-every", 7, "--guard-probe-every", 2, "--guard-data", probe,
+                  "--guard-samples", 4, "--guard-tolerance", 0, "--lr", "3e-2"]
+        reference = adapt_reference(self.dir, PROMPTS, *guards, name="adapt-guards")
+        expected = guard_events(self.dir / "adapt-guards" / "guards.jsonl")
+        kinds = {e["event"] for e in expected}
+        print(f"[serve] guard events of tlm adapt: {[(e['step'], e['event']) for e in expected]}", flush=True)
+        self.assertTrue({"reset (periodic)", "rollback", "probe passed"} <= kinds, expected)
+
+        server = Server("--stream-batch", "4", "--output-dir", self.dir / "g1", "--api-key", KEY, *guards)
+        try:
+            for p in PROMPTS:
+                chat(server.client(), "tlm/g", p, max_tokens=4)
+            a = server.wait_learned("tlm/g", 8)
+            served = load_file(server.export("tlm/g") / "adapter_model.safetensors")
+            counts = metric_values(server, "tlm_guard_events_total")
+        finally:
+            code, err = server.stop()
+        self.assertEqual(code, 0, err[-2000:])
+        assert_bitwise(self, served, reference, "guarded session vs tlm adapt with the same guards")
+        self.assertEqual(guard_events(self.dir / "g1" / "guards.jsonl"), expected)
+        label = {"reset (periodic)": "reset_periodic", "rollback": "rollback", "probe passed": "probe_passed"}
+        for kind, name in label.items():
+            n = sum(e["event"] == kind for e in expected)
+            self.assertEqual(counts[(("event", name),)], n, (kind, counts))
+        counts = {"resets_loss_floor": 0, "resets_periodic": sum(e["event"] == "reset (periodic)" for e in expected),
+                  "probes": sum(e["event"] in ("rollback", "probe passed") for e in expected),
+                  "rollbacks": sum(e["event"] == "rollback" for e in expected)}
+        self.assertEqual(a["guards"], counts)
+
+        ck = self.dir / "ck-guards"
+        server = Server("--stream-batch", "4", "--checkpoint-dir", ck, "--output-dir", self.dir / "g2", *guards)
+        for p in PROMPTS[:6]:
+            chat(server.client(), "tlm/g", p, max_tokens=4)
+        server.wait_learned("tlm/g", 4)
+        code, err = server.stop()
+        self.assertEqual(code, 0, err[-2000:])
+        server = Server("--stream-batch", "4", "--checkpoint-dir", ck, "--resume", "latest",
+                        "--output-dir", self.dir / "g2", *guards)
+        try:
+            for p in PROMPTS[6:]:
+                chat(server.client(), "tlm/g", p, max_tokens=4)
+            a = server.wait_learned("tlm/g", 8)
+            resumed = load_file(server.export("tlm/g") / "adapter_model.safetensors")
+        finally:
+            code, err = server.stop()
+        self.assertEqual(code, 0, err[-2000:])
+        assert_bitwise(self, resumed, reference, "guarded session stopped + resumed vs tlm adapt")
+        self.assertEqual(guard_events(self.dir / "g2" / "guards.jsonl"), expected)
+        self.assertEqual(a["guards"], counts)
 
     def test_sessions_beyond_the_limit_move_to_disk_and_come_back(self):
         ck = self.dir / "ck-lru"

@@ -122,8 +122,9 @@ TEST(BlockWeight, IsasThisCpuRuns) {
             << (best_block_isa() == BlockIsa::avx512 ? "AVX-512" : best_block_isa() == BlockIsa::avx2 ? "AVX2" : "portable")
             << " for up to " << max_block_rows() << " rows\n";
   EXPECT_TRUE(block_isa_available(best_block_isa()));
-  if (!block_isa_available(BlockIsa::avx512))
+  if (!block_isa_available(BlockIsa::avx512)) {
     EXPECT_THROW(block_product(at::randn({1, 64}), random_blocks(BlockFormat::q8_0, 8, 64), BlockIsa::avx512), Error);
+  }
 }
 
 TEST(BlockWeight, ProductRefusesWhatDoesNotFit) {

@@ -173,6 +173,43 @@ TEST(LoraAdapters, StateRoundTripEnableAndMerge) {
   for (const Projection& p : lora.modules()) EXPECT_FALSE(p.lora()->training);
 }
 
+// A server decodes rows of different adapters in one batch: each row of a per-row forward
+// equals that row alone under its own adapter (or none). The products are batched over rows
+// (bmm instead of linear), which may reorder float sums: tolerance 1e-5 on logits of a few units.
+TEST(LoraAdapters, PerRowStatesEqualEachRowAlone) {
+  test::TinyLlama t = test::load_tiny_llama(test::TinyLlamaSpec{}, at::kFloat);
+  LoraConfig c;
+  c.targets = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  c.rank = 2;
+  LoraAdapters lora(*t.model, c);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  auto random_state = [&] {
+    std::vector<at::Tensor> out;
+    for (const at::Tensor& p : lora.parameters()) out.push_back(at::empty_like(p).normal_(0.0, 0.2, gen).detach());
+    return std::make_shared<const std::vector<at::Tensor>>(out);
+  };
+  const std::vector<StateSnapshot> rows = {random_state(), nullptr, random_state()};
+  const at::Tensor ids = at::tensor({3, 17, 5, 40, 22, 9, 1, 30, 8, 8, 2, 19}, at::kLong).view({3, 4});
+  c10::InferenceMode guard;
+  lora.use_row_states(rows);
+  const at::Tensor together = t.model->logits(ids, at::ones({3, 4}, at::kLong));
+  const at::Tensor stacked = lora.modules()[0].lora()->rows_A;
+  lora.use_row_states(rows);  // the same rows again: the same stacks, not new ones
+  EXPECT_TRUE(lora.modules()[0].lora()->rows_A.is_same(stacked));
+  lora.clear_row_states();
+  for (int64_t i = 0; i < 3; ++i) {
+    lora.set_enabled(rows[i] != nullptr);
+    if (rows[i])
+      for (size_t k = 0; k < rows[i]->size(); ++k) lora.parameters()[k].copy_((*rows[i])[k]);
+    const at::Tensor alone = t.model->logits(ids.narrow(0, i, 1), at::ones({1, 4}, at::kLong));
+    EXPECT_LT((together.narrow(0, i, 1) - alone).abs().max().item<double>(), 1e-5) << "row " << i;
+  }
+  lora.set_enabled(false);
+  const at::Tensor base0 = t.model->logits(ids.narrow(0, 0, 1), at::ones({1, 4}, at::kLong));
+  lora.set_enabled(true);
+  EXPECT_GT((together.narrow(0, 0, 1) - base0).abs().max().item<double>(), 1e-3) << "row 0's adapter changes nothing";
+}
+
 TEST(LoraAdapters, LoadStateErrors) {
   test::TinyLlama t = test::load_tiny_llama(test::TinyLlamaSpec{}, at::kFloat);
   LoraConfig c;

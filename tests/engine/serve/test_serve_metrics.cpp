@@ -42,5 +42,17 @@ TEST(ServeMetrics, RendersWhatWasRecorded) {
   EXPECT_EQ(m.render().find("tlm_seconds_since_last_checkpoint NaN"), std::string::npos);
 }
 
+TEST(ServeMetrics, GuardEventsByKindFromTheStart) {
+  ServeMetrics m;
+  EXPECT_NE(m.render().find("tlm_guard_events_total{event=\"rollback\"} 0\n"), std::string::npos) << m.render();
+  for (const char* kind : {"reset (loss floor)", "reset (periodic)", "probe passed", "probe passed", "rollback"})
+    m.record_guard_event(kind);
+  const std::string text = m.render();
+  for (const std::string& line : std::vector<std::string>{
+           "tlm_guard_events_total{event=\"reset_loss_floor\"} 1", "tlm_guard_events_total{event=\"reset_periodic\"} 1",
+           "tlm_guard_events_total{event=\"probe_passed\"} 2", "tlm_guard_events_total{event=\"rollback\"} 1"})
+    EXPECT_NE(text.find(line + "\n"), std::string::npos) << line << "\n" << text;
+}
+
 }  // namespace
 }  // namespace tlm
