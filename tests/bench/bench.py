@@ -17,8 +17,10 @@ ratio, tlm's achieved rate, the bound on this machine, and efficiency = achieved
   step, scoring  FLOP/s against the best product this run's LibTorch does at the model's
                  shapes and row counts (MKL's sgemm or oneDNN's packed one, whichever is faster)
   decode         time per step against max(bytes moved / read bandwidth, FLOPs / peak), the
-                 bytes being the fp32 weights read once per step plus the KV cache; the "GGUF
-                 blocks" rows run tlm with --weights gguf, whose bytes are the file's blocks
+                 bytes being the fp32 weights read once per step plus the KV cache, the peak
+                 the best GEMM rate measured above (the machine's, not LibTorch's rate at the
+                 batch's few rows, which tlm's block kernel exceeds); the "GGUF blocks" rows
+                 run tlm with --weights gguf, whose bytes are the file's blocks
 """
 import json
 import pathlib
@@ -225,7 +227,7 @@ def main():
             kv_bytes = batch * d["L"] * 2 * d["kv"] * d["D"] * ctx * 4
             step_time = gs["decode_seconds"] / nsteps
             t_mem = (bytes_read + kv_bytes) / bw
-            t_flop = 2 * batch * (weight_bytes(d) / 4) / gemm_peak(d, batch)
+            t_flop = 2 * batch * (weight_bytes(d) / 4) / max(peak_step, peak_score)
             same = sum(a["predict"] == b["predict"] for a, b in zip(gl[0]["records"], recs))
             rows[name] = dict(unit="new tok/s", tlm=gs["new_tokens"] / gs["decode_seconds"],
                               peer=pg["new_tokens"] / pg["decode_seconds"], achieved=step_time,
