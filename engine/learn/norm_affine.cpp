@@ -90,6 +90,28 @@ double NormAffine::gradient_norm(const CommunicatorPtr&) const {
   return std::sqrt(sum_sq.item<double>());
 }
 
+void NormAffine::use_row_states(const std::vector<StateSnapshot>& rows) {
+  TLM_CHECK(!rows.empty(), "use_row_states: no rows");
+  if (rows != row_states_) {  // shared_ptr equality: the same snapshots in the same order
+    row_stacks_.clear();
+    for (size_t k = 0; k < norms_.size(); ++k) {
+      std::vector<at::Tensor> w;
+      for (const StateSnapshot& r : rows) {
+        TLM_CHECK(!r || r->size() == norms_.size(), "use_row_states: a state of ", r ? r->size() : 0, " tensors for ",
+                  norms_.size(), " norms");
+        w.push_back(r ? (*r)[k].detach() : norms_[k].slot->weight.to(at::kFloat));
+      }
+      row_stacks_.push_back(at::stack(w).unsqueeze(1));  // [rows, 1, H]
+    }
+    row_states_ = rows;
+  }
+  for (size_t k = 0; k < norms_.size(); ++k) norms_[k].slot->rows = row_stacks_[k];
+}
+
+void NormAffine::clear_row_states() {
+  for (const Norm& n : norms_) n.slot->rows = at::Tensor();
+}
+
 void NormAffine::set_enabled(bool enabled) {
   for (const Norm& n : norms_) n.slot->enabled = enabled;
 }

@@ -39,11 +39,17 @@ class NormAffine : public TrainableSet {
   double gradient_norm(const CommunicatorPtr& tp) const override;
   void set_enabled(bool enabled) override;
   void set_training(bool) override {}
+  // Per row, its state's weight of each norm ([rows, 1, H]; the base weight for a row without
+  // one), kept and reused while the same rows come back in the same order.
+  void use_row_states(const std::vector<StateSnapshot>& rows) override;
+  void clear_row_states() override;
   nlohmann::json describe() const override;
 
  private:
   std::vector<Norm> norms_;
   std::vector<std::string> targets_;
+  std::vector<StateSnapshot> row_states_;  // the rows the stacks below are for
+  std::vector<at::Tensor> row_stacks_;     // per norm
   int tp_rank_ = 0;
 };
 

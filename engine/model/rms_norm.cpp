@@ -15,6 +15,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
 }
 
 at::Tensor rms_norm(const at::Tensor& x, const NormSlot& slot, double eps) {
+  if (slot.rows.defined()) return rms_norm(x, slot.rows.to(x.scalar_type()), eps);
   if (!slot.active()) return rms_norm(x, slot.weight, eps);
   return rms_norm(x, slot.tuned.to(x.scalar_type()), eps);
 }
