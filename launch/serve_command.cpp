@@ -80,20 +80,6 @@ ServeSettings read_serve_settings(const AdaptRecipe& recipe) {
   return s;
 }
 
-// The live LoRA adapters (fresh from lora.seed, or --init-adapter), the learner and the
-// sessions' checkpoint identity.
-std::unique_ptr<LoraAdapters> make_lora(LlamaModel& model, const AdaptConfig& c) {
-  TLM_CHECK(c.trainable == TrainableKind::Lora, "tlm serve trains LoRA adapters (trainable: lora)");
-  at::manual_seed(c.lora.seed);
-  auto lora = std::make_unique<LoraAdapters>(model, c.lora);
-  if (!c.init_adapter.empty()) {
-    PeftAdapter init = load_peft_adapter(c.init_adapter);
-    lora->load_full_state(init.state, c.init_adapter);
-    log_info("adapters initialised from " + c.init_adapter);
-  }
-  return lora;
-}
-
 CheckpointIdentity serve_identity(const LlamaModel& model, const AdaptRecipe& recipe, const TrainableSet& trainable,
                                   const Objective& objective) {
   const AdaptConfig& c = recipe.adapt;
@@ -127,10 +113,11 @@ std::unique_ptr<CollapseGuards> serve_guards(const AdaptConfig& c, const LoadedM
   return guards;
 }
 
-// Blocks until SIGTERM/SIGINT, then stops the engine (new requests get 503; in-flight ones
-// finish) and, once it has checkpointed, the HTTP server. A second signal exits at once.
-void wait_for_stop(ServeEngine& engine, httplib::Server& server, std::thread& engine_thread) {
-  while (g_signals.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+// Rank 0: waits for SIGTERM/SIGINT (or the engine's end), then stops the engine (new
+// requests get 503; in-flight ones finish). A second signal exits at once.
+void watch_signals(ServeEngine& engine, const std::atomic<bool>& done) {
+  while (g_signals.load() == 0 && !done) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (done) return;
   log_info("stopping: finishing the requests in flight, then checkpointing");
   engine.stop();
   std::thread watchdog([] {
@@ -139,8 +126,55 @@ void wait_for_stop(ServeEngine& engine, httplib::Server& server, std::thread& en
     std::_Exit(130);
   });
   watchdog.detach();
-  engine_thread.join();
+}
+
+// The replicated export (POST /v1/adapters/<id>/export): every rank assembles the full
+// adapter, rank 0 writes the PEFT directory.
+void add_export_call(ServeEngine& engine, SessionStore& sessions, TrainableSet& trainable, const std::string& base) {
+  engine.add_call("export", [&sessions, &trainable, base](const nlohmann::json& arg, bool root) {
+    const std::string id = arg.at("id").get<std::string>(), dir = arg.at("dir").get<std::string>();
+    Session& s = sessions.get(id);
+    sessions.load_live(s.params);
+    const std::map<std::string, at::Tensor> state = trainable.full_state();  // collective over TP
+    if (root) save_peft(dir, state, trainable.describe(), base, "tlm serve");
+    return nlohmann::json{{"id", id}, {"path", dir}, {"steps", s.steps}, {"learned_prompts", s.learned}};
+  });
+}
+
+// Rank 0 serves HTTP; the engine loop runs on the main thread of every rank (MPI is
+// initialised for calls from the main thread only).
+int serve_http(ServeEngine& engine, ServeContext& context, const ServeSettings& settings) {
+  httplib::Server server;
+  const size_t threads = static_cast<size_t>(settings.http_threads);
+  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  install_routes(server, context);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which lets a second server bind
+  // the same port and silently take half of the connections.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<void*>(&yes), sizeof(yes));
+  });
+  const int port = settings.port == 0 ? server.bind_to_any_port(settings.host) : settings.port;
+  TLM_CHECK(port > 0 && (settings.port == 0 || server.bind_to_port(settings.host, port)), "cannot listen on ",
+            settings.host, ":", settings.port, " (address in use, or not an address of this machine)");
+  std::thread http_thread([&] { server.listen_after_bind(); });
+  std::cout << "tlm serve: listening on http://" << settings.host << ":" << port << " (learning "
+            << (settings.learn ? "on" : "off") << ", auth " << (settings.http.api_key.empty() ? "off" : "on") << ")"
+            << std::endl;
+  std::atomic<bool> done{false};
+  std::thread watcher([&] { watch_signals(engine, done); });
+  bool failed = false;
+  try {
+    engine.run();
+  } catch (const std::exception& e) {
+    log_error(std::string("the engine stopped: ") + e.what());
+    failed = true;
+  }
+  done = true;
+  watcher.join();
   server.stop();
+  http_thread.join();
+  return failed ? 1 : 0;
 }
 
 }  // namespace
@@ -163,16 +197,19 @@ int run_serve(int argc, char** argv) {
                                          kServeFlags);
   ServeSettings settings = read_serve_settings(recipe);
   AdaptConfig& c = recipe.adapt;
-  TLM_CHECK(recipe.model.tp_size == 1 && recipe.model.dp_size == 1,
-            "tlm serve runs in one process so far (parallel.tp_size and dp_size 1)");
+  TLM_CHECK(recipe.model.dp_size == 1, "tlm serve shards the model with tensor parallelism only (parallel.dp_size 1, "
+            "got ", recipe.model.dp_size, "): run one server per replica");
   TLM_CHECK(!c.method.needs_generated_tokens(), "tlm serve learns from the prompts: method '", c.method.name,
             "' with objective.positions generated is not served");
   LoadedModel m = load_model(recipe.model);
-  std::unique_ptr<LoraAdapters> lora = make_lora(*m.model, c);
-  TestTimeLearner learner(*m.model, *lora, make_objective(c.method, *m.model), c.step, c.adamw);
+  at::manual_seed(c.lora.seed);  // every server starts its sessions from the same adapter
+  std::unique_ptr<TrainableSet> trainable = make_trainable(*m.model, c);  // LoRA or norm-affine; --init-adapter
+  TestTimeLearner learner(*m.model, *trainable, make_objective(c.method, *m.model), c.step, c.adamw);
   std::unique_ptr<CollapseGuards> guards = serve_guards(c, m, learner);
-  SessionStore sessions(*lora, learner, serve_identity(*m.model, recipe, *lora, learner.objective()),
-                        {settings.max_sessions, c.checkpoints.directory, c.checkpoints.keep_last}, guards.get());
+  SessionStore sessions(*trainable, learner, serve_identity(*m.model, recipe, *trainable, learner.objective()),
+                        {settings.max_sessions, c.checkpoints.directory, c.checkpoints.keep_last, m.grid.is_root(),
+                         m.grid.tp_size > 1},
+                        guards.get());
   if (c.resume == "latest") {
     TLM_CHECK(sessions.persistent(), "--resume latest needs checkpoint.dir (--checkpoint-dir)");
     log_info(str_cat("resumed ", sessions.resume_all(), " sessions from ", c.checkpoints.directory));
@@ -187,44 +224,22 @@ int run_serve(int argc, char** argv) {
   serve_options.max_batch_rows = settings.max_batch_rows;
   serve_options.checkpoint_every_steps = c.checkpoints.every_steps;
   serve_options.checkpoint_every_seconds = c.checkpoints.every_seconds;
-  ServeEngine engine(*m.model, *lora, learner, sessions, c, serve_options, m.files.eos_ids, metrics);
+  serve_options.group = m.grid.host_tp;
+  ServeEngine engine(*m.model, *trainable, learner, sessions, c, serve_options, m.files.eos_ids, metrics);
+  add_export_call(engine, sessions, *trainable, settings.http.base_model);
 
-  httplib::Server server;
-  const size_t threads = static_cast<size_t>(settings.http_threads);
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  ServeContext context{engine, sessions, *lora, *m.encoder, metrics, settings.http};
-  install_routes(server, context);
-  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, which lets a second server bind
-  // the same port and silently take half of the connections.
-  server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<void*>(&yes), sizeof(yes));
-  });
-  const int port = settings.port == 0 ? server.bind_to_any_port(settings.host) : settings.port;
-  TLM_CHECK(port > 0 && (settings.port == 0 || server.bind_to_port(settings.host, port)), "cannot listen on ",
-            settings.host, ":", settings.port, " (address in use, or not an address of this machine)");
   std::signal(SIGPIPE, SIG_IGN);
   std::signal(SIGTERM, on_serve_signal);
   std::signal(SIGINT, on_serve_signal);
-  std::atomic<bool> engine_failed{false};
-  std::thread engine_thread([&] {
-    try {
-      engine.run();
-    } catch (const std::exception& e) {
-      log_error(std::string("the engine stopped: ") + e.what());
-      engine_failed = true;
-      g_signals.fetch_add(1);
-    }
-  });
-  std::thread http_thread([&] { server.listen_after_bind(); });
-  std::cout << "tlm serve: listening on http://" << settings.host << ":" << port << " (learning "
-            << (settings.learn ? "on" : "off") << ", auth " << (settings.http.api_key.empty() ? "off" : "on") << ")"
-            << std::endl;
-  wait_for_stop(engine, server, engine_thread);
-  http_thread.join();
-  if (engine_failed) return 1;
-  log_info("stopped cleanly");
-  return 0;
+  std::signal(SIGUSR1, on_serve_signal);  // what mpirun forwards to its ranks and then exits 0 on
+  if (!m.grid.is_root()) {  // a TP rank behind rank 0: it follows rank 0's ticks, signals are rank 0's
+    engine.run();
+    return 0;
+  }
+  ServeContext context{engine, sessions, *trainable, *m.encoder, metrics, settings.http};
+  const int rc = serve_http(engine, context, settings);
+  if (rc == 0) log_info("stopped cleanly");
+  return rc;
 }
 
 }  // namespace tlm

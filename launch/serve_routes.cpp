@@ -125,12 +125,7 @@ class Handlers {
     if (ref.kind == ModelRef::Base) throw ApiError(400, "invalid_request_error", "the base model has no adapter", "model");
     const std::string dir = (std::filesystem::path(c_.settings.export_dir) /
                              (ref.kind == ModelRef::Shared ? "tlm" : "tlm-" + ref.session)).string();
-    send_json(res, 200, c_.engine.call([&] {
-      Session& s = c_.sessions.get(ref.id());
-      c_.sessions.load_live(s.params);
-      save_peft(dir, c_.trainable.full_state(), c_.trainable.describe(), c_.settings.base_model, "tlm serve");
-      return json{{"id", ref.id()}, {"path", dir}, {"steps", s.steps}, {"learned_prompts", s.learned}};
-    }));
+    send_json(res, 200, c_.engine.call_everywhere("export", {{"id", ref.id()}, {"dir", dir}}));
   }
 
  private:

@@ -46,6 +46,22 @@ nlohmann::json ServeEngine::call(std::function<nlohmann::json()> task) {
   return result.get();
 }
 
+void ServeEngine::add_call(const std::string& name, ReplicatedCall call) { handlers_[name] = std::move(call); }
+
+nlohmann::json ServeEngine::call_everywhere(const std::string& name, nlohmann::json arg) {
+  TLM_CHECK(handlers_.count(name), "serve: no replicated call '", name, "'");
+  auto c = std::make_unique<PendingCall>();
+  c->name = name;
+  c->arg = std::move(arg);
+  std::future<nlohmann::json> result = c->result.get_future();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    calls_.push_back(std::move(c));
+  }
+  wake_.notify_one();
+  return result.get();
+}
+
 void ServeEngine::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -86,10 +102,6 @@ bool ServeEngine::admit() {
     waiting_.pop_front();
     any = true;
     Active& a = w.active;
-    if (a.channel->cancelled()) {
-      a.channel->finish(false);
-      continue;
-    }
     try {
       if (a.job.ref.kind != ModelRef::Base) {
         const Session& s = sessions_.get(a.job.ref.id());
@@ -157,13 +169,6 @@ void ServeEngine::fail_all(const std::string& error) {
 }
 
 bool ServeEngine::decode() {
-  std::vector<uint64_t> cancelled;
-  for (const auto& [id, a] : rows_)
-    if (a.channel->cancelled()) cancelled.push_back(id);
-  for (uint64_t id : cancelled) {
-    batch_.remove(id);
-    complete(id, false);
-  }
   if (batch_.empty()) return false;
   try {
     use_rows();
@@ -239,11 +244,15 @@ bool ServeEngine::learn() {
   return true;
 }
 
-void ServeEngine::maybe_checkpoint(bool force) {
-  if (!sessions_.persistent()) return;
+bool ServeEngine::checkpoint_due() const {
+  if (!sessions_.persistent()) return false;
   const bool by_steps = options_.checkpoint_every_steps > 0 && steps_since_save_ >= options_.checkpoint_every_steps;
   const bool by_time = options_.checkpoint_every_seconds > 0 && seconds_since(last_save_) >= options_.checkpoint_every_seconds;
-  if (!force && !by_steps && !by_time) return;
+  return by_steps || by_time;
+}
+
+void ServeEngine::checkpoint(bool force) {
+  if (!sessions_.persistent()) return;
   bool dirty = false;
   for (const auto& [id, s] : sessions_.in_memory()) dirty |= s.dirty;
   last_save_ = std::chrono::steady_clock::now();
@@ -269,43 +278,98 @@ void ServeEngine::publish_gauges() {
   metrics_.set_gauges(g);
 }
 
-void ServeEngine::run() {
-  sessions_.get("tlm");
-  for (;;) {
-    std::vector<Waiting> arrived;
-    std::vector<std::unique_ptr<Task>> tasks;
-    bool stopping = false;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      arrived.swap(inbox_);
-      tasks.swap(tasks_);
-      stopping = stopping_;
-    }
-    for (Waiting& w : arrived) waiting_.push_back(std::move(w));
-    for (auto& t : tasks) {
-      try {
-        t->result.set_value(t->run());
-      } catch (...) {
-        t->result.set_exception(std::current_exception());
-      }
-    }
-    bool busy = admit();
-    busy |= decode();
-    if (!stopping) busy |= learn();
-    maybe_checkpoint(false);
-    publish_gauges();
-    if (stopping && waiting_.empty() && rows_.empty()) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (inbox_.empty() && tasks_.empty()) break;
-      continue;
-    }
-    if (!busy) {
-      std::unique_lock<std::mutex> lock(mutex_);
+// Rank 0: what arrived (waiting at most 200 ms when the last turn had nothing to do), what
+// was cancelled, the calls to run everywhere, and the decisions that depend on time or on
+// clients. Tasks (rank 0 only) run here. Elsewhere: an empty tick, replaced by rank 0's.
+ServeTick ServeEngine::gather(bool idle, std::vector<std::unique_ptr<PendingCall>>& calls) {
+  ServeTick t;
+  if (!root()) return t;
+  std::vector<std::unique_ptr<Task>> tasks;
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (idle)
       wake_.wait_for(lock, std::chrono::milliseconds(200),
-                     [&] { return !inbox_.empty() || !tasks_.empty() || stopping_ != stopping; });
+                     [&] { return !inbox_.empty() || !tasks_.empty() || !calls_.empty() || stopping_; });
+    for (Waiting& w : inbox_) {
+      t.arrived.push_back({w.id, w.active.job});
+      arrived_.push_back(std::move(w));
+    }
+    inbox_.clear();
+    tasks.swap(tasks_);
+    calls.swap(calls_);
+    t.stopping = stopping_;
+  }
+  for (auto& task : tasks) {
+    try {
+      task->result.set_value(task->run());
+    } catch (...) {
+      task->result.set_exception(std::current_exception());
     }
   }
-  maybe_checkpoint(true);
+  for (const auto& c : calls) t.calls.push_back({c->name, c->arg});
+  for (const Waiting& w : waiting_)
+    if (w.active.channel->cancelled()) t.cancelled.push_back(w.id);
+  for (const Waiting& w : arrived_)
+    if (w.active.channel->cancelled()) t.cancelled.push_back(w.id);
+  for (const auto& [id, a] : rows_)
+    if (a.channel->cancelled()) t.cancelled.push_back(id);
+  t.checkpoint = checkpoint_due();
+  t.exit = t.stopping && t.arrived.empty() && t.calls.empty() && waiting_.empty() && rows_.empty();
+  return t;
+}
+
+// The tick's arrivals join the queue (elsewhere than rank 0 with channels that go nowhere);
+// cancelled requests leave the queue or the batch.
+void ServeEngine::apply_arrivals(const ServeTick& t) {
+  if (root()) {
+    for (Waiting& w : arrived_) waiting_.push_back(std::move(w));
+    arrived_.clear();
+  } else {
+    for (const ServeTick::Arrival& a : t.arrived)
+      waiting_.push_back({a.id, Active{std::make_shared<RequestChannel>(), a.job, 0, "", nullptr}});
+  }
+  for (uint64_t id : t.cancelled) {
+    auto w = std::find_if(waiting_.begin(), waiting_.end(), [&](const Waiting& x) { return x.id == id; });
+    if (w != waiting_.end()) {
+      w->active.channel->finish(false);
+      waiting_.erase(w);
+    } else if (rows_.count(id)) {
+      batch_.remove(id);
+      complete(id, false);
+    }
+  }
+}
+
+void ServeEngine::run_calls(const ServeTick& t, std::vector<std::unique_ptr<PendingCall>>& calls) {
+  for (size_t i = 0; i < t.calls.size(); ++i) {
+    const ServeTick::Call& c = t.calls[i];
+    try {
+      auto h = handlers_.find(c.name);
+      TLM_CHECK(h != handlers_.end(), "serve: no replicated call '", c.name, "'");
+      nlohmann::json r = h->second(c.arg, root());
+      if (root()) calls.at(i)->result.set_value(std::move(r));
+    } catch (...) {
+      if (root()) calls.at(i)->result.set_exception(std::current_exception());
+    }
+  }
+}
+
+void ServeEngine::run() {
+  sessions_.get("tlm");
+  bool busy = true;
+  for (;;) {
+    std::vector<std::unique_ptr<PendingCall>> calls;
+    const ServeTick t = share_tick(gather(!busy, calls), options_.group);
+    if (t.exit) break;
+    apply_arrivals(t);
+    run_calls(t, calls);
+    busy = admit();
+    busy |= decode();
+    if (!t.stopping) busy |= learn();
+    if (t.checkpoint) checkpoint(false);
+    if (root()) publish_gauges();
+  }
+  checkpoint(true);
 }
 
 }  // namespace tlm

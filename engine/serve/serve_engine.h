@@ -11,6 +11,12 @@
 //      for more than one optimiser step, and a request is answered before it is learned from.
 // HTTP threads only submit requests and read their channels (engine/serve/request_channel.h);
 // everything else that touches the model or the sessions runs as a task on this thread.
+//
+// Under tensor parallelism every rank of the TP group runs this loop: rank 0 (HTTP) decides
+// each turn and sends it as a tick (engine/serve/serve_tick.h); the others apply the same
+// ticks (their requests' channels go nowhere) and so make the same collective calls. Every
+// decision that depends on time, clients or HTTP is rank 0's and travels in the tick; the rest
+// (admission order, batching, learning, checkpoint contents) follows from the ticks alone.
 #pragma once
 
 #include <condition_variable>
@@ -31,6 +37,7 @@
 #include "engine/serve/openai_api.h"
 #include "engine/serve/request_channel.h"
 #include "engine/serve/serve_metrics.h"
+#include "engine/serve/serve_tick.h"
 #include "engine/serve/session_store.h"
 
 namespace tlm {
@@ -42,15 +49,13 @@ struct ServeOptions {
   int64_t max_batch_rows = 16;         // requests decoding at once, over every batch
   int64_t checkpoint_every_steps = 0;  // every N optimiser steps (any session); 0: off
   double checkpoint_every_seconds = 0; // and when this long passed with unsaved changes; 0: off
+  // The TP group's host communicator: its rank 0 decides, the others follow (nullptr: alone).
+  CommunicatorPtr group;
 };
 
-// A request the engine answers: its adapter, prompt ids and decoding settings.
-struct ServeJob {
-  ModelRef ref;
-  std::vector<int32_t> prompt;
-  int64_t max_tokens = 1;
-  SamplingOptions sampling;
-};
+// A call every rank of the TP group runs at the same point of the loop (it may be collective,
+// e.g. assembling a full adapter); `root` is true on rank 0, whose result answers the caller.
+using ReplicatedCall = std::function<nlohmann::json(const nlohmann::json& arg, bool root)>;
 
 class ServeEngine {
  public:
@@ -63,7 +68,11 @@ class ServeEngine {
   // server is stopping.
   std::shared_ptr<RequestChannel> submit(ServeJob job);
   // Runs `task` on the engine thread between steps; returns its result or rethrows its error.
+  // On rank 0 only: it must not change what the other ranks hold (read sessions, not load them).
   nlohmann::json call(std::function<nlohmann::json()> task);
+  // Registers a replicated call (every rank, before run()) / runs one with `arg` (rank 0).
+  void add_call(const std::string& name, ReplicatedCall call);
+  nlohmann::json call_everywhere(const std::string& name, nlohmann::json arg);
   // The loop; returns after stop(), once every admitted and waiting request is answered and
   // every changed session is checkpointed (queues persisted, not learned).
   void run();
@@ -86,7 +95,16 @@ class ServeEngine {
     std::function<nlohmann::json()> run;
     std::promise<nlohmann::json> result;
   };
+  struct PendingCall {
+    std::string name;
+    nlohmann::json arg;
+    std::promise<nlohmann::json> result;
+  };
 
+  bool root() const { return !options_.group || options_.group->rank() == 0; }
+  ServeTick gather(bool idle, std::vector<std::unique_ptr<PendingCall>>& calls);
+  void apply_arrivals(const ServeTick& tick);
+  void run_calls(const ServeTick& tick, std::vector<std::unique_ptr<PendingCall>>& calls);
   bool admit();
   bool decode();
   bool learn();
@@ -96,7 +114,8 @@ class ServeEngine {
   void complete(uint64_t id, bool stopped, const std::string& error = "");
   void fail_all(const std::string& error);
   Session* next_learner();
-  void maybe_checkpoint(bool force);
+  bool checkpoint_due() const;
+  void checkpoint(bool force);
   void publish_gauges();
   size_t rows() const;
 
@@ -113,9 +132,12 @@ class ServeEngine {
   std::condition_variable wake_;
   std::vector<Waiting> inbox_;
   std::vector<std::unique_ptr<Task>> tasks_;
+  std::vector<std::unique_ptr<PendingCall>> calls_;
+  std::map<std::string, ReplicatedCall> handlers_;
   bool stopping_ = false;
   uint64_t next_id_ = 1;
 
+  std::vector<Waiting> arrived_;  // rank 0: this tick's arrivals, with their channels
   std::deque<Waiting> waiting_;
   DecodeBatch batch_;
   std::map<uint64_t, Active> rows_;

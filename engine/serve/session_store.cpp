@@ -95,12 +95,13 @@ Session* SessionStore::find(const std::string& id) {
 
 Session& SessionStore::get(const std::string& id) {
   if (Session* s = find(id)) {
-    s->last_used = std::chrono::steady_clock::now();
+    s->last_used = ++uses_;
     return *s;
   }
   if (static_cast<int64_t>(sessions_.size()) >= options_.max_sessions) evict_one(id);
   const std::string folder = persistent() ? folder_of(id) : "";
   Session s = !folder.empty() && !checkpoint_files(folder).empty() ? load(id, folder) : fresh(id);
+  s.last_used = ++uses_;
   return sessions_.emplace(id, std::move(s)).first->second;
 }
 
@@ -223,10 +224,13 @@ void SessionStore::save(Session& s) {
                                       {"requests", s.requests},
                                       {"version", s.version}}
                            .dump();
+  s.dirty = false;
+  if (!options_.writer) return;
   const fs::path folder = folder_of(s.id);
   std::error_code ec;
   fs::create_directories(folder, ec);
   TLM_CHECK(!ec, folder.string(), ": cannot create the session's checkpoint folder (", ec.message(), ")");
+  s.dirty = !options_.replicated;  // until the file is written
   AdapterCheckpoint::save_atomic((folder / ("step-" + std::to_string(s.steps) + ".h5")).string(), st);
   s.dirty = false;
   // Keep the newest keep_last files, whatever run wrote the older ones.

@@ -50,7 +50,7 @@ struct Session {
   std::deque<std::vector<int32_t>> queue;        // answered, waiting for their chunk
   std::vector<std::vector<int32_t>> chunk;       // the chunk being learned
   size_t chunk_pos = 0;                          // its next prompt
-  std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
+  uint64_t last_used = 0;          // the store's use count at its last use (the same on every TP rank)
   bool dirty = false;              // changed since its last checkpoint
 };
 
@@ -58,6 +58,11 @@ struct SessionStoreOptions {
   int64_t max_sessions = 64;       // in memory, the shared adapter included
   std::string checkpoint_dir;      // empty: sessions live in memory only
   int64_t keep_last = 3;           // checkpoints kept per session (0: all)
+  bool writer = true;              // writes the files (under TP: rank 0; every rank assembles)
+  // Under TP every rank must see the same sessions as changed (a save is collective): a write
+  // that fails on rank 0 is reported, not retried, and the session counts as saved until it
+  // changes again. Alone, a failed save leaves it changed, and the next checkpoint retries.
+  bool replicated = false;
 };
 
 class SessionStore {
@@ -91,6 +96,7 @@ class SessionStore {
   void reset_optimizer(Session& s);
 
   // Checkpoints one session / every changed one. No-ops without a checkpoint folder.
+  // Collective over TP (the full tensors are assembled on every rank).
   void save(Session& s);
   void save_all();
   // Brings back every session saved in the checkpoint folder (up to max_sessions); returns
@@ -118,6 +124,7 @@ class SessionStore {
   AdapterSnapshot initial_;
   const void* live_ = nullptr;  // the snapshot the live tensors hold
   std::map<std::string, Session> sessions_;
+  uint64_t uses_ = 0;
   std::map<std::string, std::vector<std::string>> written_;  // per session, its files, oldest first
 };
 

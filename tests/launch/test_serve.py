@@ -12,7 +12,8 @@ HTTP for the bad requests, with the default model (SmolLM2-135M-Instruct).
                  `--resume latest` give bitwise that same adapter; the same with collapse guards
                  (resets, probes, rollbacks: adapter and events equal tlm adapt's, and in
                  /metrics); requests of two sessions, the shared adapter and the base decode in
-                 one batch, each row with its own LoRA, and get their alone answers; SIGTERM under load answers every admitted request and persists each
+                 one batch, each row with its own LoRA, and get their alone answers; the same
+                 for norm-affine sessions (adapter bitwise tlm adapt's); SIGTERM under load answers every admitted request and persists each
                  answered prompt exactly once.
 """
 import concurrent.futures
@@ -56,10 +57,12 @@ GENERAL = [
 class Server:
     """A `tlm serve` on a free loopback port (port 0: the server prints the one it took)."""
 
-    def __init__(self, *flags, env=None):
+    def __init__(self, *flags, env=None, launcher=(), threads=2, stop_signal=signal.SIGTERM):
+        """`launcher`: a command in front (mpirun ...); `stop_signal`: what stop() sends."""
+        self.stop_signal = stop_signal
         self.proc = subprocess.Popen(
-            [T.binary("launch/tlm"), "serve", "--config", str(T.SOURCE_DIR / "configs/serve.yaml"), "--port", "0",
-             "--threads", "2", *map(str, flags)],
+            [*map(str, launcher), T.binary("launch/tlm"), "serve", "--config", str(T.SOURCE_DIR / "configs/serve.yaml"),
+             "--port", "0", "--threads", str(threads), *map(str, flags)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
         m = re.search(r"listening on http://([\d.]+):(\d+)", line)
@@ -102,7 +105,7 @@ class Server:
     def stop(self, signal_sent=False):
         """SIGTERM (unless already sent: a second one means exit at once); returns (exit code, stderr)."""
         if self.proc.poll() is None and not signal_sent:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(self.stop_signal)
         try:
             _, err = self.proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
@@ -362,6 +365,34 @@ class ServeLearning(unittest.TestCase):
               flush=True)
         self.assertGreater(mixed, 0, "the requests never shared a decode step")
         self.assertEqual(together, [alone[m] for m, _ in jobs])
+
+    def test_norm_affine_session_equals_tlm_adapt_and_decodes_with_others(self):
+        # trainable norm-affine (the RMSNorm weights train instead of LoRA, lr 1e-2): the served
+        # session's exported LN-tuning adapter is bitwise `tlm adapt`'s on the same prompts;
+        # then its requests and the base model's decode in one batch (each row its own norm
+        # weights) and get their alone answers.
+        flags = ["--trainable", "norm-affine", "--lr", "1e-2"]
+        reference = adapt_reference(self.dir, PROMPTS, *flags, name="adapt-norm")
+        server = Server("--stream-batch", "4", "--output-dir", self.dir / "norm", *flags)
+        try:
+            client = server.client()
+            for p in PROMPTS:
+                chat(client, "tlm/n", p, max_tokens=4)
+            server.wait_learned("tlm/n", 8)
+            served = load_file(server.export("tlm/n") / "adapter_model.safetensors")
+            question = "What should I know before planting a small orchard?"
+            alone = {m: chat(client, m, question, max_tokens=24) for m in ("tlm/n", "base")}
+            self.assertNotEqual(alone["tlm/n"], alone["base"])
+            jobs = ["tlm/n", "base", "tlm/n", "base"]
+            with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+                together = list(pool.map(lambda m: chat(server.client(), m, question, max_tokens=24), jobs))
+            mixed = metric_values(server, "tlm_decode_steps_mixed_total")[()]
+        finally:
+            code, err = server.stop()
+        self.assertEqual(code, 0, err[-2000:])
+        assert_bitwise(self, served, reference, "served norm-affine session vs tlm adapt")
+        self.assertGreater(mixed, 0, "the requests never shared a decode step")
+        self.assertEqual(together, [alone[m] for m in jobs])
 
     def test_guarded_session_equals_tlm_adapt_with_the_same_guards(self):
         # Collapse guards on a served session: a periodic reset (step 7) and a probe of 4
