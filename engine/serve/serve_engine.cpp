@@ -34,16 +34,22 @@ std::shared_ptr<RequestChannel> ServeEngine::submit(ServeJob job) {
   return channel;
 }
 
-nlohmann::json ServeEngine::call(std::function<nlohmann::json()> task) {
-  auto t = std::make_unique<Task>();
-  t->run = std::move(task);
-  std::future<nlohmann::json> result = t->result.get_future();
+// Queues `item` for the engine thread and waits for the result it sets.
+template <class Item>
+nlohmann::json ServeEngine::hand_over(std::vector<std::unique_ptr<Item>>& queue, std::unique_ptr<Item> item) {
+  std::future<nlohmann::json> result = item->result.get_future();
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    tasks_.push_back(std::move(t));
+    queue.push_back(std::move(item));
   }
   wake_.notify_one();
   return result.get();
+}
+
+nlohmann::json ServeEngine::call(std::function<nlohmann::json()> task) {
+  auto t = std::make_unique<Task>();
+  t->run = std::move(task);
+  return hand_over(tasks_, std::move(t));
 }
 
 void ServeEngine::add_call(const std::string& name, ReplicatedCall call) { handlers_[name] = std::move(call); }
@@ -53,13 +59,7 @@ nlohmann::json ServeEngine::call_everywhere(const std::string& name, nlohmann::j
   auto c = std::make_unique<PendingCall>();
   c->name = name;
   c->arg = std::move(arg);
-  std::future<nlohmann::json> result = c->result.get_future();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    calls_.push_back(std::move(c));
-  }
-  wake_.notify_one();
-  return result.get();
+  return hand_over(calls_, std::move(c));
 }
 
 void ServeEngine::stop() {

@@ -101,6 +101,8 @@ class ServeEngine {
     std::promise<nlohmann::json> result;
   };
 
+  template <class Item>
+  nlohmann::json hand_over(std::vector<std::unique_ptr<Item>>& queue, std::unique_ptr<Item> item);
   bool root() const { return !options_.group || options_.group->rank() == 0; }
   ServeTick gather(bool idle, std::vector<std::unique_ptr<PendingCall>>& calls);
   void apply_arrivals(const ServeTick& tick);

@@ -276,6 +276,16 @@ def metric_values(server, name):
             for s in fam.samples if s.name == name}
 
 
+def learn_and_export(server, session, prompts):
+    """Sends `prompts` to `session` one by one (4 new tokens each), waits until it learned them
+    all, and returns its exported adapter."""
+    client = server.client()
+    for p in prompts:
+        chat(client, session, p, max_tokens=4)
+    server.wait_learned(session, len(prompts))
+    return load_file(server.export(session) / "adapter_model.safetensors")
+
+
 def assert_bitwise(testcase, ours, ref, what):
     testcase.assertEqual(sorted(ours), sorted(ref), what)
     for k in ref:
@@ -293,11 +303,7 @@ class ServeLearning(unittest.TestCase):
     def test_served_session_equals_tlm_adapt(self):
         server = Server("--stream-batch", "4", "--output-dir", self.dir / "plain")
         try:
-            client = server.client()
-            for p in PROMPTS:
-                chat(client, "tlm/s", p, max_tokens=4)
-            server.wait_learned("tlm/s", 8)
-            served = load_file(server.export("tlm/s") / "adapter_model.safetensors")
+            served = learn_and_export(server, "tlm/s", PROMPTS)
         finally:
             code, err = server.stop()
         self.assertEqual(code, 0, err[-2000:])
@@ -375,11 +381,8 @@ class ServeLearning(unittest.TestCase):
         reference = adapt_reference(self.dir, PROMPTS, *flags, name="adapt-norm")
         server = Server("--stream-batch", "4", "--output-dir", self.dir / "norm", *flags)
         try:
+            served = learn_and_export(server, "tlm/n", PROMPTS)
             client = server.client()
-            for p in PROMPTS:
-                chat(client, "tlm/n", p, max_tokens=4)
-            server.wait_learned("tlm/n", 8)
-            served = load_file(server.export("tlm/n") / "adapter_model.safetensors")
             question = "What should I know before planting a small orchard?"
             alone = {m: chat(client, m, question, max_tokens=24) for m in ("tlm/n", "base")}
             self.assertNotEqual(alone["tlm/n"], alone["base"])
