@@ -17,7 +17,6 @@
 #include "engine/common/log.h"
 #include "engine/learn/guards.h"
 #include "engine/learn/job_setup.h"
-#include "engine/learn/lora.h"
 #include "engine/learn/methods.h"
 #include "engine/learn/peft_adapter.h"
 #include "engine/serve/serve_engine.h"
