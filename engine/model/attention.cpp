@@ -9,24 +9,19 @@
 #include "engine/model/rotary.h"
 
 namespace tlm {
-namespace {
 
-// One query per row (a decode step) against the cache: q [B, Hq, 1, D], k and v [B, Hkv, S, D]
-// (views into the cache), mask [B or 1, 1, 1, S]. The query heads of a KV head form one
-// [g, D] x [D, S] product, then softmax and [g, S] x [S, D]: what scaled_dot_product_attention
-// computes, without its flash kernel's blocking, which costs more than the arithmetic at one
-// query row (decoding at batch 8 on 2 cores spent 3.4 ms a step in that kernel; the step is
-// about 2.5 ms shorter this way).
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
-                            double scale) {
-  const int64_t B = q.size(0), Hq = q.size(1), D = q.size(3), Hkv = k.size(1);
-  const at::Tensor qg = q.reshape({B, Hkv, Hq / Hkv, D});
-  const at::Tensor scores = at::where(mask, at::matmul(qg, k.transpose(2, 3)).mul_(scale),
-                                     -std::numeric_limits<double>::infinity());  // [B, Hkv, g, S]
-  return at::matmul(at::softmax(scores, -1), v).view({B, Hq, 1, D});
+at::Tensor written_out_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor mask,
+                                 double scale) {
+  const int64_t B = q.size(0), Hq = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
+  const int64_t g = Hq / Hkv;
+  if (!mask.defined()) mask = at::ones({T, S}, q.options().dtype(at::kBool)).tril(S - T).view({1, 1, T, S});
+  const at::Tensor qg = q.reshape({B, Hkv, g * T, D});
+  at::Tensor scores = at::matmul(qg, k.transpose(2, 3)).mul_(scale).view({B, Hkv, g, T, S});
+  scores = at::where(mask.unsqueeze(2), scores, -std::numeric_limits<double>::infinity());
+  // The softmax in fp32 whatever q's dtype, as transformers' eager attention (a no-op in fp32).
+  const at::Tensor p = at::softmax(scores, -1, at::kFloat).to(q.scalar_type()).view({B, Hkv, g * T, S});
+  return at::matmul(p, v).view({B, Hq, T, D});
 }
-
-}  // namespace
 
 Attention::Attention(std::unique_ptr<ColumnParallelLinear> q,
                      std::unique_ptr<ColumnParallelLinear> k,
@@ -59,8 +54,9 @@ at::Tensor Attention::forward(const at::Tensor& x, const AttentionInputs& in) co
   }
   const double scale = scale_;
   at::Tensor out;
-  if (in.cache && T == 1 && in.mask.defined()) {
-    out = decode_attention(q, k, v, in.mask, scale);
+  const int64_t S = k.size(2);
+  if ((T == 1 && in.mask.defined()) || (T * S <= kWrittenOutAttentionScores && (in.mask.defined() || S == T))) {
+    out = written_out_attention(q, k, v, in.mask, scale);
   } else if (in.mask.defined()) {
     out = at::scaled_dot_product_attention(q, k, v, in.mask, 0.0, false, scale, /*enable_gqa=*/true);
   } else {
