@@ -2,9 +2,12 @@
 
 #include <ATen/ATen.h>
 
+#include "engine/kernels/fused_rms_norm.h"
+
 namespace tlm {
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  if (fused_rms_norm_applies(x, weight)) return fused_rms_norm(x, weight, eps);  // CPU fp32: one pass
   at::Tensor h = x.to(at::kFloat);
   at::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
   h = h * at::rsqrt(variance + eps);

