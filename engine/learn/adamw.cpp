@@ -31,19 +31,39 @@ void AdamW::zero_grad() {
 void AdamW::step(double lr) {
   at::NoGradGuard no_grad;
   ++step_;
+  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!params_[i].grad().defined()) continue;
+    params.push_back(params_[i]);
+    grads.push_back(params_[i].grad());
+    exp_avgs.push_back(exp_avg_[i]);
+    exp_avg_sqs.push_back(exp_avg_sq_[i]);
+  }
+  if (params.empty()) return;
+  const c10::DeviceType device = params.front().device().type();
+  if (device == c10::kCPU || device == c10::kCUDA) {
+    // LibTorch's fused AdamW (torch.optim.AdamW(fused=True)): every parameter in one call, the
+    // same arithmetic per element in another grouping of its roundings. Seven element-wise
+    // kernels per parameter and their dispatch cost more than the arithmetic for LoRA's
+    // small tensors (README, "Speed").
+    const at::Tensor step = at::full({}, static_cast<double>(step_), params.front().options().dtype(at::kFloat));
+    const std::vector<at::Tensor> steps(params.size(), step);
+    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, {}, steps, lr, options_.beta1, options_.beta2,
+                      options_.weight_decay, options_.eps, /*amsgrad=*/false, /*maximize=*/false);
+    return;
+  }
+  // Elsewhere (the meta device, on which memory plans run: the fused kernel has no meta
+  // version) torch's single-tensor path, op by op.
   const double bias_correction1 = 1.0 - std::pow(options_.beta1, static_cast<double>(step_));
   const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(step_));
   const double step_size = lr / bias_correction1;
   const double bias_correction2_sqrt = std::sqrt(bias_correction2);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    at::Tensor& p = params_[i];
-    if (!p.grad().defined()) continue;
-    const at::Tensor& g = p.grad();
-    if (options_.weight_decay != 0.0) p.mul_(1.0 - lr * options_.weight_decay);
-    exp_avg_[i].lerp_(g, 1.0 - options_.beta1);
-    exp_avg_sq_[i].mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
-    at::Tensor denom = (exp_avg_sq_[i].sqrt() / bias_correction2_sqrt).add_(options_.eps);
-    p.addcdiv_(exp_avg_[i], denom, -step_size);
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (options_.weight_decay != 0.0) params[i].mul_(1.0 - lr * options_.weight_decay);
+    exp_avgs[i].lerp_(grads[i], 1.0 - options_.beta1);
+    exp_avg_sqs[i].mul_(options_.beta2).addcmul_(grads[i], grads[i], 1.0 - options_.beta2);
+    at::Tensor denom = (exp_avg_sqs[i].sqrt() / bias_correction2_sqrt).add_(options_.eps);
+    params[i].addcdiv_(exp_avgs[i], denom, -step_size);
   }
 }
 

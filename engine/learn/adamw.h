@@ -1,6 +1,7 @@
-// AdamW equal to torch.optim.AdamW (single-tensor path): decoupled weight decay applied to
-// the parameter first, moments updated with lerp / addcmul, bias-corrected step. State is
-// plain tensors so checkpoints can store and restore it exactly.
+// AdamW equal to torch.optim.AdamW: decoupled weight decay applied to the parameter first,
+// moments updated with lerp / addcmul, bias-corrected step; on CPU and CUDA through LibTorch's
+// fused kernel (fused=True), elsewhere op by op (the single-tensor path). State is plain
+// tensors so checkpoints can store and restore it exactly.
 #pragma once
 
 #include <cstdint>
