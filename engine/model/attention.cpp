@@ -10,17 +10,29 @@
 
 namespace tlm {
 
-at::Tensor written_out_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor mask,
-                                 double scale) {
+at::Tensor written_out_attention_bias(const at::Tensor& mask, int64_t T, int64_t S, const at::TensorOptions& options) {
+  const at::Tensor allowed =
+      mask.defined() ? mask : at::ones({T, S}, options.dtype(at::kBool)).tril(S - T).view({1, 1, T, S});
+  return at::zeros(allowed.sizes(), options)
+      .masked_fill_(~allowed, -std::numeric_limits<double>::infinity())
+      .unsqueeze(2);  // [B or 1, 1, 1, T, S], broadcast over the query heads of a KV head
+}
+
+at::Tensor written_out_attention_with_bias(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                           const at::Tensor& bias, double scale) {
   const int64_t B = q.size(0), Hq = q.size(1), T = q.size(2), D = q.size(3), Hkv = k.size(1), S = k.size(2);
   const int64_t g = Hq / Hkv;
-  if (!mask.defined()) mask = at::ones({T, S}, q.options().dtype(at::kBool)).tril(S - T).view({1, 1, T, S});
   const at::Tensor qg = q.reshape({B, Hkv, g * T, D});
-  at::Tensor scores = at::matmul(qg, k.transpose(2, 3)).mul_(scale).view({B, Hkv, g, T, S});
-  scores = at::where(mask.unsqueeze(2), scores, -std::numeric_limits<double>::infinity());
+  const at::Tensor scores = at::matmul(qg, k.transpose(2, 3)).mul_(scale).view({B, Hkv, g, T, S}) + bias;
   // The softmax in fp32 whatever q's dtype, as transformers' eager attention (a no-op in fp32).
   const at::Tensor p = at::softmax(scores, -1, at::kFloat).to(q.scalar_type()).view({B, Hkv, g * T, S});
   return at::matmul(p, v).view({B, Hq, T, D});
+}
+
+at::Tensor written_out_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                                 double scale) {
+  return written_out_attention_with_bias(
+      q, k, v, written_out_attention_bias(mask, q.size(2), k.size(2), q.options().requires_grad(false)), scale);
 }
 
 Attention::Attention(std::unique_ptr<ColumnParallelLinear> q,
@@ -56,7 +68,10 @@ at::Tensor Attention::forward(const at::Tensor& x, const AttentionInputs& in) co
   at::Tensor out;
   const int64_t S = k.size(2);
   if ((T == 1 && in.mask.defined()) || (T * S <= kWrittenOutAttentionScores && (in.mask.defined() || S == T))) {
-    out = written_out_attention(q, k, v, in.mask, scale);
+    // The mask as scores to add (0 / -inf), made by the first layer and kept for the rest.
+    if (!in.written_out_bias.defined())
+      in.written_out_bias = written_out_attention_bias(in.mask, T, S, q.options().requires_grad(false));
+    out = written_out_attention_with_bias(q, k, v, in.written_out_bias, scale);
   } else if (in.mask.defined()) {
     out = at::scaled_dot_product_attention(q, k, v, in.mask, 0.0, false, scale, /*enable_gqa=*/true);
   } else {

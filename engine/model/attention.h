@@ -17,6 +17,9 @@ struct AttentionInputs {
   at::Tensor mask;         // [B, 1, T, S] bool (true = may attend), undefined = causal
   KvCache* cache = nullptr;
   int layer = 0;
+  // The mask as scores to add (0 / -inf) for written_out_attention: made by the first layer
+  // of a forward that takes that path, reused by the others.
+  mutable at::Tensor written_out_bias;
 };
 
 // Grouped-query attention written out: the query heads of a KV head form one [g*T, D] x [D, S]
@@ -32,8 +35,13 @@ struct AttentionInputs {
 // (README, "Speed"). It keeps [B, Hq, T, S] scores for the backward, so Attention takes it
 // only up to kWrittenOutAttentionScores = T * S (and always for one query row over a cache).
 constexpr int64_t kWrittenOutAttentionScores = 128 * 128;
-at::Tensor written_out_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor mask,
+at::Tensor written_out_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                                  double scale);
+// The same with the mask given as scores to add: written_out_attention_bias(mask, T, S) is
+// [B or 1, 1, 1, T, S], 0 where a query may attend and -inf elsewhere, in `options`' dtype.
+at::Tensor written_out_attention_bias(const at::Tensor& mask, int64_t T, int64_t S, const at::TensorOptions& options);
+at::Tensor written_out_attention_with_bias(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                           const at::Tensor& bias, double scale);
 
 class Attention {
  public:
