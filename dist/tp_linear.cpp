@@ -23,8 +23,15 @@ at::Tensor add_lora_branch(const at::Tensor& base, const at::Tensor& x, const Lo
     at::Tensor h = at::bmm(in, lora.rows_A.transpose(1, 2));           // [b, T, r]
     branch = at::bmm(h, lora.rows_B.transpose(1, 2)) * lora.scale;     // [b, T, out_local]
   } else {
-    at::Tensor h = at::linear(in, lora.A);                 // [..., r]
-    branch = at::linear(h, lora.B) * lora.scale;           // [..., out_local] fp32
+    at::Tensor h = at::linear(in, lora.A);  // [..., r]
+    if (base.scalar_type() == h.scalar_type()) {
+      // base + scale * h B^T as one product (the sum and the scaling inside it): two
+      // element-wise passes over the output fewer, forward and backward.
+      at::Tensor y = at::addmm(base.reshape({-1, base.size(-1)}), h.reshape({-1, h.size(-1)}), lora.B.t(),
+                               /*beta=*/1.0, /*alpha=*/lora.scale);
+      return y.view(base.sizes());
+    }
+    branch = at::linear(h, lora.B) * lora.scale;  // [..., out_local] fp32
   }
   return (base + branch).to(base.scalar_type());
 }
