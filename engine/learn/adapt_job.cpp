@@ -85,13 +85,14 @@ bool AdaptJob::online() const { return config_.mode == AdaptMode::Online; }
 
 // The checkpoint's trainables, moments, counts, method state and stream offset.
 ResumePoint AdaptJob::resume() {
-  TLM_CHECK(online(), "--resume: only online jobs resume so far (an offline job reruns from the start)");
   resumed_ = restore_job(config_, identity_, stream_identity_, *learner_, *checkpoints_);
   samples_seen_ = resumed_.samples_consumed;
   const int64_t chunk = config_.stream_batch, n = static_cast<int64_t>(samples().size());
   ResumePoint point;
   point.steps = resumed_.steps;
-  point.predictions = config_.generate ? std::min(n, (samples_seen_ + chunk - 1) / chunk * chunk) : 0;
+  // Online jobs answer each chunk before learning it; offline jobs answer all prompts after the
+  // pass, so a stopped offline job has no answers to keep.
+  point.predictions = config_.generate && online() ? std::min(n, (samples_seen_ + chunk - 1) / chunk * chunk) : 0;
   log_info(str_cat("resumed from ", resumed_.path, ": step ", resumed_.steps, ", ", samples_seen_, " of ", n,
                    " prompts learned (saved at tp ", resumed_.tp_at_save, ", running at tp ", grid_.tp_size, ")"));
   return point;
@@ -134,6 +135,16 @@ bool AdaptJob::answer_range(size_t begin, size_t end) {
   return answered;
 }
 
+// A resume mid-schedule: the schedule rebuilt from the stream position must be the saved one.
+void AdaptJob::check_resumed_schedule(const LrSchedule& schedule, int64_t k, size_t from) const {
+  const nlohmann::json& r = resumed_.scheduler;
+  if (!r.is_object() || !r.contains("next_step")) return;
+  TLM_CHECK(r["next_step"].get<int64_t>() == k && r["total_steps"].get<int64_t>() == schedule.total_steps &&
+                r["base_lr"].get<double>() == schedule.base_lr,
+            config_.resume, ": the checkpoint's schedule ", r.dump(), " does not match this job's at sample ", from,
+            " (step ", k, " of ", schedule.total_steps, ", lr ", schedule.base_lr, ")");
+}
+
 // Online: per chunk, answer with the current adapter, then learn from it (a fresh optimiser
 // and schedule per chunk by default, as the official code does).
 bool AdaptJob::run_online() {
@@ -159,14 +170,7 @@ bool AdaptJob::run_online() {
       k = learner_->steps();
       schedule_ready = true;
     }
-    if (from > b && resumed_.scheduler.is_object() && resumed_.scheduler.contains("next_step")) {
-      // Mid-chunk resume: the schedule rebuilt from the stream position must be the saved one.
-      const nlohmann::json& r = resumed_.scheduler;
-      TLM_CHECK(r["next_step"].get<int64_t>() == k && r["total_steps"].get<int64_t>() == schedule.total_steps &&
-                    r["base_lr"].get<double>() == schedule.base_lr,
-                config_.resume, ": the checkpoint's schedule ", r.dump(), " does not match this job's at sample ",
-                from, " (step ", k, " of ", schedule.total_steps, ", lr ", schedule.base_lr, ")");
-    }
+    if (from > b) check_resumed_schedule(schedule, k, from);
     resumed_.scheduler = nullptr;
     const bool finished = train(schedule, from, e, {}, k);
     outputs_->log_progress(samples_seen_);
@@ -175,21 +179,31 @@ bool AdaptJob::run_online() {
   return true;
 }
 
-// Offline: score every prompt with the adapters off, train one pass, then answer them all.
+// Offline: score every prompt with the adapters off, train one pass, then answer them all. A
+// resumed job scores again (the adapters are off: the same numbers) and continues the pass and
+// its schedule at the checkpoint's sample.
 bool AdaptJob::run_offline() {
-  trainable_->set_enabled(false);
-  const auto t = std::chrono::steady_clock::now();
-  const std::vector<double> base_ce = score_all(model_, samples(), config_, grid_, pad_);
-  trainable_->set_enabled(true);
-  train_seconds_ += seconds_since(t);
+  const size_t offset = static_cast<size_t>(samples_seen_);  // learned before a resume
+  std::vector<double> base_ce;
+  if (offset < samples().size()) {
+    trainable_->set_enabled(false);
+    const auto t = std::chrono::steady_clock::now();
+    base_ce = score_all(model_, samples(), config_, grid_, pad_);
+    trainable_->set_enabled(true);
+    train_seconds_ += seconds_since(t);
+  }
   const LrSchedule schedule = LrSchedule::make(parse_schedule(config_.schedule_name()), config_.learning_rate,
                                                steps_for(samples().size(), config_.train_batch_size), config_.warmup());
   // Progress in chunks of stream_batch so long offline runs report as they go.
   const size_t chunk = static_cast<size_t>(config_.stream_batch * config_.train_batch_size);
-  int64_t k = 0;
+  const size_t bs = static_cast<size_t>(config_.train_batch_size);
+  int64_t k = static_cast<int64_t>((offset + bs - 1) / bs);
+  if (offset > 0) check_resumed_schedule(schedule, k, offset);
+  resumed_.scheduler = nullptr;
   for (size_t b = 0; b < samples().size(); b += chunk) {
     const size_t e = std::min(samples().size(), b + chunk);
-    if (!train(schedule, b, e, base_ce, k)) return false;
+    if (e <= offset) continue;
+    if (!train(schedule, std::max(b, offset), e, base_ce, k)) return false;
     outputs_->log_progress(static_cast<int64_t>(e));
   }
   return !config_.generate || answer_range(0, samples().size());

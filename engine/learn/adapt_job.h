@@ -54,6 +54,7 @@ class AdaptJob {
   void open_outputs(const ResumePoint& point);
   bool run_online();   // false: stopped by a signal
   bool run_offline();
+  void check_resumed_schedule(const LrSchedule& schedule, int64_t k, size_t from) const;
   bool train(const LrSchedule& schedule, size_t begin, size_t end, const std::vector<double>& selection_ce, int64_t& k);
   bool answer_range(size_t begin, size_t end);  // false: stopped by a signal, nothing written
   nlohmann::json finish();

@@ -3,7 +3,8 @@ made here (4 heads, 2 KV heads, vocabulary padded to a multiple of 4):
   exact resume  12 online steps uninterrupted vs 5 steps, SIGTERM (exit 0 after finishing the
                 step and checkpointing), --resume latest to 12: final adapter, AdamW moments
                 and statistics bitwise equal, metrics.jsonl equal but for timings,
-                predictions.jsonl byte-identical; the same with LoRA dropout (RNG state);
+                predictions.jsonl byte-identical; the same with LoRA dropout (RNG state), and
+                for an offline job (cosine schedule, stopped after step 5 of 6);
   crash safety  kill -9 at random moments while checkpoints are being written (a test hook
                 pauses between write and rename) in TLM_CRASH_TRIALS trials (20 in CI): the
                 newest checkpoint still verifies, temporary files are never taken for
@@ -103,6 +104,28 @@ class Resume(unittest.TestCase):
         n = len(datasets(out / "ckpt" / "step-12.h5"))
         print(f"[resume] SIGTERM after step 5, resume to 12: {n} datasets bitwise equal to the uninterrupted run; "
               f"metrics and predictions identical", flush=True)
+
+    def test_exact_resume_of_an_offline_job(self):
+        # Offline: selection ce from the adapter-off model, one pass over the 12 prompts with a
+        # cosine schedule (warmup 0.1), then every prompt answered. Stopped after step 5 (of 6,
+        # two prompts a step) and resumed, it must end exactly where the uninterrupted job does.
+        offline = ("--mode", "offline", "--schedule", "cosine", "--warmup-ratio", "0.1", "--train-batch-size", 2)
+        full, out = self.work / "offline-full", self.work / "offline-stopped"
+        self.adapt(full, *offline)
+        proc = self.adapt(out, *offline, "--fault-inject", "rank=0,step=5,action=term")
+        self.assertIn("stopped by a signal after step 5", proc.stderr)
+        self.assertIn("continue with --resume latest", proc.stderr)
+        self.assertFalse((out / "predictions.jsonl").read_text(), "an offline job answers after its pass")
+        proc = self.adapt(out, *offline, "--resume", "latest")
+        self.assertIn("resumed from", proc.stderr)
+        want, got = datasets(full / "ckpt" / "step-6.h5"), datasets(out / "ckpt" / "step-6.h5")
+        self.assertEqual(sorted(want), sorted(got))
+        for name in want:
+            self.assertTrue(np.array_equal(want[name], got[name]), f"offline resume: {name} differs")
+        self.assertEqual(metrics(out / "metrics.jsonl"), metrics(full / "metrics.jsonl"))
+        self.assertEqual((out / "predictions.jsonl").read_bytes(), (full / "predictions.jsonl").read_bytes())
+        print(f"[resume] offline job (cosine, 2 prompts a step): SIGTERM after step 5, resume to 6: {len(want)} "
+              f"datasets bitwise equal to the uninterrupted run; metrics and predictions identical", flush=True)
 
     def test_a_signal_during_answers_stops_between_decode_steps(self):
         # Issue 14: a signal was acted on only at step boundaries, so a job answering a chunk
