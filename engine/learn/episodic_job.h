@@ -4,7 +4,11 @@
 // and resets; rank 0 writes the chunk's answers and one metrics.jsonl line per prompt
 // ({"ce": [NLL before], "current_ce": [NLL after K steps], "episode_nll": [K + 1 values]}).
 // No adapter is left at the end (each episode's is discarded), so the job saves none and its
-// forgetting is zero by construction. Episodes are independent: a stopped job reruns.
+// forgetting is zero by construction. A signal (SIGTERM, SIGINT, SIGUSR1) stops the job before
+// its next episode or decode step; the chunk in progress is dropped and summary.json records how
+// far the stream got ("stopped": true, "episodic_progress"): `--resume latest` into the same
+// output directory continues at the next chunk (episodes are independent: no adapter or
+// optimiser state carries over), and the outputs end bitwise as the uninterrupted job's.
 #pragma once
 
 #include <string>
