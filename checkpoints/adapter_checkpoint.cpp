@@ -348,10 +348,16 @@ herr_t collect_name(hid_t, const char* name, const H5L_info_t*, void* out) {
   return 0;
 }
 
+// `what`: "FILE: /group" in the messages.
 std::vector<std::string> children(hid_t group, const std::string& what) {
   std::vector<std::string> names;
-  h5_check(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name, &names), what);
+  h5_check(H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_name, &names),
+           what + ": its members cannot be listed (damaged file)");
   return names;
+}
+
+H5Id open_group(hid_t parent, const std::string& name, const std::string& what) {
+  return H5Id(H5Gopen2(parent, name.c_str(), H5P_DEFAULT), H5Gclose, what + ": the group cannot be opened (damaged file)");
 }
 
 CheckpointState read_file(const std::string& path, VerifyReport& report) {
@@ -393,16 +399,16 @@ CheckpointState read_file(const std::string& path, VerifyReport& report) {
   }
   if (!report.ok) return s;
 
-  H5Id adapter(H5Gopen2(root, "adapter", H5P_DEFAULT), H5Gclose, path + ": /adapter");
+  H5Id adapter = open_group(root, "adapter", path + ": /adapter");
   for (const std::string& module : children(adapter.get(), path + ": /adapter")) {
-    H5Id g(H5Gopen2(adapter.get(), module.c_str(), H5P_DEFAULT), H5Gclose, path + ": /adapter/" + module);
+    H5Id g = open_group(adapter.get(), module, path + ": /adapter/" + module);
     for (const std::string& part : children(g.get(), path + ": /adapter/" + module))
       s.adapter[module + "." + part] = r.tensor(g.get(), part, "/adapter/" + module + "/" + part);
   }
-  H5Id optimizer(H5Gopen2(root, "optimizer", H5P_DEFAULT), H5Gclose, path + ": /optimizer");
+  H5Id optimizer = open_group(root, "optimizer", path + ": /optimizer");
   s.optimizer_step = r.attr_int(optimizer.get(), "step", "/optimizer");
   for (const std::string& module : children(optimizer.get(), path + ": /optimizer")) {
-    H5Id g(H5Gopen2(optimizer.get(), module.c_str(), H5P_DEFAULT), H5Gclose, path + ": /optimizer/" + module);
+    H5Id g = open_group(optimizer.get(), module, path + ": /optimizer/" + module);
     for (const std::string& name : children(g.get(), path + ": /optimizer/" + module)) {
       const auto dot = name.find('.');
       const std::string part = name.substr(0, dot), moment = dot == std::string::npos ? "" : name.substr(dot + 1);
@@ -412,7 +418,7 @@ CheckpointState read_file(const std::string& path, VerifyReport& report) {
       else r.problem(str_cat("/optimizer/", module, "/", name, ": not an exp_avg or exp_avg_sq dataset"));
     }
   }
-  H5Id state(H5Gopen2(root, "state", H5P_DEFAULT), H5Gclose, path + ": /state");
+  H5Id state = open_group(root, "state", path + ": /state");
   s.global_step = r.attr_int(state.get(), "global_step", "/state");
   s.samples_consumed = r.attr_int(state.get(), "samples_consumed", "/state");
   s.stream_identity = r.attr_string(state.get(), "stream_identity", "/state");
@@ -427,11 +433,11 @@ CheckpointState read_file(const std::string& path, VerifyReport& report) {
     s.rank_rng_states = r.attr_string(state.get(), "rank_rng_states", "/state");
   s.scheduler_state = r.attr_string(state.get(), "scheduler_state", "/state");
   if (H5Lexists(root, "method_state", H5P_DEFAULT) > 0) {
-    H5Id method_state(H5Gopen2(root, "method_state", H5P_DEFAULT), H5Gclose, path + ": /method_state");
+    H5Id method_state = open_group(root, "method_state", path + ": /method_state");
     for (const std::string& name : children(method_state.get(), path + ": /method_state"))
       s.method_state[name] = r.tensor(method_state.get(), name, "/method_state/" + name);
   }
-  H5Id stats(H5Gopen2(root, "stats", H5P_DEFAULT), H5Gclose, path + ": /stats");
+  H5Id stats = open_group(root, "stats", path + ": /stats");
   for (const std::string& name : children(stats.get(), path + ": /stats"))
     s.stats[name] = r.series(stats.get(), name, "/stats/" + name);
   if (s.adapter.empty()) r.problem("/adapter: holds no tensors");
