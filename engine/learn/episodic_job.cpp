@@ -78,11 +78,18 @@ EpisodicProgress resume_point(const AdaptConfig& config, const ProcessGrid& grid
             ": its job read ", s.value("data", std::string()), " (", s.value("samples", int64_t{-1}),
             " prompts); this one reads ", config.data, " (", samples, " prompts)");
   const nlohmann::json& p = s["episodic_progress"];
+  auto field = [&](const char* key, bool integer) -> const nlohmann::json& {
+    TLM_CHECK(p.is_object() && p.contains(key), path, ": episodic_progress.", key, " is missing");
+    const nlohmann::json& v = p.at(key);
+    TLM_CHECK(integer ? v.is_number_integer() : v.is_number(), path, ": episodic_progress.", key, " must be ",
+              integer ? "an integer" : "a number", ", got ", v.dump());
+    return v;
+  };
   EpisodicProgress out;
-  out.done = p.at("samples_done").get<int64_t>();
-  out.adapted_ce_sum = p.at("adapted_ce_sum").get<double>();
-  out.adapted_answer.nll_sum = p.at("answer_nll_sum").get<double>();
-  out.adapted_answer.tokens = p.at("answer_tokens").get<int64_t>();
+  out.done = field("samples_done", true).get<int64_t>();
+  out.adapted_ce_sum = field("adapted_ce_sum", false).get<double>();
+  out.adapted_answer.nll_sum = field("answer_nll_sum", false).get<double>();
+  out.adapted_answer.tokens = field("answer_tokens", true).get<int64_t>();
   TLM_CHECK(out.done >= 0 && out.done <= samples, path, ": samples_done ", out.done, " of ", samples);
   return out;
 }

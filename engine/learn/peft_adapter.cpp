@@ -1,8 +1,10 @@
 #include "engine/learn/peft_adapter.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -89,6 +91,34 @@ void save_peft(const std::string& directory, const std::map<std::string, at::Ten
   }
 }
 
+namespace {
+
+// adapter_config.json's numbers, checked before use: nlohmann's get<int64_t>() of a float such
+// as 8.9e37 is undefined behaviour (found by fuzz.peft_adapter), and a rank beyond any model
+// width would only end in a failed allocation.
+int64_t lora_rank_field(const nlohmann::json& cfg, const std::string& path) {
+  const nlohmann::json& v = cfg.at("r");
+  TLM_CHECK(v.is_number_integer(), path, ": field 'r' (the LoRA rank) must be an integer, got ", v.dump());
+  TLM_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= 65536, path, ": field 'r' must be in [1, 65536], got ",
+            v.dump());
+  const int64_t r = v.get<int64_t>();
+  TLM_CHECK(r >= 1 && r <= 65536, path, ": field 'r' must be in [1, 65536], got ", r);
+  return r;
+}
+
+double number_field(const nlohmann::json& cfg, const char* key, double fallback, double lo, double hi,
+                    const char* range, const std::string& path) {
+  if (!cfg.contains(key) || cfg.at(key).is_null()) return fallback;
+  const nlohmann::json& v = cfg.at(key);
+  TLM_CHECK(v.is_number(), path, ": field '", key, "' must be a number, got ", v.dump());
+  const double x = v.get<double>();
+  TLM_CHECK(std::isfinite(x) && x >= lo && x <= hi, path, ": field '", key, "' must be in ", range, ", got ",
+            v.dump());
+  return x;
+}
+
+}  // namespace
+
 PeftAdapter load_peft_adapter(const std::string& directory) {
   const std::string cfg_path = (fs::path(directory) / "adapter_config.json").string();
   std::ifstream in(cfg_path);
@@ -111,9 +141,11 @@ PeftAdapter load_peft_adapter(const std::string& directory) {
       adapter.kind = TrainableKind::NormAffine;
       adapter.norm_targets = names;
     } else {
-      adapter.config.rank = cfg.at("r").get<int64_t>();
-      adapter.config.alpha = cfg.at("lora_alpha").get<double>();
-      adapter.config.dropout = cfg.value("lora_dropout", 0.0);
+      adapter.config.rank = lora_rank_field(cfg, cfg_path);
+      TLM_CHECK(cfg.contains("lora_alpha"), cfg_path, ": field 'lora_alpha' is missing");
+      adapter.config.alpha = number_field(cfg, "lora_alpha", 0.0, std::numeric_limits<double>::min(),
+                                          std::numeric_limits<double>::max(), "(0, inf)", cfg_path);
+      adapter.config.dropout = number_field(cfg, "lora_dropout", 0.0, 0.0, 0.999999, "[0, 1)", cfg_path);
       adapter.config.targets = names;
     }
   } catch (const nlohmann::json::exception& e) {

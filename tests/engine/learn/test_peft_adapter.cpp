@@ -145,6 +145,25 @@ TEST(PeftAdapter, Errors) {
     j["target_modules"] = "q_proj";  // PEFT allows a single string (a regex)
   });
   EXPECT_EQ(load_peft_adapter(dir.path()).config.targets, (std::vector<std::string>{"q_proj"}));
+  // Numbers out of range name the field. fuzz.peft_adapter found "r": 8.9e37 (a float), whose
+  // conversion to an integer was undefined behaviour; its reproducer is in the fuzz seeds.
+  const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::vector<std::string>>> bad_numbers = {
+      {[](nlohmann::json& j) { j["r"] = 8.888888888888889e37; }, {"'r'", "must be an integer", "8.88"}},
+      {[](nlohmann::json& j) { j["r"] = 4.5; }, {"'r'", "must be an integer"}},
+      {[](nlohmann::json& j) { j["r"] = 18446744073709551615u; }, {"'r'", "[1, 65536]"}},
+      {[](nlohmann::json& j) { j["r"] = 0; }, {"'r'", "[1, 65536]"}},
+      {[](nlohmann::json& j) { j["r"] = 4; j["lora_alpha"] = -1; }, {"'lora_alpha'", "(0, inf)"}},
+      {[](nlohmann::json& j) { j["lora_alpha"] = "16"; }, {"'lora_alpha'", "must be a number"}},
+      {[](nlohmann::json& j) { j["lora_alpha"] = 16; j["lora_dropout"] = 1.5; }, {"'lora_dropout'", "[0, 1)"}},
+  };
+  for (const auto& [edit, expect] : bad_numbers) {
+    rewrite(edit);
+    const std::string message = error_of([&] { load_peft_adapter(dir.path()); });
+    EXPECT_EQ(lacks(message, {cfg}), "");
+    for (const std::string& part : expect) EXPECT_EQ(lacks(message, {part}), "");
+  }
+  rewrite([](nlohmann::json& j) { j["lora_dropout"] = 0.1; });
+  EXPECT_EQ(load_peft_adapter(dir.path()).config.rank, 4);
   std::ofstream(cfg) << "{ not json";
   EXPECT_EQ(lacks(error_of([&] { load_peft_adapter(dir.path()); }), {cfg, "not valid JSON"}), "");
 
