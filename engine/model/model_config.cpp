@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <set>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +22,11 @@ const std::set<std::string> kSupportedGgufArchs = {"llama", "mistral", "qwen2", 
 template <typename T>
 T required(const json& j, const char* key, const std::string& path) {
   TLM_CHECK(j.contains(key) && !j.at(key).is_null(), path, ": field '", key, "' is missing");
+  // nlohmann converts a float to an integer type with a plain cast: 4.5 would read as 4, and
+  // 1e40 is undefined behaviour.
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+    TLM_CHECK(j.at(key).is_number_integer(), path, ": field '", key, "' has the wrong type (", j.at(key).type_name(),
+              "): an integer is expected, got ", j.at(key).dump());
   try {
     return j.at(key).get<T>();
   } catch (const json::exception&) {

@@ -220,6 +220,15 @@ TEST(ModelConfigHfErrors, WrongType) {
   EXPECT_EQ(lacks(error_of([&] { ModelConfig::from_hf_json(write_config(dir, j)); }),
                   {path, "'tie_word_embeddings'", "wrong type"}),
             "");
+  // A float where an integer belongs: nlohmann would cast it (4.5 read as 4; 1e40 undefined
+  // behaviour); it is refused instead.
+  for (const double bad : {4.5, 1e40}) {
+    j = base_llama();
+    j["num_attention_heads"] = bad;
+    EXPECT_EQ(lacks(error_of([&] { ModelConfig::from_hf_json(write_config(dir, j)); }),
+                    {path, "'num_attention_heads'", "wrong type", "an integer is expected"}),
+              "");
+  }
 }
 
 TEST(ModelConfigHfErrors, UnsupportedModelType) {
