@@ -52,7 +52,11 @@ std::ofstream keep_first_lines(const std::string& path, int64_t keep, Take&& tak
       TLM_CHECK(!in.eof(), path, ": line ", count + 1, " is cut short (no newline); the checkpoint needs ", keep,
                 " whole lines");
       bytes += line.size() + 1;
-      take(line);
+      try {
+        take(line);
+      } catch (const nlohmann::json::exception& e) {
+        TLM_FAIL(path, ":", count + 1, ": a line the checkpoint counts on is damaged (", e.what(), ")");
+      }
     }
   }
   TLM_CHECK(count == keep, path, ": has ", count, " lines but the checkpoint needs ", keep,
