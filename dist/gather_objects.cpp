@@ -29,6 +29,13 @@ std::vector<double> all_gather_doubles(const std::vector<double>& local, const C
   return std::vector<double>(all.data_ptr<double>(), all.data_ptr<double>() + all.numel());
 }
 
+bool any_rank(bool local, Communicator& group) {
+  if (group.size() == 1) return local;
+  at::Tensor flag = at::tensor({static_cast<int64_t>(local ? 1 : 0)}, at::kLong);
+  group.all_reduce(flag, ReduceOp::Max);
+  return flag.item<int64_t>() != 0;
+}
+
 std::vector<std::string> all_gather_strings(const std::vector<std::string>& local,
                                             const CommunicatorPtr& group) {
   if (group->size() == 1) return local;

@@ -21,4 +21,8 @@ std::vector<double> all_gather_doubles(const std::vector<double>& local, const C
 std::vector<std::string> all_gather_strings(const std::vector<std::string>& local,
                                             const CommunicatorPtr& group);
 
+// True on every rank of `group` when `local` is true on any of them (a host value: pass a host
+// group; no collective for a group of one).
+bool any_rank(bool local, Communicator& group);
+
 }  // namespace tlm

@@ -225,9 +225,7 @@ nlohmann::json run_episodic(LlamaModel& model, const PromptEncoder& encoder, con
     const ChunkEpisodes local =
         run_block(model, encoder, config, grid, episodes, sizes ? &*sizes : nullptr, samples, lb, le, job.pad);
     // Replicas run different episodes: they agree once per chunk whether to stop.
-    at::Tensor any = at::tensor({static_cast<int64_t>(local.interrupted ? 1 : 0)}, at::kLong);
-    grid.host_world->all_reduce(any, ReduceOp::Max);
-    if (any.item<int64_t>() != 0) {
+    if (any_rank(local.interrupted, *grid.host_world)) {
       log_info(str_cat("stopped by a signal after ", progress.done, " of ", n, " prompts (the episodes of the chunk "
                        "in progress are dropped); continue with --resume latest and the same --output-dir"));
       summary.update({{"stopped", true}, {"resumable", true}, {"episodic_progress", progress.to_json()},

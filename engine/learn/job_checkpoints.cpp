@@ -72,18 +72,9 @@ std::atomic<bool> g_stop_requested{false};
 
 void request_stop() { g_stop_requested.store(true); }
 
-bool stop_requested_in(Communicator& group) {
-  if (group.size() == 1) return g_stop_requested.load();
-  at::Tensor flag = at::tensor({static_cast<int64_t>(g_stop_requested.load() ? 1 : 0)}, at::kLong);
-  group.all_reduce(flag, ReduceOp::Max);
-  return flag.item<int64_t>() != 0;
-}
+bool stop_requested_in(Communicator& group) { return any_rank(g_stop_requested.load(), group); }
 
-bool JobCheckpoints::stop_agreed() const {
-  at::Tensor flag = at::tensor({static_cast<int64_t>(g_stop_requested.load() ? 1 : 0)}, at::kLong);
-  grid_.host_world->all_reduce(flag, ReduceOp::Max);
-  return flag.item<int64_t>() != 0;
-}
+bool JobCheckpoints::stop_agreed() const { return any_rank(g_stop_requested.load(), *grid_.host_world); }
 
 void JobCheckpoints::restore(const CheckpointState& state, const std::string& source) {
   stats_ = state.stats;

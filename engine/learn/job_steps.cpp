@@ -103,9 +103,7 @@ bool answer(LlamaModel& model, const PromptEncoder& encoder, const AdaptConfig& 
     interrupted |= stop_requested_in(*grid.host_tp);
   }
   // Replicas answer different prompts (their decode steps differ): they agree here, once.
-  at::Tensor any = at::tensor({static_cast<int64_t>(interrupted ? 1 : 0)}, at::kLong);
-  grid.host_world->all_reduce(any, ReduceOp::Max);
-  if (any.item<int64_t>() != 0) return false;
+  if (any_rank(interrupted, *grid.host_world)) return false;
   std::vector<std::string> all = all_gather_strings(local, grid.host_dp);
   TLM_CHECK(all.size() == end - begin, "answer: gathered ", all.size(), " answers for ", end - begin,
             " prompts");
